@@ -1,0 +1,15 @@
+-- Agent accepts its offer: the contact is assigned (answer time recorded).
+-- KEYS: [1] runtime hash, [2] contact hash   ARGV: [1] actor, [2] agent id
+ACTOR = ARGV[1]
+local c, err = require_contact(KEYS[2])
+if err then return err end
+err = holder_check(c, ARGV[2], { offered = true })
+if err then return err end
+redis.call('ZREM', K_TIMERS, 'offer|' .. c.id .. '|' .. c.og)
+redis.call('HSET', KEYS[2], 'st', 'assigned', 'ans', NOW, 'oexp', '')
+c.st = 'assigned'
+redis.call('HSET', ka(c.agent), 'missed', 0)
+redis.call('SET', kla(c.cust), c.agent, 'PX', math.max(rt_num('cont_window_ms', 0), 1))
+record({ type = 'contact.assigned', contact = c.id, agent = c.agent, pool = c.pool,
+         state = 'assigned', wait_ms = NOW - tonumber(c.enq) })
+return { 1, contact_reply(c) }

@@ -1,0 +1,20 @@
+-- Agent completes an assigned contact (wrap-up follows when the channel has
+-- one) or ends its wrap-up early.
+-- KEYS: [1] runtime hash, [2] contact hash   ARGV: [1] actor, [2] agent id
+ACTOR = ARGV[1]
+local c, err = require_contact(KEYS[2])
+if err then return err end
+err = holder_check(c, ARGV[2], { assigned = true, wrap_up = true })
+if err then return err end
+local chn = channel(c.ch)
+if c.st == 'assigned' and chn and chn.wrap > 0 then
+  set_state(c, 'wrap_up')
+  redis.call('HSET', KEYS[2], 'wrap', NOW)
+  add_timer(NOW + chn.wrap, 'wrap|' .. c.id .. '|' .. c.og)
+  record({ type = 'contact.wrap_up', contact = c.id, agent = c.agent, pool = c.pool,
+           state = 'wrap_up', wrap_up_ms = chn.wrap })
+else
+  redis.call('ZREM', K_TIMERS, 'wrap|' .. c.id .. '|' .. c.og)
+  complete_now(c)
+end
+return { 1, contact_reply(c) }

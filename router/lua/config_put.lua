@@ -1,0 +1,19 @@
+-- Stores a new routing config version and the runtime numbers Lua reads,
+-- atomically, and announces it to every replica.
+-- KEYS: [1] runtime hash, [2] config hash, [3] workspaces set
+-- ARGV: [1] actor, [2] workspace name, [3] document JSON, [4] expected version
+--       ('' for any), [5..] runtime field, value, field, value...
+-- Returns {version} or {-2, current version} when the expected version differs.
+ACTOR = ARGV[1]
+local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then return { -2, current } end
+local version = current + 1
+redis.call('HSET', KEYS[2], 'version', version, 'doc', ARGV[3], 'updated_at', NOW, 'actor', ACTOR)
+redis.call('DEL', KEYS[1])
+local rtv = { 'version', version }
+for i = 5, #ARGV do rtv[#rtv + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(rtv))
+redis.call('SADD', KEYS[3], ARGV[2])
+record({ type = 'config.updated', version = version, previous = current })
+redis.call('PUBLISH', NOTIFY, TAG .. '|cfg|' .. version)
+return { version, NOW }

@@ -1,0 +1,128 @@
+"""Wire types of the HTTP API (requests and responses), validated at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from msgspec import Meta, Struct
+
+from router.config import AttributeValue, Name, Proficiency, SkillRequirement
+
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ShortText = Annotated[str, Meta(max_length=256)]
+AgentStateName = Literal["offline", "available", "break", "missed"]
+ContactState = Literal[
+    "queued", "offered", "assigned", "wrap_up", "completed", "abandoned", "expired"
+]
+TERMINAL_STATES = frozenset({"completed", "abandoned", "expired"})
+MAX_ATTRIBUTES = 32
+
+
+# --- agents -----------------------------------------------------------------
+
+
+class AgentIn(Struct, forbid_unknown_fields=True, frozen=True):
+    skills: dict[Name, Proficiency]
+    capacity: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    team: Name | None = None
+    supervisor: Id | None = None
+
+
+class AgentStateIn(Struct, forbid_unknown_fields=True, frozen=True):
+    state: Literal["offline", "available", "break"]
+    reason: ShortText | None = None
+
+
+class AgentOut(Struct, frozen=True):
+    id: str
+    state: str
+    reason: str | None
+    skills: dict[str, int]
+    capacity: int
+    load: int
+    team: str | None
+    supervisor: str | None
+    pools: list[str]
+    contacts: list[str]
+    idle_since: float | None
+    missed_offers: int
+
+
+# --- contacts ---------------------------------------------------------------
+
+
+class Customer(Struct, forbid_unknown_fields=True, frozen=True):
+    id: Id
+    tier: Name | None = None
+    language: Name | None = None
+    flags: Annotated[list[Name], Meta(max_length=16)] = []
+
+
+class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
+    id: Id
+    channel: Name
+    customer: Customer
+    intent: Name | None = None
+    skills: Annotated[list[SkillRequirement], Meta(max_length=16)] = []
+    # Free-form routing attributes; never logged.
+    attributes: dict[Name, AttributeValue | Annotated[str, Meta(max_length=1024)]] = {}
+
+
+class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of accept / reject / complete: the agent acting on its offer."""
+
+    agent_id: Id
+
+
+class AbandonIn(Struct, forbid_unknown_fields=True, frozen=True):
+    reason: ShortText | None = None
+
+
+class TransferIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Exactly one of `pool` or `agent_id`."""
+
+    pool: Name | None = None
+    agent_id: Id | None = None
+    reason: ShortText | None = None
+
+
+class Explanation(Struct, frozen=True, omit_defaults=True):
+    pool: str | None = None
+    strategy: str | None = None
+    winner: str | None = None
+    why: str | None = None
+    rank: dict[str, float] | None = None
+    candidates: list[dict[str, object]] = []
+
+
+class TimelineEntry(Struct, frozen=True, omit_defaults=True):
+    at: float
+    type: str
+    actor: str
+    state: str | None = None
+    agent: str | None = None
+    pool: str | None = None
+    reason: str | None = None
+    explain: dict[str, object] | None = None
+
+
+class ContactOut(Struct, frozen=True):
+    id: str
+    state: str
+    channel: str
+    tier: str
+    intent: str | None
+    customer_id: str
+    agent: str | None
+    pools: list[str]
+    stages: list[dict[str, object]]
+    stage: int
+    rank: float
+    priority_offset: float
+    enqueued_at: float
+    created_at: float
+    offer_expires_at: float | None
+    sla: str | None
+    rules: list[str]
+    created: bool
+    timeline: list[TimelineEntry] | None = None

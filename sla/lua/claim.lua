@@ -1,0 +1,40 @@
+-- Claims due timers for one owner with a lease, in one atomic step.
+-- Timers whose lease ran out (their owner died before acknowledging) are
+-- claimed again first, with their original due time, so they count as late.
+-- KEYS: [1] timers zset (score = due ms), [2] leases zset (score = lease
+--       expiry ms), [3] lease info hash (member -> "owner|due")
+-- ARGV: [1] max timers, [2] lease ms, [3] owner
+-- Returns {now_ms, next_due_ms or -1, member, due, refired, member, due, refired, ...}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local lease_until = now + tonumber(ARGV[2])
+local owner = ARGV[3]
+local out = { now, -1 }
+local n = 0
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)
+for _, m in ipairs(expired) do
+  local info = redis.call('HGET', KEYS[3], m) or ''
+  local bar = string.find(info, '|', 1, true)
+  local due = bar and tonumber(string.sub(info, bar + 1)) or now
+  redis.call('ZADD', KEYS[2], lease_until, m)
+  redis.call('HSET', KEYS[3], m, owner .. '|' .. due)
+  out[#out + 1] = m; out[#out + 1] = due; out[#out + 1] = 1
+  n = n + 1
+end
+
+if n < limit then
+  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit - n)
+  for i = 1, #due, 2 do
+    local m = due[i]
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('ZADD', KEYS[2], lease_until, m)
+    redis.call('HSET', KEYS[3], m, owner .. '|' .. due[i + 1])
+    out[#out + 1] = m; out[#out + 1] = tonumber(due[i + 1]); out[#out + 1] = 0
+  end
+end
+
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #nxt > 0 then out[2] = tonumber(nxt[2]) end
+return out
