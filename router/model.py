@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from msgspec import Meta, Struct
 
@@ -92,7 +92,7 @@ class Explanation(Struct, frozen=True, omit_defaults=True):
     winner: str | None = None
     why: str | None = None
     rank: dict[str, float] | None = None
-    candidates: list[dict[str, object]] = []
+    candidates: list[dict[str, Any]] = []
 
 
 class TimelineEntry(Struct, frozen=True, omit_defaults=True):
@@ -103,7 +103,7 @@ class TimelineEntry(Struct, frozen=True, omit_defaults=True):
     agent: str | None = None
     pool: str | None = None
     reason: str | None = None
-    explain: dict[str, object] | None = None
+    explain: dict[str, Any] | None = None
 
 
 class ContactOut(Struct, frozen=True):
@@ -115,7 +115,7 @@ class ContactOut(Struct, frozen=True):
     customer_id: str
     agent: str | None
     pools: list[str]
-    stages: list[dict[str, object]]
+    stages: list[dict[str, Any]]
     stage: int
     rank: float
     priority_offset: float

@@ -15,5 +15,5 @@ for i = 5, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))
 redis.call('SADD', KEYS[3], ARGV[2])
 record({ type = 'config.updated', version = version, previous = current })
-redis.call('PUBLISH', NOTIFY, TAG .. '|cfg|' .. version)
+redis.call('PUBLISH', 'router:config', TAG .. '|' .. version)
 return { version, NOW }

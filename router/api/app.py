@@ -1,0 +1,151 @@
+"""The aiohttp application: state, middlewares, background tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import msgspec
+from aiohttp import web
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.engine import Engine
+from router.errors import Forbidden, RouterError, Unauthorized, Unavailable
+from router.keys import WsKeys
+from router.notify import Notifier
+from router.settings import Settings, Token, token_hash
+from sla.timers import TimerWorker
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", Engine)
+NOTIFIER = web.AppKey("notifier", Notifier)
+TIMERS = web.AppKey("timers", TimerWorker)
+REDIS = web.AppKey("redis", Redis)
+TOKEN = web.RequestKey("token", Token)  # the caller, set by auth
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_ENC = msgspec.json.Encoder()
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+
+
+def problem(status: int, title: str, detail: str, slug: str, **extra: object) -> web.Response:
+    body: dict[str, object] = {
+        "type": f"https://contact-router.dev/problems/{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return web.Response(
+        status=status, body=_ENC.encode(body), content_type="application/problem+json",
+        headers=headers,
+    )
+
+
+def error_response(exc: RouterError) -> web.Response:
+    return problem(exc.status, exc.title, exc.detail, exc.slug, **exc.extra())
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RouterError as exc:
+        return error_response(exc)
+    except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return error_response(Unavailable("the state store is unreachable; retry shortly"))
+    except web.HTTPRequestEntityTooLarge:
+        return problem(413, "Payload too large", "request body is too large", "too-large")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return problem(exc.status, exc.reason, exc.text or exc.reason, "http")
+        raise
+    except Exception:
+        log.exception("unhandled error on %s", request.match_info.route.resource)
+        return problem(500, "Internal error", "an internal error occurred", "internal")
+
+
+def _token(request: web.Request) -> Token | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value:
+        return None
+    return request.app[SETTINGS].tokens.get(token_hash(value.strip()))
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    token = _token(request)
+    if token is None:
+        raise Unauthorized("a valid bearer token is required")
+    roles = getattr(handler, "roles", None)
+    if roles is not None and token.role not in roles and token.role != "admin":
+        raise Forbidden(f"role {token.role!r} may not do this; needs one of {sorted(roles)}")
+    request[TOKEN] = token
+    return await handler(request)
+
+
+def actor(request: web.Request) -> str:
+    tok: Token = request[TOKEN]
+    return f"{tok.role}:{tok.name}"
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client: Redis = Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=settings.redis_timeout,
+        socket_connect_timeout=settings.redis_timeout,
+        health_check_interval=30,
+        max_connections=256,
+    )
+    engine = Engine(client)
+    notifier = Notifier(client)
+
+    async def fire(ws: WsKeys, member: str) -> object:
+        return await engine.batcher.call(
+            engine.scripts["fire"], (ws.runtime, ws.timer_leases, ws.timer_lease_info), [member]
+        )
+
+    timers = TimerWorker(client, engine.scripts["claim"], engine.scripts["handback"], fire,
+                         poll=settings.timer_poll)
+    app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
+    with contextlib.suppress(RedisConnectionError, OSError):
+        await engine.scripts.load_all(client)
+    tasks = [
+        asyncio.create_task(notifier.run(), name="notifier"),
+        asyncio.create_task(engine.configs.watch(), name="config-watch"),
+        asyncio.create_task(timers.run(), name="timers"),
+    ]
+    yield
+    # Stop in stages: stop claiming timers, hand back leases, then close.
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await timers.hand_back()
+    await engine.close()
+    await client.aclose()
+
+
+def create_app(settings: Settings) -> web.Application:
+    from router.api.routes import setup_routes
+
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware], client_max_size=settings.max_body
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_background)
+    setup_routes(app)
+    return app

@@ -1,0 +1,293 @@
+"""HTTP handlers under /v1/workspaces/{ws}: decode at the edge, call the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import msgspec
+from aiohttp import WSMsgType, web
+
+from router.api.app import ENGINE, NOTIFIER, REDIS, SETTINGS, Handler, actor
+from router.errors import BadRequest, FieldProblem, InvalidInput, NotFound
+from router.model import AbandonIn, AgentIn, AgentRef, AgentStateIn, ContactIn, TransferIn
+from router.pools import pool_stats
+from router.validation import parse_config
+
+T = TypeVar("T")
+_ENC = msgspec.json.Encoder()
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+_PATH = re.compile(r" - at `\$(.*)`$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+
+
+def roles(*names: str) -> Callable[[Handler], Handler]:
+    def mark(fn: Handler) -> Handler:
+        fn.roles = frozenset(names)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def json_response(obj: object, status: int = 200) -> web.Response:
+    return web.Response(body=_ENC.encode(obj), status=status, content_type="application/json")
+
+
+def decode_error(exc: msgspec.ValidationError) -> InvalidInput:
+    msg = str(exc)
+    m = _PATH.search(msg)
+    path = m.group(1).lstrip(".") if m else ""
+    text = _PATH.sub("", msg)
+    unknown = re.match(r"Object contains unknown field `(.+)`", text)
+    if unknown:
+        path = f"{path}.{unknown.group(1)}".lstrip(".")
+        text = "unknown field"
+    missing = re.match(r"Object missing required field `(.+)`", text)
+    if missing:
+        path = f"{path}.{missing.group(1)}".lstrip(".")
+        text = "required field is missing"
+    return InvalidInput([FieldProblem(path, text)])
+
+
+async def body(request: web.Request, typ: type[T]) -> T:
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("a JSON body is required")
+    dec = _DECODERS.get(typ)
+    if dec is None:
+        dec = _DECODERS[typ] = msgspec.json.Decoder(typ)
+    try:
+        return dec.decode(raw)  # type: ignore[no-any-return]
+    except msgspec.ValidationError as exc:
+        raise decode_error(exc) from None
+    except msgspec.DecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def path_id(request: web.Request, name: str) -> str:
+    value = request.match_info[name]
+    if not ID_PATTERN.match(value):
+        raise NotFound(f"{name} {value[:64]!r} does not exist", field=name)
+    return value
+
+
+# --- probes -------------------------------------------------------------------
+
+
+async def healthz(_: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    client = request.app[REDIS]
+    engine = request.app[ENGINE]
+    try:
+        await client.ping()  # type: ignore[misc]
+        shas = [s.sha for s in engine.scripts.by_name.values()]
+        loaded = await client.script_exists(*shas)
+    except Exception:
+        return json_response({"status": "unavailable", "redis": False}, status=503)
+    if not all(loaded):
+        with contextlib.suppress(Exception):
+            await engine.scripts.load_all(client)
+        return json_response({"status": "loading", "redis": True, "scripts": False}, status=503)
+    return json_response({"status": "ready", "redis": True, "scripts": True})
+
+
+# --- config -------------------------------------------------------------------
+
+
+@roles("admin")
+async def put_config(request: web.Request) -> web.Response:
+    ws = path_id(request, "ws")
+    cfg = parse_config(await request.read())
+    expected = request.headers.get("If-Match")
+    exp = int(expected.strip('"')) if expected and expected.strip('"').isdigit() else None
+    stored = await request.app[ENGINE].put_config(ws, cfg, actor(request), exp)
+    return json_response(stored)
+
+
+@roles("supervisor", "gateway", "agent")
+async def get_config(request: web.Request) -> web.Response:
+    return json_response(await request.app[ENGINE].configs.get(path_id(request, "ws")))
+
+
+# --- agents -------------------------------------------------------------------
+
+
+@roles("supervisor")
+async def put_agent(request: web.Request) -> web.Response:
+    agent = await request.app[ENGINE].upsert_agent(
+        path_id(request, "ws"), path_id(request, "agent_id"), await body(request, AgentIn),
+        actor(request),
+    )
+    return json_response(agent)
+
+
+@roles("agent", "supervisor")
+async def get_agent(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    return json_response(
+        await engine.get_agent(path_id(request, "ws"), path_id(request, "agent_id"))
+    )
+
+
+@roles("agent", "supervisor")
+async def post_agent_state(request: web.Request) -> web.Response:
+    agent = await request.app[ENGINE].set_agent_state(
+        path_id(request, "ws"), path_id(request, "agent_id"), await body(request, AgentStateIn),
+        actor(request),
+    )
+    return json_response(agent)
+
+
+@roles("agent", "supervisor")
+async def get_offers(request: web.Request) -> web.Response:
+    """Long-poll: answers at once when offers are pending, else waits up to `wait` s."""
+    ws, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    try:
+        wait = float(request.query.get("wait", "0"))
+    except ValueError:
+        raise InvalidInput([FieldProblem("wait", "must be a number of seconds")]) from None
+    if not 0 <= wait <= request.app[SETTINGS].long_poll_max:
+        raise InvalidInput([FieldProblem("wait", "must be between 0 and 60 seconds")])
+    engine = request.app[ENGINE]
+    with request.app[NOTIFIER].listen(ws, aid) as event:
+        offers = await engine.agent_offers(ws, aid)
+        if not offers and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), wait)
+            offers = await engine.agent_offers(ws, aid)
+    return json_response({"agent_id": aid, "offers": offers})
+
+
+@roles("agent", "supervisor")
+async def agent_ws(request: web.Request) -> web.WebSocketResponse:
+    """WebSocket push: the agent's state and offers, sent on every change."""
+    ws_name, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    engine = request.app[ENGINE]
+    await engine.get_agent(ws_name, aid)
+    sock = web.WebSocketResponse(heartbeat=20)
+    await sock.prepare(request)
+
+    async def push() -> None:
+        agent = await engine.get_agent(ws_name, aid)
+        offers = await engine.agent_offers(ws_name, aid)
+        await sock.send_bytes(_ENC.encode({"type": "agent", "agent": agent, "offers": offers}))
+
+    async def reader() -> None:
+        async for msg in sock:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+
+    with request.app[NOTIFIER].listen(ws_name, aid) as event:
+        read_task = asyncio.create_task(reader())
+        try:
+            await push()
+            while not read_task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), 15)
+                event.clear()
+                if sock.closed:
+                    break
+                await push()
+        finally:
+            read_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await read_task
+    return sock
+
+
+# --- contacts -----------------------------------------------------------------
+
+
+@roles("gateway")
+async def post_contact(request: web.Request) -> web.Response:
+    contact = await request.app[ENGINE].create_contact(
+        path_id(request, "ws"), await body(request, ContactIn), actor(request)
+    )
+    return json_response(contact, status=201 if contact.created else 200)
+
+
+@roles("gateway", "agent", "supervisor")
+async def get_contact(request: web.Request) -> web.Response:
+    contact = await request.app[ENGINE].get_contact(
+        path_id(request, "ws"), path_id(request, "contact_id")
+    )
+    return json_response(contact)
+
+
+def _action(name: str, typ: type[Any], args: Callable[[Any], list[str]], *who: str) -> Handler:
+    @roles(*who)
+    async def handler(request: web.Request) -> web.Response:
+        parsed = await body(request, typ)
+        contact = await request.app[ENGINE].contact_action(
+            path_id(request, "ws"), path_id(request, "contact_id"), name, args(parsed),
+            actor(request),
+        )
+        return json_response(contact)
+
+    handler.__name__ = f"contact_{name}"
+    return handler
+
+
+def _transfer_args(t: TransferIn) -> list[str]:
+    if (t.pool is None) == (t.agent_id is None):
+        raise InvalidInput([FieldProblem("pool", "give exactly one of pool or agent_id")])
+    return [t.pool or "", t.agent_id or "", t.reason or ""]
+
+
+CONTACT_ACTIONS: dict[str, Handler] = {
+    "accept": _action("accept", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
+    "reject": _action("reject", AgentRef, lambda b: [b.agent_id, ""], "agent", "supervisor"),
+    "complete": _action("complete", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
+    "abandon": _action(
+        "abandon", AbandonIn, lambda b: [b.reason or ""], "gateway", "supervisor"
+    ),
+    "transfer": _action("transfer", TransferIn, _transfer_args, "agent", "supervisor", "gateway"),
+}
+
+
+# --- pools --------------------------------------------------------------------
+
+
+@roles("supervisor")
+async def get_pools(request: web.Request) -> web.Response:
+    ws = path_id(request, "ws")
+    cfg = (await request.app[ENGINE].configs.get(ws)).config
+    client = request.app[REDIS]
+    stats = [await pool_stats(client, ws, pid, p) for pid, p in cfg.pools.items()]
+    return json_response({"pools": stats})
+
+
+@roles("supervisor")
+async def get_pool(request: web.Request) -> web.Response:
+    ws, pid = path_id(request, "ws"), path_id(request, "pool_id")
+    cfg = (await request.app[ENGINE].configs.get(ws)).config
+    return json_response(await pool_stats(request.app[REDIS], ws, pid, cfg.pools.get(pid)))
+
+
+def setup_routes(app: web.Application) -> None:
+    from router.api.openapi import openapi
+
+    r = app.router
+    r.add_get("/healthz", healthz)
+    r.add_get("/readyz", readyz)
+    r.add_get("/openapi.json", openapi)
+    base = "/v1/workspaces/{ws}"
+    r.add_put(base, put_config)
+    r.add_get(base, get_config)
+    r.add_put(base + "/agents/{agent_id}", put_agent)
+    r.add_get(base + "/agents/{agent_id}", get_agent)
+    r.add_post(base + "/agents/{agent_id}/state", post_agent_state)
+    r.add_get(base + "/agents/{agent_id}/offers", get_offers)
+    r.add_get(base + "/agents/{agent_id}/ws", agent_ws)
+    r.add_post(base + "/contacts", post_contact)
+    r.add_get(base + "/contacts/{contact_id}", get_contact)
+    for name, handler in CONTACT_ACTIONS.items():
+        r.add_post(base + "/contacts/{contact_id}/" + name, handler)
+    r.add_get(base + "/pools", get_pools)
+    r.add_get(base + "/pools/{pool_id}", get_pool)

@@ -1,0 +1,166 @@
+"""Command line: serve, validate, seed, simulate, stats."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import msgspec
+
+from router.errors import RouterError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvloop
+    from aiohttp import web
+
+    from router.api.app import create_app
+    from router.localredis import LocalRedis
+    from router.settings import Settings, demo_token_spec
+
+    local = None
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        local = LocalRedis()
+        url = local.url
+    env = dict(os.environ)
+    if args.demo and not env.get("ROUTER_TOKENS"):
+        env["ROUTER_TOKENS"] = demo_token_spec()
+    settings = Settings.from_env(env, redis_url=url, host=args.host, port=args.port)
+    try:
+        if args.demo:
+            asyncio.run(_seed(url))
+            _banner(settings.host, settings.port, url)
+        app = create_app(settings)
+        web.run_app(app, host=settings.host, port=settings.port, print=None,
+                    loop=uvloop.new_event_loop(), access_log=None, shutdown_timeout=10)
+    finally:
+        if local:
+            local.stop()
+    return 0
+
+
+def _banner(host: str, port: int, url: str) -> None:
+    from router.settings import DEMO_TOKENS
+
+    base = f"http://{host}:{port}"
+    print(f"contact router listening on {base}  (Redis: {url})")
+    print("demo tokens (demo only):")
+    for tok, (name, role) in DEMO_TOKENS.items():
+        print(f"  {role:<11} {tok}")
+    print("try:")
+    print(f"  curl -s -H 'Authorization: Bearer demo-supervisor' {base}/v1/workspaces/demo/pools")
+    print(f"  curl -s -X POST -H 'Authorization: Bearer demo-gateway' "
+          f"-H 'Content-Type: application/json' {base}/v1/workspaces/demo/contacts \\\n"
+          "    -d '{\"id\":\"c1\",\"channel\":\"voice\",\"intent\":\"card\","
+          "\"customer\":{\"id\":\"cust1\",\"tier\":\"vip\"}}'")
+    sys.stdout.flush()
+
+
+async def _seed(url: str) -> None:
+    from redis.asyncio import Redis
+
+    from router.demo import DEMO_WORKSPACE, demo_agents, demo_config
+    from router.engine import Engine
+    from router.model import AgentStateIn
+
+    client = Redis.from_url(url, decode_responses=True)
+    engine = Engine(client)
+    try:
+        await engine.scripts.load_all(client)
+        await engine.put_config(DEMO_WORKSPACE, demo_config(), "admin:seed")
+        for aid, agent in demo_agents():
+            await engine.upsert_agent(DEMO_WORKSPACE, aid, agent, "admin:seed")
+            await engine.set_agent_state(
+                DEMO_WORKSPACE, aid, AgentStateIn(state="available"), "admin:seed"
+            )
+    finally:
+        await engine.close()
+        await client.aclose()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from router.validation import parse_config
+
+    try:
+        parse_config(Path(args.file).read_bytes())
+    except RouterError as exc:
+        problems = getattr(exc, "problems", None) or []
+        print(f"{args.file}: invalid: {exc.detail}")
+        for p in problems:
+            print(f"  {p.field or '(document)'}: {p.message}")
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def _seed_cmd(args: argparse.Namespace) -> int:
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        print("REDIS_URL is not set: give the Redis to seed", file=sys.stderr)
+        return 2
+    asyncio.run(_seed(url))
+    print("seeded workspace 'demo'")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from router.configstore import ConfigStore
+    from router.pools import pool_stats
+
+    async def run() -> None:
+        client = Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        cfg = (await ConfigStore(client).get(args.workspace)).config
+        for pid, pool in cfg.pools.items():
+            s = await pool_stats(client, args.workspace, pid, pool)
+            print(msgspec.json.encode(s).decode())
+        await client.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from router.simulate import simulate
+
+    return asyncio.run(simulate(args.url, args.token, args.agent_token, args.contacts,
+                                args.rate, args.workspace))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    p = argparse.ArgumentParser(prog="router", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("serve", help="run the HTTP service")
+    s.add_argument("--host", default=os.environ.get("ROUTER_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("ROUTER_PORT", "8080")))
+    s.add_argument("--demo", action="store_true", help="seed the demo workspace, demo tokens")
+    s.set_defaults(fn=_serve)
+    v = sub.add_parser("validate", help="validate a routing config file")
+    v.add_argument("file")
+    v.set_defaults(fn=_validate)
+    sd = sub.add_parser("seed", help="seed the demo workspace into REDIS_URL")
+    sd.set_defaults(fn=_seed_cmd)
+    st = sub.add_parser("stats", help="print pool statistics")
+    st.add_argument("--workspace", default="demo")
+    st.set_defaults(fn=_stats)
+    sm = sub.add_parser("simulate", help="send demo traffic to a running service")
+    sm.add_argument("--url", default="http://127.0.0.1:8080")
+    sm.add_argument("--workspace", default="demo")
+    sm.add_argument("--token", default="demo-gateway")
+    sm.add_argument("--agent-token", default="demo-agent")
+    sm.add_argument("--contacts", type=int, default=200)
+    sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
+    sm.set_defaults(fn=_simulate)
+    args = p.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Fan-out of agent notifications from Redis pub/sub to local waiters.
+
+Scripts publish `<tag>|a|<agent>` on `router:notify` whenever an agent's
+offers or state change; every replica wakes the long-polls and WebSockets it
+holds for that agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+from redis.asyncio import Redis
+
+from router.aio import cancel_requested
+from router.keys import NOTIFY_CHANNEL, WsKeys
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    def __init__(self, client: Redis) -> None:
+        self._client = client
+        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+
+    @staticmethod
+    def topic(ws: str, agent_id: str) -> str:
+        return WsKeys(ws).tag + "|a|" + agent_id
+
+    @contextlib.contextmanager
+    def listen(self, ws: str, agent_id: str) -> contextlib.AbstractContextManager[asyncio.Event]:  # type: ignore[misc]
+        ev = asyncio.Event()
+        key = self.topic(ws, agent_id)
+        self._waiters[key].add(ev)
+        try:
+            yield ev
+        finally:
+            self._waiters[key].discard(ev)
+            if not self._waiters[key]:
+                del self._waiters[key]
+
+    def _wake(self, key: str) -> None:
+        for ev in self._waiters.get(key, ()):
+            ev.set()
+
+    async def run(self) -> None:
+        """Runs until cancelled, resubscribing after a Redis outage."""
+        while not cancel_requested():
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(NOTIFY_CHANNEL)
+                async for msg in pubsub.listen():
+                    if msg.get("type") == "message":
+                        self._wake(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notification stream lost (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.5)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

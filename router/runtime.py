@@ -1,0 +1,34 @@
+"""The numbers the Lua scripts read from the runtime hash, derived from a config."""
+
+from __future__ import annotations
+
+from router.config import RoutingConfig
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def runtime_fields(cfg: RoutingConfig) -> list[str]:
+    """Flat field/value list for `{ws}:rt` (formats mirror router/lua/lib.lua)."""
+    d = cfg.defaults
+    out: list[str] = [
+        "reoffer_ms", str(_ms(d.reoffer_after)),
+        "missed_after", str(d.missed_after),
+        "cont_window_ms", str(_ms(d.continuity_window)),
+        "cont_prefer_ms", str(_ms(d.continuity_prefer)),
+        "retention_s", str(round(d.retention)),
+    ]  # fmt: skip
+    for name, ch in cfg.channels.items():
+        max_wait = _ms(ch.max_wait) if ch.max_wait else 0
+        out += [
+            "ch:" + name,
+            f"{ch.weight}|{_ms(ch.offer_timeout)}|{int(ch.auto_accept)}|{_ms(ch.wrap_up)}|{max_wait}",
+        ]
+    for name, pool in cfg.pools.items():
+        out += [
+            "pool:" + name,
+            f"{pool.strategy}|{','.join(pool.channels)}|{pool.max_queue or 0}"
+            f"|{_ms(pool.handle_time)}",
+        ]
+    return out

@@ -1,0 +1,98 @@
+"""The timer store: due timers in a per-workspace sorted set, claimed with a lease.
+
+Members are `kind|contact|arg` (kinds: offer, stage, wrap, expire, pref),
+score = due time in ms from Redis TIME. A replica claims due timers with a
+lease in one script, applies each effect with the routing `fire` script
+(which also acknowledges it), and a timer whose owner died is claimed again by
+another replica once its lease runs out. Effects check the contact's state,
+so a timer fired twice changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from router.aio import cancel_requested
+from router.keys import WORKSPACES, WsKeys
+
+log = logging.getLogger(__name__)
+
+CLAIM_BATCH = 500
+LEASE_MS = 5_000
+
+Fire = Callable[[WsKeys, str], Awaitable[Any]]
+
+
+class TimerWorker:
+    def __init__(self, client: Redis, claim: Any, handback: Any, fire: Fire,
+                 poll: float = 0.02) -> None:
+        self._client = client
+        self._claim = claim
+        self._handback = handback
+        self._fire = fire
+        self._poll = poll
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.fired = 0
+        self.late = 0
+        self._held: dict[str, set[str]] = {}
+
+    async def claim_once(self, ws: WsKeys) -> int:
+        res = await self._claim(
+            keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
+            args=[CLAIM_BATCH, LEASE_MS, self.owner],
+        )
+        now = int(res[0])
+        members = res[2::3]
+        if not members:
+            return 0
+        held = self._held.setdefault(ws.name, set())
+        held.update(members)
+        dues = res[3::3]
+        results = await asyncio.gather(*(self._fire(ws, m) for m in members),
+                                       return_exceptions=True)
+        for m, due, r in zip(members, dues, results, strict=True):
+            if isinstance(r, BaseException):
+                log.warning("timer effect failed (%s); its lease will expire and re-fire",
+                            type(r).__name__)
+                continue
+            held.discard(m)
+            self.fired += 1
+            if now - int(due) > 250:
+                self.late += 1
+        return len(members)
+
+    async def run(self) -> None:
+        """Polls every workspace until cancelled."""
+        while not cancel_requested():
+            busy = False
+            try:
+                for name in await self._client.smembers(WORKSPACES):  # type: ignore[misc]
+                    n = await self.claim_once(WsKeys(name))
+                    busy = busy or n >= CLAIM_BATCH
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("timer poll failed (%s)", type(exc).__name__)
+                await asyncio.sleep(0.5)
+            if not busy:
+                await asyncio.sleep(self._poll)
+
+    async def hand_back(self) -> int:
+        """Returns unacknowledged leases so another replica fires them now."""
+        n = 0
+        for name, members in self._held.items():
+            if members:
+                ws = WsKeys(name)
+                n += int(await self._handback(
+                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
+                    args=[self.owner, *members],
+                ))
+        self._held.clear()
+        return n

@@ -1,0 +1,99 @@
+"""Shared fixtures: one real redis-server per test session, a fresh workspace per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from router.api.app import create_app
+from router.localredis import LocalRedis
+from router.settings import Settings, demo_token_spec
+
+GW = {"Authorization": "Bearer demo-gateway"}
+AG = {"Authorization": "Bearer demo-agent"}
+SUP = {"Authorization": "Bearer demo-supervisor"}
+ADM = {"Authorization": "Bearer demo-admin"}
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    server = LocalRedis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings.from_env(
+        {"ROUTER_TOKENS": demo_token_spec()}, redis_url=redis_url, timer_poll=0.01
+    )
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, settings: Settings) -> TestClient:  # type: ignore[type-arg]
+    return await aiohttp_client(create_app(settings))
+
+
+@pytest.fixture
+def ws() -> str:
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def small_config(**defaults: Any) -> dict[str, Any]:
+    """Two pools and a bullseye rule: enough to exercise ordering and stages."""
+    return {
+        "tiers": {"vip": {"priority_offset": 120}, "standard": {"priority_offset": 0}},
+        "channels": {
+            "voice": {"weight": 100, "offer_timeout": 20, "wrap_up": 0},
+            "chat": {"weight": 25, "offer_timeout": 20, "wrap_up": 0},
+        },
+        "skills": ["cards", "loans"],
+        "pools": {
+            "cards": {"skills": [{"skill": "cards", "min": 1}], "channels": ["voice", "chat"]},
+            "loans": {"skills": [{"skill": "loans", "min": 1}], "channels": ["voice", "chat"]},
+        },
+        "rules": [],
+        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], **defaults},
+    }
+
+
+async def put_config(api: TestClient, ws: str, cfg: dict[str, Any]) -> dict[str, Any]:  # type: ignore[type-arg]
+    r = await api.put(f"/v1/workspaces/{ws}", json=cfg, headers=ADM)
+    assert r.status == 200, await r.text()
+    return await r.json()  # type: ignore[no-any-return]
+
+
+async def add_agent(api: TestClient, ws: str, aid: str, skills: dict[str, int],  # type: ignore[type-arg]
+                    capacity: int = 100, available: bool = True) -> dict[str, Any]:
+    r = await api.put(f"/v1/workspaces/{ws}/agents/{aid}",
+                      json={"skills": skills, "capacity": capacity}, headers=SUP)
+    assert r.status == 200, await r.text()
+    if available:
+        r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state",
+                           json={"state": "available"}, headers=AG)
+        assert r.status == 200, await r.text()
+    return await r.json()  # type: ignore[no-any-return]
+
+
+async def create(api: TestClient, ws: str, cid: str, channel: str = "voice",  # type: ignore[type-arg]
+                 tier: str = "standard", **extra: Any) -> dict[str, Any]:
+    body = {"id": cid, "channel": channel, "customer": {"id": "cu-" + cid, "tier": tier}, **extra}
+    r = await api.post(f"/v1/workspaces/{ws}/contacts", json=body, headers=GW)
+    assert r.status in (200, 201), await r.text()
+    return await r.json()  # type: ignore[no-any-return]
+
+
+async def act(api: TestClient, ws: str, cid: str, action: str, **body: Any) -> Any:  # type: ignore[type-arg]
+    return await api.post(f"/v1/workspaces/{ws}/contacts/{cid}/{action}", json=body,
+                          headers=AG if action in ("accept", "reject", "complete") else GW)
