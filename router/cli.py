@@ -36,8 +36,15 @@ def _serve(args: argparse.Namespace) -> int:
             asyncio.run(_seed(url))
             _banner(settings.host, settings.port, url)
         app = create_app(settings)
-        web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    loop=uvloop.new_event_loop(), access_log=None, shutdown_timeout=10)
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            loop=uvloop.new_event_loop(),
+            access_log=None,
+            shutdown_timeout=10,
+        )
     finally:
         if local:
             local.stop()
@@ -50,14 +57,16 @@ def _banner(host: str, port: int, url: str) -> None:
     base = f"http://{host}:{port}"
     print(f"contact router listening on {base}  (Redis: {url})")
     print("demo tokens (demo only):")
-    for tok, (name, role) in DEMO_TOKENS.items():
+    for tok, (_name, role) in DEMO_TOKENS.items():
         print(f"  {role:<11} {tok}")
     print("try:")
     print(f"  curl -s -H 'Authorization: Bearer demo-supervisor' {base}/v1/workspaces/demo/pools")
-    print(f"  curl -s -X POST -H 'Authorization: Bearer demo-gateway' "
-          f"-H 'Content-Type: application/json' {base}/v1/workspaces/demo/contacts \\\n"
-          "    -d '{\"id\":\"c1\",\"channel\":\"voice\",\"intent\":\"card\","
-          "\"customer\":{\"id\":\"cust1\",\"tier\":\"vip\"}}'")
+    print(
+        f"  curl -s -X POST -H 'Authorization: Bearer demo-gateway' "
+        f"-H 'Content-Type: application/json' {base}/v1/workspaces/demo/contacts \\\n"
+        '    -d \'{"id":"c1","channel":"voice","intent":"card",'
+        '"customer":{"id":"cust1","tier":"vip"}}\''
+    )
     sys.stdout.flush()
 
 
@@ -129,8 +138,9 @@ def _stats(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from router.simulate import simulate
 
-    return asyncio.run(simulate(args.url, args.token, args.agent_token, args.contacts,
-                                args.rate, args.workspace))
+    return asyncio.run(
+        simulate(args.url, args.token, args.agent_token, args.contacts, args.rate, args.workspace)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

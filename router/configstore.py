@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -41,7 +42,7 @@ class ConfigStore:
         return stored
 
     async def _load(self, ws: str) -> StoredConfig | None:
-        raw = await self._client.hgetall(WsKeys(ws).config)  # type: ignore[misc]
+        raw = cast(dict[str, str], await self._client.hgetall(WsKeys(ws).config))
         if not raw:
             return None
         stored = StoredConfig(
@@ -59,9 +60,9 @@ class ConfigStore:
             self._cache[ws] = stored
 
     async def refresh_all(self) -> None:
-        names = await self._client.smembers(WORKSPACES)  # type: ignore[misc]
+        names = cast(set[str], await self._client.smembers(WORKSPACES))
         for ws in names:
-            version = await self._client.hget(WsKeys(ws).config, "version")  # type: ignore[misc]
+            version = await self._client.hget(WsKeys(ws).config, "version")
             old = self._cache.get(ws)
             if version is not None and (old is None or int(version) > old.version):
                 await self._load(ws)
@@ -73,7 +74,9 @@ class ConfigStore:
         try:
             while not cancel_requested():
                 with contextlib.suppress(TimeoutError):
-                    await pubsub.get_message(ignore_subscribe_messages=True, timeout=REFRESH_SECONDS)
+                    await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=REFRESH_SECONDS
+                    )
                 try:
                     await self.refresh_all()
                 except (OSError, msgspec.DecodeError, ConnectionError) as exc:

@@ -8,7 +8,7 @@ the script.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from redis.asyncio import Redis
@@ -131,7 +131,7 @@ class Engine:
 
     async def _resync_agents(self, ws: WsKeys, cfg: RoutingConfig, actor: str) -> None:
         """Recomputes every agent's pools after a config change."""
-        ids = sorted(await self.client.smembers(ws.agents))  # type: ignore[misc]
+        ids = sorted(cast(set[str], await self.client.smembers(ws.agents)))
         for i in range(0, len(ids), 200):
             pipe = self.client.pipeline(transaction=False)
             for aid in ids[i : i + 200]:
@@ -184,7 +184,8 @@ class Engine:
     ) -> AgentOut:
         await self.configs.get(ws_name)
         ws = WsKeys(ws_name)
-        res = await self._run("agent_state", ws, ws.agent(aid), [actor, body.state, body.reason or ""])
+        args = [actor, body.state, body.reason or ""]
+        res = await self._run("agent_state", ws, ws.agent(aid), args)
         if res[0] == -1:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         if res[0] == -2:
@@ -193,7 +194,7 @@ class Engine:
 
     async def get_agent(self, ws_name: str, aid: str) -> AgentOut:
         await self.configs.get(ws_name)
-        raw = await self.client.hgetall(WsKeys(ws_name).agent(aid))  # type: ignore[misc]
+        raw = cast(dict[str, str], await self.client.hgetall(WsKeys(ws_name).agent(aid)))
         if not raw:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         return agent_out(raw)
@@ -282,4 +283,3 @@ class Engine:
 
     async def close(self) -> None:
         await self.batcher.close()
-

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 
 from redis.asyncio import Redis
 
@@ -30,7 +31,7 @@ class Notifier:
         return WsKeys(ws).tag + "|a|" + agent_id
 
     @contextlib.contextmanager
-    def listen(self, ws: str, agent_id: str) -> contextlib.AbstractContextManager[asyncio.Event]:  # type: ignore[misc]
+    def listen(self, ws: str, agent_id: str) -> Iterator[asyncio.Event]:
         ev = asyncio.Event()
         key = self.topic(ws, agent_id)
         self._waiters[key].add(ev)

@@ -15,7 +15,7 @@ import logging
 import os
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -31,8 +31,9 @@ Fire = Callable[[WsKeys, str], Awaitable[Any]]
 
 
 class TimerWorker:
-    def __init__(self, client: Redis, claim: Any, handback: Any, fire: Fire,
-                 poll: float = 0.02) -> None:
+    def __init__(
+        self, client: Redis, claim: Any, handback: Any, fire: Fire, poll: float = 0.02
+    ) -> None:
         self._client = client
         self._claim = claim
         self._handback = handback
@@ -55,12 +56,14 @@ class TimerWorker:
         held = self._held.setdefault(ws.name, set())
         held.update(members)
         dues = res[3::3]
-        results = await asyncio.gather(*(self._fire(ws, m) for m in members),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._fire(ws, m) for m in members), return_exceptions=True
+        )
         for m, due, r in zip(members, dues, results, strict=True):
             if isinstance(r, BaseException):
-                log.warning("timer effect failed (%s); its lease will expire and re-fire",
-                            type(r).__name__)
+                log.warning(
+                    "timer effect failed (%s); its lease will expire and re-fire", type(r).__name__
+                )
                 continue
             held.discard(m)
             self.fired += 1
@@ -73,7 +76,7 @@ class TimerWorker:
         while not cancel_requested():
             busy = False
             try:
-                for name in await self._client.smembers(WORKSPACES):  # type: ignore[misc]
+                for name in cast(set[str], await self._client.smembers(WORKSPACES)):
                     n = await self.claim_once(WsKeys(name))
                     busy = busy or n >= CLAIM_BATCH
             except asyncio.CancelledError:
@@ -90,9 +93,11 @@ class TimerWorker:
         for name, members in self._held.items():
             if members:
                 ws = WsKeys(name)
-                n += int(await self._handback(
-                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
-                    args=[self.owner, *members],
-                ))
+                n += int(
+                    await self._handback(
+                        keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
+                        args=[self.owner, *members],
+                    )
+                )
         self._held.clear()
         return n

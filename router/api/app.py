@@ -44,7 +44,9 @@ def problem(status: int, title: str, detail: str, slug: str, **extra: object) ->
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {"Retry-After": "1"} if status == 503 else None
     return web.Response(
-        status=status, body=_ENC.encode(body), content_type="application/problem+json",
+        status=status,
+        body=_ENC.encode(body),
+        content_type="application/problem+json",
         headers=headers,
     )
 
@@ -118,8 +120,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             engine.scripts["fire"], (ws.runtime, ws.timer_leases, ws.timer_lease_info), [member]
         )
 
-    timers = TimerWorker(client, engine.scripts["claim"], engine.scripts["handback"], fire,
-                         poll=settings.timer_poll)
+    timers = TimerWorker(
+        client, engine.scripts["claim"], engine.scripts["handback"], fire, poll=settings.timer_poll
+    )
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     with contextlib.suppress(RedisConnectionError, OSError):
         await engine.scripts.load_all(client)

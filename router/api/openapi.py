@@ -21,16 +21,28 @@ from router.model import (
 from router.pools import PoolStats
 
 _TYPES: tuple[Any, ...] = (
-    RoutingConfig, StoredConfig, AgentIn, AgentOut, AgentStateIn, AgentRef, AbandonIn,
-    TransferIn, ContactIn, ContactOut, PoolStats,
+    RoutingConfig,
+    StoredConfig,
+    AgentIn,
+    AgentOut,
+    AgentStateIn,
+    AgentRef,
+    AbandonIn,
+    TransferIn,
+    ContactIn,
+    ContactOut,
+    PoolStats,
 )
 _PROBLEM = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"},
-        "status": {"type": "integer"}, "detail": {"type": "string"},
-        "field": {"type": "string"}, "state": {"type": "string"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "field": {"type": "string"},
+        "state": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}},
     },
 }
@@ -40,63 +52,122 @@ def _ref(t: Any) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{t.__name__}"}
 
 
-def _op(summary: str, ok: Any, body: Any = None, status: int = 200,
-        params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _op(
+    summary: str,
+    ok: Any,
+    body: Any = None,
+    status: int = 200,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
     responses: dict[str, Any] = {
         str(status): {"description": "OK", "content": {"application/json": {"schema": ok}}},
     }
     for code in ("400", "401", "403", "404", "409", "413", "422", "429", "503"):
         responses[code] = {"description": "Problem", "content": problem}
-    op: dict[str, Any] = {"summary": summary, "responses": responses,
-                          "parameters": params or [], "security": [{"bearer": []}]}
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": responses,
+        "parameters": params or [],
+        "security": [{"bearer": []}],
+    }
     if body is not None:
-        op["requestBody"] = {"required": True,
-                             "content": {"application/json": {"schema": _ref(body)}}}
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
     return op
 
 
 def _path_params(path: str) -> list[dict[str, Any]]:
     names = [p[1:-1] for p in path.split("/") if p.startswith("{")]
-    return [{"name": n, "in": "path", "required": True,
-             "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"}} for n in names]
+    return [
+        {
+            "name": n,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
+        }
+        for n in names
+    ]
 
 
 def build() -> dict[str, Any]:
-    _, components = msgspec.json.schema_components(_TYPES, ref_template="#/components/schemas/{name}")
+    _, components = msgspec.json.schema_components(
+        _TYPES, ref_template="#/components/schemas/{name}"
+    )
     components["Problem"] = _PROBLEM
     b = "/v1/workspaces/{ws}"
     routes: list[tuple[str, str, dict[str, Any]]] = [
-        ("put", b, _op("Replace the routing config (new version)", _ref(StoredConfig),
-                       RoutingConfig)),
+        (
+            "put",
+            b,
+            _op("Replace the routing config (new version)", _ref(StoredConfig), RoutingConfig),
+        ),
         ("get", b, _op("Current routing config", _ref(StoredConfig))),
-        ("put", b + "/agents/{agent_id}", _op("Create or update an agent", _ref(AgentOut),
-                                               AgentIn)),
+        (
+            "put",
+            b + "/agents/{agent_id}",
+            _op("Create or update an agent", _ref(AgentOut), AgentIn),
+        ),
         ("get", b + "/agents/{agent_id}", _op("An agent", _ref(AgentOut))),
-        ("post", b + "/agents/{agent_id}/state", _op("Change agent state", _ref(AgentOut),
-                                                      AgentStateIn)),
-        ("get", b + "/agents/{agent_id}/offers", _op(
-            "Pending offers (long-poll)", {"type": "object"},
-            params=[{"name": "wait", "in": "query", "required": False,
-                     "schema": {"type": "number", "minimum": 0, "maximum": 60}}])),
-        ("get", b + "/agents/{agent_id}/ws", _op("WebSocket push of offers and state",
-                                                  {"type": "object"}, status=101)),
-        ("post", b + "/contacts", _op("Create a contact (idempotent on id)", _ref(ContactOut),
-                                      ContactIn, status=201)),
-        ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline",
-                                                  _ref(ContactOut))),
+        (
+            "post",
+            b + "/agents/{agent_id}/state",
+            _op("Change agent state", _ref(AgentOut), AgentStateIn),
+        ),
+        (
+            "get",
+            b + "/agents/{agent_id}/offers",
+            _op(
+                "Pending offers (long-poll)",
+                {"type": "object"},
+                params=[
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                    }
+                ],
+            ),
+        ),
+        (
+            "get",
+            b + "/agents/{agent_id}/ws",
+            _op("WebSocket push of offers and state", {"type": "object"}, status=101),
+        ),
+        (
+            "post",
+            b + "/contacts",
+            _op("Create a contact (idempotent on id)", _ref(ContactOut), ContactIn, status=201),
+        ),
+        ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
         ("get", b + "/pools", _op("Live statistics of every pool", {"type": "object"})),
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
     ]
-    for action, typ in (("accept", AgentRef), ("reject", AgentRef), ("complete", AgentRef),
-                        ("abandon", AbandonIn), ("transfer", TransferIn)):
-        routes.append(("post", b + "/contacts/{contact_id}/" + action,
-                       _op(f"{action.capitalize()} a contact", _ref(ContactOut), typ)))
+    for action, typ in (
+        ("accept", AgentRef),
+        ("reject", AgentRef),
+        ("complete", AgentRef),
+        ("abandon", AbandonIn),
+        ("transfer", TransferIn),
+    ):
+        routes.append(
+            (
+                "post",
+                b + "/contacts/{contact_id}/" + action,
+                _op(f"{action.capitalize()} a contact", _ref(ContactOut), typ),
+            )
+        )
     paths: dict[str, dict[str, Any]] = {
         "/healthz": {"get": {"summary": "Process up", "responses": {"200": {"description": "OK"}}}},
-        "/readyz": {"get": {"summary": "Redis reachable and scripts loaded",
-                            "responses": {"200": {"description": "ready"},
-                                          "503": {"description": "not ready"}}}},
+        "/readyz": {
+            "get": {
+                "summary": "Redis reachable and scripts loaded",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
     }
     for method, path, op in routes:
         op["parameters"] = _path_params(path) + op["parameters"]
@@ -105,8 +176,10 @@ def build() -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Contact router", "version": "1"},
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer"}}},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
     }
 
 

@@ -85,7 +85,7 @@ async def readyz(request: web.Request) -> web.Response:
     client = request.app[REDIS]
     engine = request.app[ENGINE]
     try:
-        await client.ping()  # type: ignore[misc]
+        await client.ping()
         shas = [s.sha for s in engine.scripts.by_name.values()]
         loaded = await client.script_exists(*shas)
     except Exception:
@@ -121,7 +121,9 @@ async def get_config(request: web.Request) -> web.Response:
 @roles("supervisor")
 async def put_agent(request: web.Request) -> web.Response:
     agent = await request.app[ENGINE].upsert_agent(
-        path_id(request, "ws"), path_id(request, "agent_id"), await body(request, AgentIn),
+        path_id(request, "ws"),
+        path_id(request, "agent_id"),
+        await body(request, AgentIn),
         actor(request),
     )
     return json_response(agent)
@@ -138,7 +140,9 @@ async def get_agent(request: web.Request) -> web.Response:
 @roles("agent", "supervisor")
 async def post_agent_state(request: web.Request) -> web.Response:
     agent = await request.app[ENGINE].set_agent_state(
-        path_id(request, "ws"), path_id(request, "agent_id"), await body(request, AgentStateIn),
+        path_id(request, "ws"),
+        path_id(request, "agent_id"),
+        await body(request, AgentStateIn),
         actor(request),
     )
     return json_response(agent)
@@ -225,7 +229,10 @@ def _action(name: str, typ: type[Any], args: Callable[[Any], list[str]], *who: s
     async def handler(request: web.Request) -> web.Response:
         parsed = await body(request, typ)
         contact = await request.app[ENGINE].contact_action(
-            path_id(request, "ws"), path_id(request, "contact_id"), name, args(parsed),
+            path_id(request, "ws"),
+            path_id(request, "contact_id"),
+            name,
+            args(parsed),
             actor(request),
         )
         return json_response(contact)
@@ -244,9 +251,7 @@ CONTACT_ACTIONS: dict[str, Handler] = {
     "accept": _action("accept", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
     "reject": _action("reject", AgentRef, lambda b: [b.agent_id, ""], "agent", "supervisor"),
     "complete": _action("complete", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
-    "abandon": _action(
-        "abandon", AbandonIn, lambda b: [b.reason or ""], "gateway", "supervisor"
-    ),
+    "abandon": _action("abandon", AbandonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),
     "transfer": _action("transfer", TransferIn, _transfer_args, "agent", "supervisor", "gateway"),
 }
 
