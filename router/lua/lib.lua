@@ -274,6 +274,9 @@ end
 local function preference_blocks(c, aid)
   if not c.pref or c.pref == '' or c.pref == aid then return false end
   if tonumber(c.prefu or '0') <= NOW then return false end
+  -- nobody waits for a preferred agent who rejected or missed this very contact
+  local x = redis.call('HGET', kc(c.id), 'x:' .. c.pref)
+  if x and tonumber(x) > NOW then return false end
   local st = redis.call('HGET', ka(c.pref), 'st')
   return st == 'available' or st == 'break'
 end
@@ -388,7 +391,7 @@ local function best_waiting(a)
         and not (f[3] and tonumber(f[3]) > NOW)
         and meets_required(a.id, f[6])
       if ok and f[4] and f[4] ~= a.id and tonumber(f[5] or '0') > NOW then
-        ok = not preference_blocks({ pref = f[4], prefu = f[5] }, a.id)
+        ok = not preference_blocks({ id = cid, pref = f[4], prefu = f[5] }, a.id)
       end
       if ok then
         best_id, best_rank, best_pool = cid, rank, pname
@@ -529,6 +532,11 @@ local function release_holder(c)
   local a = load_agent(c.agent)
   if a == nil then return 0, nil end
   local w = release(a, c.id)
+  if w > 0 then
+    -- idle time (longest_idle, ties) counts from the end of the agent's last contact
+    a.idle = tostring(NOW)
+    redis.call('HSET', ka(a.id), 'idle', NOW)
+  end
   refresh_agent(a)
   return w, a
 end

@@ -23,12 +23,14 @@ redis.call('ZREM', K_TIMERS, 'offer|' .. c.id .. '|' .. c.og)
 local w, a = release_holder(c)
 c.agent = ''
 c.tgt = target_agent
+-- an explicit transfer overrides continuity: do not wait for (or return to) the preferred agent
+c.pref = ''
 if target_pool ~= '' then
   c.stages = '0:' .. target_pool
   c.stage = '1'
 end
 redis.call('HSET', KEYS[2], 'st', 'queued', 'agent', '', 'oexp', '', 'tgt', c.tgt,
-           'stages', c.stages, 'stage', c.stage, 'ans', '')
+           'stages', c.stages, 'stage', c.stage, 'ans', '', 'pref', '')
 c.st = 'queued'
 record({ type = 'contact.transferred', contact = c.id, agent = a and a.id or nil,
          state = 'queued', previous = prev, released = w, load = a and tonumber(a.load) or nil,
