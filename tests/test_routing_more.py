@@ -100,8 +100,7 @@ async def test_pool_minimum_proficiency(api: Any, ws: str) -> None:
     await agents(api, ws, ("a4", {"cards": 4}), ("a6", {"cards": 6}))
     assert (await agent(api, ws, "a4"))["pools"] == []
     assert (await create(api, ws, "c1"))["agent"] == "a6"
-    c2 = await create(api, ws, "c2")
-    assert c2["state"] == "queued"
+    assert (await create(api, ws, "c2"))["state"] == "queued"
     assert await offers(api, ws, "a4") == []
 
 

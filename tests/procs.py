@@ -1,0 +1,124 @@
+"""Router replicas as real OS processes (`python -m router serve`) for multi-process tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+
+from router.localredis import free_port
+from router.settings import demo_token_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _python() -> str:
+    venv = ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+class Replica:
+    """One `router serve` process on a free loopback port, logging to a file."""
+
+    def __init__(self, redis_url: str, log_dir: Path, index: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"replica-{index}.log"
+        self.env = dict(os.environ)
+        self.env.update({"REDIS_URL": redis_url, "ROUTER_TOKENS": demo_token_spec(),
+                         "PYTHONUNBUFFERED": "1"})
+        self.restarts: list[str] = []  # why each restart was needed
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                [_python(), "-m", "router", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port)],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def restart_after_startup_crash(self) -> None:
+        lines = self.log_tail(400).strip().splitlines()
+        self.restarts.append(lines[-1] if lines else f"exit {self.proc.returncode}")
+        self.proc = self._spawn()
+
+    def log_tail(self, limit: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `grace` seconds; returns the exit code."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_replicas(redis_url: str, log_dir: Path, count: int) -> list[Replica]:
+    replicas: list[Replica] = []
+    try:
+        for i in range(count):
+            replicas.append(Replica(redis_url, log_dir, i))
+    except BaseException:
+        stop_replicas(replicas)
+        raise
+    return replicas
+
+
+def stop_replicas(replicas: list[Replica]) -> None:
+    for r in replicas:  # signal all first so they shut down in parallel
+        if r.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                r.proc.send_signal(signal.SIGTERM)
+    for r in replicas:
+        r.stop()
+
+
+# Known engine weakness: router/api/app.py `_background` loads the scripts at
+# startup suppressing only ConnectionError/OSError, so a Redis that answers
+# SCRIPT LOAD slower than ROUTER_REDIS_TIMEOUT (2 s; seen when the VM stalls)
+# raises redis TimeoutError and the process exits 1 before serving. Such a
+# startup crash is retried (and reported by the caller); any other exit fails.
+STARTUP_TIMEOUT_CRASH = "redis.exceptions.TimeoutError"
+MAX_STARTUP_RESTARTS = 2
+
+
+async def wait_ready(replicas: list[Replica], within: float = 60.0) -> None:
+    """Waits until every replica answers GET /readyz with 200."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        for r in replicas:
+            while True:
+                if r.proc.poll() is not None:
+                    tail = r.log_tail()
+                    if (STARTUP_TIMEOUT_CRASH in tail
+                            and len(r.restarts) < MAX_STARTUP_RESTARTS):
+                        r.restart_after_startup_crash()
+                        continue
+                    raise RuntimeError(f"replica on port {r.port} exited with "
+                                       f"{r.proc.returncode}:\n{tail}")
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    async with http.get(r.url + "/readyz",
+                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                        if resp.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"replica on port {r.port} not ready within {within} s:"
+                                       f"\n{r.log_tail()}")
+                await asyncio.sleep(0.1)
