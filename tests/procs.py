@@ -34,7 +34,6 @@ class Replica:
         self.env = dict(os.environ)
         self.env.update({"REDIS_URL": redis_url, "ROUTER_TOKENS": demo_token_spec(),
                          "PYTHONUNBUFFERED": "1"})
-        self.restarts: list[str] = []  # why each restart was needed
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -44,11 +43,6 @@ class Replica:
                  "--port", str(self.port)],
                 cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
-
-    def restart_after_startup_crash(self) -> None:
-        lines = self.log_tail(400).strip().splitlines()
-        self.restarts.append(lines[-1] if lines else f"exit {self.proc.returncode}")
-        self.proc = self._spawn()
 
     def log_tail(self, limit: int = 4000) -> str:
         try:
@@ -90,15 +84,6 @@ def stop_replicas(replicas: list[Replica]) -> None:
         r.stop()
 
 
-# Known engine weakness: router/api/app.py `_background` loads the scripts at
-# startup suppressing only ConnectionError/OSError, so a Redis that answers
-# SCRIPT LOAD slower than ROUTER_REDIS_TIMEOUT (2 s; seen when the VM stalls)
-# raises redis TimeoutError and the process exits 1 before serving. Such a
-# startup crash is retried (and reported by the caller); any other exit fails.
-STARTUP_TIMEOUT_CRASH = "redis.exceptions.TimeoutError"
-MAX_STARTUP_RESTARTS = 2
-
-
 async def wait_ready(replicas: list[Replica], within: float = 60.0) -> None:
     """Waits until every replica answers GET /readyz with 200."""
     deadline = time.monotonic() + within
@@ -106,13 +91,8 @@ async def wait_ready(replicas: list[Replica], within: float = 60.0) -> None:
         for r in replicas:
             while True:
                 if r.proc.poll() is not None:
-                    tail = r.log_tail()
-                    if (STARTUP_TIMEOUT_CRASH in tail
-                            and len(r.restarts) < MAX_STARTUP_RESTARTS):
-                        r.restart_after_startup_crash()
-                        continue
                     raise RuntimeError(f"replica on port {r.port} exited with "
-                                       f"{r.proc.returncode}:\n{tail}")
+                                       f"{r.proc.returncode}:\n{r.log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                     async with http.get(r.url + "/readyz",
                                         timeout=aiohttp.ClientTimeout(total=2)) as resp:

@@ -17,6 +17,7 @@ from router.engine import Engine
 from router.errors import Forbidden, RouterError, Unauthorized, Unavailable
 from router.keys import WsKeys
 from router.notify import Notifier
+from router.redisclient import make_client
 from router.settings import Settings, Token, token_hash
 from sla.timers import TimerWorker
 
@@ -104,14 +105,7 @@ def actor(request: web.Request) -> str:
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client: Redis = Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=settings.redis_timeout,
-        socket_connect_timeout=settings.redis_timeout,
-        health_check_interval=30,
-        max_connections=256,
-    )
+    client = make_client(settings.redis_url, settings.redis_timeout)
     engine = Engine(client)
     notifier = Notifier(client)
 
@@ -124,8 +118,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         client, engine.scripts["claim"], engine.scripts["handback"], fire, poll=settings.timer_poll
     )
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
-    with contextlib.suppress(RedisConnectionError, OSError):
+    try:
         await engine.scripts.load_all(client)
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        # Start anyway: /readyz answers 503 and loads them once Redis answers.
+        log.warning("loading scripts failed (%s); /readyz will retry", type(exc).__name__)
     tasks = [
         asyncio.create_task(notifier.run(), name="notifier"),
         asyncio.create_task(engine.configs.watch(), name="config-watch"),

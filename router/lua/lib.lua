@@ -116,7 +116,13 @@ local function record(ev)
   if ev.contact then redis.call('RPUSH', ktl(ev.contact), json) end
 end
 
+-- One notification per agent per script call: a completion that also hands the
+-- agent its next offer changes the agent twice, and every replica parses each
+-- message, so a second one would only cost.
+local NOTIFIED = {}
 local function notify_agent(aid)
+  if NOTIFIED[aid] then return end
+  NOTIFIED[aid] = true
   redis.call('PUBLISH', NOTIFY, TAG .. '|a|' .. aid)
 end
 
