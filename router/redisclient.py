@@ -29,4 +29,3 @@ def make_client(url: str, timeout: float | None = None, max_connections: int = 2
         max_connections=max_connections,
         driver_info=driver_info(),
     )
-
