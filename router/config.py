@@ -14,6 +14,9 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from sla.calendar import Calendar
+from sla.policy import SlaPolicy
+
 Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Seconds = Annotated[float, Meta(ge=0, le=31_536_000)]
 Proficiency = Annotated[int, Meta(ge=1, le=10)]
@@ -98,12 +101,6 @@ class Rule(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     merge: bool = False
 
 
-class SlaPolicy(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
-    """Answer-time target; the SLA engine extends this with ladders and calendars."""
-
-    answer: Seconds | None = None
-
-
 class Defaults(Struct, forbid_unknown_fields=True, frozen=True):
     tier: Name = "standard"
     # Route for contacts no rule matches; empty means such contacts are refused.
@@ -128,6 +125,8 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     pools: dict[Name, Pool]
     rules: list[Rule] = []
     sla_policies: dict[Name, SlaPolicy] = {}
+    # Business calendars SLA policies may count in (by name).
+    calendars: dict[Name, Calendar] = {}
     defaults: Defaults = Defaults()
     description: Annotated[str, Meta(max_length=1000)] = ""
 

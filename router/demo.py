@@ -19,11 +19,11 @@ from router.config import (
     Rule,
     ServiceLevel,
     SkillRequirement,
-    SlaPolicy,
     Stage,
     Tier,
 )
 from router.model import AgentIn
+from sla.policy import SlaPolicy
 
 __all__ = ["DEMO_WORKSPACE", "demo_agents", "demo_config"]
 

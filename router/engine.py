@@ -7,6 +7,9 @@ the script.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -25,11 +28,15 @@ from router.model import (
     AgentStateIn,
     ContactIn,
     ContactOut,
+    Customer,
+    SlaClockOut,
     TimelineEntry,
 )
 from router.rules import plan_route
 from router.runtime import runtime_fields
 from router.scripts import Scripts
+from sla.calendars import calendar_for
+from sla.policy import CLOCKS, clock_of, plan_text, schedule, select_policy, used_between
 
 _JSON = msgspec.json.Encoder()
 _TIMELINE = msgspec.json.Decoder(TimelineEntry)
@@ -82,6 +89,34 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         rules=[r for r in raw.get("rules", "").split(",") if r],
         created=created,
     )
+
+
+def _num(state: dict[str, str], clock: str, field: str) -> int:
+    v = state.get(f"{clock}.{field}")
+    return int(float(v)) if v not in (None, "") else 0
+
+
+def sla_clocks(state: dict[str, str]) -> dict[str, SlaClockOut]:
+    out: dict[str, SlaClockOut] = {}
+    for clock in CLOCKS:
+        st = state.get(clock + ".st")
+        if st is None:
+            continue
+        f = functools.partial(_num, state, clock)
+        out[clock] = SlaClockOut(
+            status=st,
+            policy=state.get("policy", ""),
+            started_at=f("start") / 1000,
+            due_at=f("due") / 1000,
+            ended_at=f("end") / 1000 or None,
+            paused_ms=f("paused"),
+            warned_at=min(
+                (f(k[len(clock) + 1 :]) for k in state if k.startswith(clock + ".f")), default=0
+            )
+            / 1000
+            or None,
+        )
+    return out
 
 
 def agent_out(raw: dict[str, str]) -> AgentOut:
@@ -211,7 +246,9 @@ class Engine:
 
     # --- contacts -------------------------------------------------------------
 
-    async def create_contact(self, ws_name: str, body: ContactIn, actor: str) -> ContactOut:
+    async def create_contact(
+        self, ws_name: str, body: ContactIn, actor: str, sla_override: str | None = None
+    ) -> ContactOut:
         stored = await self.configs.get(ws_name)
         cfg = stored.config
         plan = plan_route(
@@ -224,6 +261,20 @@ class Engine:
             attributes=body.attributes,
             skills=body.skills,
         )
+        sla = (
+            select_policy(
+                cfg.sla_policies,
+                sla_override or (plan.sla if plan.sla != cfg.defaults.sla else None),
+                tier=plan.tier,
+                channel=body.channel,
+                intent=body.intent,
+            )
+            or plan.sla
+        )
+        policy = cfg.sla_policies.get(sla) if sla else None
+        sla_plan = ""
+        if policy is not None:
+            sla_plan = plan_text(policy, calendar_for(cfg, policy), round(time.time() * 1000))
         payload: dict[str, object] = {
             "id": body.id,
             "ch": body.channel,
@@ -235,7 +286,7 @@ class Engine:
             "off": round(plan.priority_offset * 1000),
             "toff": round(plan.tier_offset * 1000),
             "roff": round(plan.rule_offset * 1000),
-            "sla": plan.sla or "",
+            "sla": sla or "",
             "rules": ",".join(plan.rules),
             "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
             "attrs": _JSON.encode(body.attributes).decode(),
@@ -244,7 +295,9 @@ class Engine:
         if plan.overflow_wait is not None:
             payload["ovf"] = round(plan.overflow_wait * 1000)
         ws = WsKeys(ws_name)
-        res = await self._run("create", ws, ws.contact(body.id), [actor, _JSON.encode(payload)])
+        res = await self._run(
+            "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]
+        )
         if res[0] == -1:
             if res[1] == "queue_full":
                 raise QueueFull(f"pool {res[2]!r} has reached its maximum queue length")
@@ -257,10 +310,13 @@ class Engine:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(ws.contact(cid))
         pipe.lrange(ws.timeline(cid), 0, -1)
-        raw, tl = await pipe.execute()
+        pipe.hgetall(ws.sla(cid))
+        raw, tl, sla = await pipe.execute()
         if not raw:
             raise NotFound(f"contact {cid!r} does not exist", field="contact_id")
         out = contact_out(raw, False)
+        if sla:
+            out = msgspec.structs.replace(out, sla_clocks=sla_clocks(sla))
         if timeline:
             out = msgspec.structs.replace(out, timeline=[_TIMELINE.decode(e) for e in tl])
         return out
@@ -279,7 +335,65 @@ class Engine:
             raise Conflict(f"cannot {action}: {res[2]}", state=res[1])
         if code == -3:
             raise InvalidInput([FieldProblem(res[1], res[2])])
+        if code == -4:
+            raise Conflict("the clock changed while resuming; retry", state="paused")
         return contact_out(_pairs(res[1]), False)
+
+    # --- SLA --------------------------------------------------------------------
+
+    async def resume_clock(self, ws_name: str, cid: str, clock_name: str, actor: str) -> ContactOut:
+        """Resumes a paused clock with the budget it had left (business time)."""
+        stored = await self.configs.get(ws_name)
+        ws = WsKeys(ws_name)
+        for _ in range(3):  # the generation check fails only if the clock moved meanwhile
+            state = cast(dict[str, str], await self.client.hgetall(ws.sla(cid)))
+            if not state:
+                raise NotFound(f"contact {cid!r} has no SLA clocks", field="contact_id")
+            policy = stored.config.sla_policies.get(state.get("policy", ""))
+            clock = clock_of(policy, clock_name) if policy else None
+            if policy is None or clock is None or state.get(f"{clock_name}.st") != "paused":
+                st = state.get(f"{clock_name}.st", "none")
+                raise Conflict(f"the {clock_name} clock is not paused", state=st, field="clock")
+            cal = calendar_for(stored.config, policy)
+            f = functools.partial(_num, state, clock_name)
+            used = f("used") + used_between(cal, f("run"), f("pause"))
+            now = round(time.time() * 1000)
+            steps = [
+                s
+                for s in schedule(clock, cal, now, used)
+                if f"{clock_name}.f{s.index}" not in state
+            ]
+            breach = next((s.delta_ms for s in steps if s.kind == "breach"), -1)
+            args = [clock_name, state[f"{clock_name}.g"], used, breach]
+            args.append(",".join(f"{s.index}.{s.delta_ms}" for s in steps))
+            try:
+                return await self.contact_action(ws_name, cid, "sla_resume", args, actor)
+            except Conflict as exc:
+                if exc.state != "paused" or "retry" not in exc.detail:
+                    raise
+        raise Conflict("the clock keeps changing; retry", state="paused", field="clock")
+
+    async def create_followup(self, ws_name: str, member: str) -> None:
+        """Applies a `followup|contact|source/channel/intent/sla` timer: creates the
+        follow-up contact under an id derived from the timer, so a re-fire finds
+        it already there."""
+        _, cid, arg = member.split("|", 2)
+        _source, channel, intent, sla = arg.split("/")
+        ws = WsKeys(ws_name)
+        raw = cast(dict[str, str], await self.client.hgetall(ws.contact(cid)))
+        if not raw:
+            return  # the original expired from Redis: nothing to follow up
+        fid = "fu-" + hashlib.sha256(member.encode()).hexdigest()[:24]
+        body = ContactIn(
+            id=fid,
+            channel=channel,
+            customer=Customer(
+                id=raw["cust"], tier=raw.get("tier") or None, language=raw.get("lang") or None
+            ),
+            intent=intent or None,
+            attributes={"followup_of": cid},
+        )
+        await self.create_contact(ws_name, body, "system:followup", sla_override=sla or None)
 
     async def close(self) -> None:
         await self.batcher.close()

@@ -63,6 +63,12 @@ class WsKeys:
     def timer_lease_info(self) -> str:
         return self.tag + ":timers:lease"
 
+    # Hash: owner -> its last claim ("claim id|members"), so a retried claim
+    # whose reply was lost gets the same timers back.
+    @property
+    def timer_claims(self) -> str:
+        return self.tag + ":timers:claims"
+
     def agent(self, agent_id: str) -> str:
         return self.tag + ":a:" + agent_id
 
@@ -72,6 +78,10 @@ class WsKeys:
     # List of timeline entries (JSON) of one contact, expires with it.
     def timeline(self, contact_id: str) -> str:
         return self.tag + ":c:" + contact_id + ":tl"
+
+    # Hash: the contact's SLA clocks (`<clock>.<field>`), expires with it.
+    def sla(self, contact_id: str) -> str:
+        return self.tag + ":c:" + contact_id + ":sla"
 
     # Sorted set: contact -> rank (virtual arrival ms), one per pool and channel so
     # an agent with room for a chat finds the best chat without skipping calls.

@@ -74,6 +74,23 @@ class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
     agent_id: Id
 
 
+class ClockIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of SLA pause / resume."""
+
+    clock: Literal["answer", "first_response", "resolve"] = "resolve"
+    reason: ShortText | None = None
+
+
+class RatingIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """The customer's rating of a served contact (1 worst .. 10 best; no free text)."""
+
+    score: Annotated[int, Meta(ge=1, le=10)]
+
+
+class ReasonIn(Struct, forbid_unknown_fields=True, frozen=True):
+    reason: ShortText | None = None
+
+
 class AbandonIn(Struct, forbid_unknown_fields=True, frozen=True):
     reason: ShortText | None = None
 
@@ -106,6 +123,20 @@ class TimelineEntry(Struct, frozen=True, omit_defaults=True):
     explain: dict[str, Any] | None = None
 
 
+class SlaClockOut(Struct, frozen=True):
+    """One SLA clock of a contact: `status` is active, warned, breached, paused,
+    met, missed (reached after the breach) or cancelled (the contact ended)."""
+
+    status: str
+    policy: str
+    started_at: float
+    due_at: float
+    ended_at: float | None
+    paused_ms: int
+    # When the first ladder step fired (a warning, or the breach itself).
+    warned_at: float | None
+
+
 class ContactOut(Struct, frozen=True):
     id: str
     state: str
@@ -126,3 +157,4 @@ class ContactOut(Struct, frozen=True):
     rules: list[str]
     created: bool
     timeline: list[TimelineEntry] | None = None
+    sla_clocks: dict[str, SlaClockOut] | None = None

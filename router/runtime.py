@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from router.config import RoutingConfig
+from sla.policy import runtime_fields as sla_fields
 
 
 def _ms(seconds: float) -> int:
@@ -31,4 +32,5 @@ def runtime_fields(cfg: RoutingConfig) -> list[str]:
             f"{pool.strategy}|{','.join(pool.channels)}|{pool.max_queue or 0}"
             f"|{_ms(pool.handle_time)}",
         ]
+    out += sla_fields(cfg.sla_policies)
     return out

@@ -23,8 +23,13 @@ ROUTING_SCRIPTS = (
     "transfer",
     "fire",
     "config_put",
+    "resolve",
+    "respond",
+    "sla_pause",
+    "sla_resume",
+    "rate",
 )
-TIMER_SCRIPTS = ("claim", "handback")
+TIMER_SCRIPTS = ("claim", "handback", "ack")
 
 
 def _read(package: str, name: str) -> str:

@@ -26,6 +26,7 @@ from jsonschema.validators import extend
 
 from router.config import CONFIG_DECODER, Defaults, RoutingConfig
 from router.errors import BadRequest, FieldProblem, InvalidInput
+from sla.checks import sla_problems
 
 __all__ = ["parse_config", "validate_config"]
 
@@ -272,6 +273,7 @@ def _semantic_problems(doc: dict[str, Any], broken: frozenset[str]) -> list[Fiel
         problems += _pool_problems(["pools", name], _obj(pool), declared)
     problems += _rules_problems(_seq(doc.get("rules")), declared)
     problems += _defaults_problems(_obj(doc.get("defaults")), declared)
+    problems += (FieldProblem(_path(where), msg) for where, msg in sla_problems(doc))
     return problems
 
 

@@ -43,11 +43,13 @@ class TimerWorker:
         self.fired = 0
         self.late = 0
         self._held: dict[str, set[str]] = {}
+        self._claims = 0  # claim ids: the same id on a retried call returns the same timers
 
     async def claim_once(self, ws: WsKeys) -> int:
+        self._claims += 1
         res = await self._claim(
-            keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
-            args=[CLAIM_BATCH, LEASE_MS, self.owner],
+            keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
+            args=[CLAIM_BATCH, LEASE_MS, self.owner, self._claims],
         )
         now = int(res[0])
         members = res[2::3]

@@ -26,9 +26,14 @@ async def engine(redis_url: str) -> AsyncIterator[Engine]:
     await client.aclose()
 
 
-async def claim(engine: Engine, ws: WsKeys, owner: str, lease_ms: int = 5000) -> list[Any]:
+_CLAIM_IDS = iter(range(1, 1_000_000))
+
+
+async def claim(engine: Engine, ws: WsKeys, owner: str, lease_ms: int = 5000,
+                claim_id: int | None = None) -> list[Any]:
     res = await engine.scripts["claim"](
-        keys=[ws.timers, ws.timer_leases, ws.timer_lease_info], args=[100, lease_ms, owner]
+        keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
+        args=[100, lease_ms, owner, next(_CLAIM_IDS) if claim_id is None else claim_id],
     )
     return [tuple(res[i : i + 3]) for i in range(2, len(res), 3)]
 
@@ -97,3 +102,22 @@ async def test_offer_timeout_fired_by_the_service(api: Any, ws: str) -> None:
     assert any(e["type"] == "contact.offer_timeout" for e in got["timeline"])
     r = await act(api, ws, "c1", "accept", agent_id="a1")
     assert r.status == 409 and (await r.json())["state"] == "queued"
+
+
+async def test_claim_retried_after_a_lost_reply_gets_the_same_timers(
+    engine: Engine, ws: str
+) -> None:
+    """redis-py re-sends a timed-out command: the retry must not strand the timers
+    the first call leased (they would wait for the lease to run out)."""
+    keys = WsKeys(ws)
+    await engine.client.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
+    first = await claim(engine, keys, "a", claim_id=7)  # its reply is "lost"
+    retry = await claim(engine, keys, "a", claim_id=7)
+    assert sorted(m for m, *_ in retry) == sorted(m for m, *_ in first) == [
+        "expire|x|0", "expire|y|0"]
+    assert {m: due for m, due, _ in retry} == {"expire|x|0": 5, "expire|y|0": 6}
+    assert await claim(engine, keys, "a", claim_id=8) == []  # a new call: nothing new is due
+    for m, *_ in retry:
+        await fire(engine, keys, m)
+    assert await engine.client.zcard(keys.timer_leases) == 0
+    assert await claim(engine, keys, "a", claim_id=7) == []  # acknowledged: gone for good

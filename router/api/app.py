@@ -110,6 +110,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     notifier = Notifier(client)
 
     async def fire(ws: WsKeys, member: str) -> object:
+        if member.startswith("followup|"):
+            # Python effect, acknowledged after it: a crash in between re-fires
+            # it, and the follow-up's id is derived from the timer (idempotent).
+            await engine.create_followup(ws.name, member)
+            return await engine.batcher.call(
+                engine.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
+            )
         return await engine.batcher.call(
             engine.scripts["fire"], (ws.runtime, ws.timer_leases, ws.timer_lease_info), [member]
         )

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from router.api.events import LIMIT_MAX, CloudEvent, EventPage
 from router.config import RoutingConfig, StoredConfig
 from router.model import (
     AbandonIn,
@@ -14,8 +15,11 @@ from router.model import (
     AgentOut,
     AgentRef,
     AgentStateIn,
+    ClockIn,
     ContactIn,
     ContactOut,
+    RatingIn,
+    ReasonIn,
     TransferIn,
 )
 from router.pools import PoolStats
@@ -32,6 +36,8 @@ _TYPES: tuple[Any, ...] = (
     ContactIn,
     ContactOut,
     PoolStats,
+    CloudEvent,
+    EventPage,
 )
 _PROBLEM = {
     "type": "object",
@@ -92,6 +98,38 @@ def _path_params(path: str) -> list[dict[str, Any]]:
     ]
 
 
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _event_params(page: bool = True) -> list[dict[str, Any]]:
+    cursor = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
+    params = [
+        _query("after", cursor, "Event id to read after (the `next` of the previous page)"),
+        _query("type", {"type": "string"}, "Exact event type, or a prefix ending in . or *"),
+    ]
+    if page:
+        limit = {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 100}
+        params.append(_query("limit", limit, "Entries read (a filtered page may be shorter)"))
+    else:
+        params.append(
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": cursor}
+        )
+    return params
+
+
+def _event_stream_op() -> dict[str, Any]:
+    op = _op("Server-sent events (CloudEvents in data)", {}, params=_event_params(page=False))
+    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    return op
+
+
 def build() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
@@ -145,6 +183,12 @@ def build() -> dict[str, Any]:
         ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
         ("get", b + "/pools", _op("Live statistics of every pool", {"type": "object"})),
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
+        (
+            "get",
+            b + "/events",
+            _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params()),
+        ),
+        ("get", b + "/events/stream", _event_stream_op()),
     ]
     for action, typ in (
         ("accept", AgentRef),
@@ -152,6 +196,11 @@ def build() -> dict[str, Any]:
         ("complete", AgentRef),
         ("abandon", AbandonIn),
         ("transfer", TransferIn),
+        ("resolve", ReasonIn),
+        ("respond", AgentRef),
+        ("rating", RatingIn),
+        ("pause", ClockIn),
+        ("resume", ClockIn),
     ):
         routes.append(
             (

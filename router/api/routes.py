@@ -13,7 +13,17 @@ from aiohttp import WSMsgType, web
 
 from router.api.app import ENGINE, NOTIFIER, REDIS, SETTINGS, Handler, actor
 from router.errors import BadRequest, FieldProblem, InvalidInput, NotFound
-from router.model import AbandonIn, AgentIn, AgentRef, AgentStateIn, ContactIn, TransferIn
+from router.model import (
+    AbandonIn,
+    AgentIn,
+    AgentRef,
+    AgentStateIn,
+    ClockIn,
+    ContactIn,
+    RatingIn,
+    ReasonIn,
+    TransferIn,
+)
 from router.pools import pool_stats
 from router.validation import parse_config
 
@@ -253,7 +263,26 @@ CONTACT_ACTIONS: dict[str, Handler] = {
     "complete": _action("complete", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
     "abandon": _action("abandon", AbandonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),
     "transfer": _action("transfer", TransferIn, _transfer_args, "agent", "supervisor", "gateway"),
+    "resolve": _action("resolve", ReasonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),
+    "respond": _action("respond", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
+    "rating": _action("rate", RatingIn, lambda b: [str(b.score)], "gateway", "supervisor"),
+    "pause": _action(
+        "sla_pause", ClockIn, lambda b: [b.clock, b.reason or ""], "gateway", "supervisor"
+    ),
 }
+
+
+@roles("gateway", "supervisor")
+async def contact_resume(request: web.Request) -> web.Response:
+    """Resumes a paused SLA clock with the budget it had left."""
+    parsed = await body(request, ClockIn)
+    contact = await request.app[ENGINE].resume_clock(
+        path_id(request, "ws"), path_id(request, "contact_id"), parsed.clock, actor(request)
+    )
+    return json_response(contact)
+
+
+CONTACT_ACTIONS["resume"] = contact_resume
 
 
 # --- pools --------------------------------------------------------------------
@@ -276,6 +305,7 @@ async def get_pool(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
+    from router.api.events import setup_event_routes
     from router.api.openapi import openapi
 
     r = app.router
@@ -296,3 +326,4 @@ def setup_routes(app: web.Application) -> None:
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
+    setup_event_routes(app)

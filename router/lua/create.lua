@@ -2,7 +2,8 @@
 -- tries to offer it to a ready agent at once, else queues it in every pool of
 -- the stages reached so far.
 -- KEYS: [1] runtime hash, [2] contact hash
--- ARGV: [1] actor, [2] contact JSON (fields as stored; see router/engine.py)
+-- ARGV: [1] actor, [2] contact JSON (fields as stored; see router/engine.py),
+--       [3] SLA plan "clock:breach_delta_ms:i.delta_ms,...|..." or ''
 -- Returns {created 0|1, contact hash as a flat list} or {-1, reason, pool}.
 ACTOR = ARGV[1]
 if redis.call('EXISTS', KEYS[2]) == 1 then
@@ -53,6 +54,7 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
          explain = { rank = rank_parts(c), tier_offset_ms = tonumber(c.toff),
                      rule_offset_ms = tonumber(c.roff), stages_reached = tonumber(c.stage),
                      stage_reasons = reasons, preferred_agent = c.pref } })
+sla_start(c.id, c.sla, ARGV[3])
 if not try_match(c) then
   enqueue(c)
   schedule_next_stage(c)

@@ -3,8 +3,65 @@
 -- contact is still in the state the timer was set for: a re-fired or stale
 -- timer is a no-op.
 -- KEYS: [1] runtime hash, [2] leased timers zset, [3] lease info hash
--- ARGV: [1] timer member "kind|contact|arg"
+-- ARGV: [1] timer member "kind|contact|arg" (SLA: "sla|contact|clock|step|generation")
 ACTOR = 'system:timer'
+
+-- SLA step effects (actions from the runtime hash, see sla/policy.py actions_text:
+-- "kind|boost_ms;expand pools;reassign;notify targets;followups").
+local function sla_boost(c, ms)
+  if c.st ~= 'queued' and c.st ~= 'offered' then return nil end
+  c.off = tostring(tonumber(c.off) + ms)
+  c.rank = tostring(tonumber(c.rank) - ms)
+  redis.call('HSET', kc(c.id), 'off', c.off, 'rank', c.rank)
+  if c.st == 'queued' then enqueue(c) end
+  return tonumber(c.rank)
+end
+
+local function sla_expand(c, pools)
+  if c.st ~= 'queued' or (c.tgt and c.tgt ~= '') then return nil end
+  c.stages = c.stages .. '|' .. (NOW - tonumber(c.enq)) .. ':' .. pools
+  c.stage = tostring(#stages_of(c))
+  redis.call('HSET', kc(c.id), 'stages', c.stages, 'stage', c.stage)
+  if not try_match(c) then enqueue(c) end
+  return c.st
+end
+
+local function sla_fire(c, clock, idx, g)
+  local key = ksla(c.id)
+  local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', 'policy', clock .. '.due',
+                       clock .. '.f' .. idx)
+  -- stale generation, a clock no longer running, or a step that already fired
+  if s[2] ~= g or not RUNNING[s[1]] or s[5] then return { 0, 'stale' } end
+  local def = rt('sla:' .. s[3] .. ':' .. clock .. ':' .. idx)
+  if not def then return { 0, 'stale' } end
+  local bar = string.find(def, '|', 1, true)
+  local step_kind = string.sub(def, 1, bar - 1)
+  local a = fields(string.sub(def, bar + 1), ';')
+  local st = s[1]
+  if step_kind == 'breach' then st = 'breached' elseif st == 'active' then st = 'warned' end
+  redis.call('HSET', key, clock .. '.st', st, clock .. '.f' .. idx, NOW)
+  local ev = { type = step_kind == 'warning' and 'sla.warning' or
+                 (step_kind == 'breach' and 'sla.breached' or 'sla.escalated'),
+               contact = c.id, clock = clock, step = tonumber(idx), policy = s[3],
+               due = tonumber(s[4]), state = c.st, agent = c.agent ~= '' and c.agent or nil }
+  local boost = tonumber(a[1]) or 0
+  if boost > 0 then ev.boost_ms = boost; ev.rank = sla_boost(c, boost) end
+  if a[2] and a[2] ~= '' then ev.expand = split(a[2], ','); ev.expanded = sla_expand(c, a[2]) end
+  if a[3] == '1' then
+    ev.reassign = true
+    if c.st == 'offered' then
+      ev.reassigned_from = c.agent
+      requeue_offer(c, load_agent(c.agent), false, 'SLA escalation: reassigned')
+    end
+  end
+  if a[4] and a[4] ~= '' then ev.notify = notify_targets(c, a[4]) end
+  if a[5] and a[5] ~= '' then
+    ev.followups = followup_timers(c.id, clock .. '.' .. idx, a[5])
+  end
+  record(ev)
+  return { 1, ev.type }
+end
+
 local member = ARGV[1]
 redis.call('ZREM', KEYS[2], member)
 redis.call('HDEL', KEYS[3], member)
@@ -12,6 +69,7 @@ local parts = split(member, '|')
 local kind, cid, arg = parts[1], parts[2], parts[3]
 local c = load_contact(cid)
 if c == nil then return { 0, 'gone' } end
+if kind == 'sla' then return sla_fire(c, parts[3], parts[4], parts[5]) end
 if kind == 'offer' then
   if c.st ~= 'offered' or c.og ~= arg then return { 0, 'stale' } end
   requeue_offer(c, load_agent(c.agent), true, 'offer timed out')
