@@ -55,7 +55,6 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -69,6 +68,7 @@ from router.api.routes import json_response, path_id, roles
 from router.errors import BadRequest, FieldProblem, InvalidInput, Unavailable
 from router.keys import WsKeys
 from router.redisclient import make_client
+from sla.signing import cloudevent
 
 log = logging.getLogger(__name__)
 
@@ -117,38 +117,6 @@ class EventPage(msgspec.Struct, frozen=True):
 
 
 # --- pure code ----------------------------------------------------------------
-
-
-def rfc3339_ms(epoch_ms: int) -> str:
-    """`2024-06-10T06:13:20.123Z` for an epoch in milliseconds."""
-    seconds, ms = divmod(epoch_ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{ms:03d}Z"
-
-
-def cloudevent(ws: str, stream_id: str, event: dict[str, Any]) -> dict[str, Any]:
-    """A stored event as CloudEvents 1.0 JSON.
-
-    `type` and `at` become the `type` and `time` attributes; every other field,
-    `actor` and `reason` included, is `data`. `subject` is the contact id, else
-    the agent id; `actor` is also kept as an extension attribute.
-    """
-    out: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": stream_id,
-        "source": _SOURCE + ws,
-        "type": str(event.get("type") or "unknown"),
-        "datacontenttype": "application/json",
-    }
-    at = event.get("at")
-    if isinstance(at, int | float) and not isinstance(at, bool):
-        out["time"] = rfc3339_ms(int(at))
-    subject = event.get("contact") or event.get("agent")
-    if subject:
-        out["subject"] = str(subject)
-    if isinstance(event.get("actor"), str):
-        out["actor"] = event["actor"]
-    out["data"] = {k: v for k, v in event.items() if k not in ("type", "at")}
-    return out
 
 
 def parse_cursor(value: str, field: str = "after") -> str:
