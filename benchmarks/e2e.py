@@ -135,13 +135,15 @@ def wait_quiet(own: dict[str, int], limit: float, max_wait: float) -> tuple[floa
 # --------------------------------------------------------------------------- processes
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None,
+              headers: dict[str, str] | None = None) -> None:
+    req = urllib.request.Request(url, headers=headers or {})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(req, timeout=2) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -919,17 +921,7 @@ def redis_breakdown(info: dict[str, Any], requests: int, top: int = 12) -> str:
 
 def wait_http_auth(url: str, timeout: float = 15.0) -> None:
     """Until the router knows the workspace (its config cache refreshes every second)."""
-    deadline = time.monotonic() + timeout
-    req = urllib.request.Request(url, headers={"Authorization": "Bearer demo-supervisor"})
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(req, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout} s")
+    wait_http(url, timeout, headers={"Authorization": "Bearer demo-supervisor"})
 
 
 # --------------------------------------------------------------------------- profile summary

@@ -73,6 +73,18 @@ def complete_requests(args: argparse.Namespace, worker: int) -> Iterator[Request
 MODES = {"get": get_requests, "create": create_requests, "complete": complete_requests}
 
 
+async def send(session: aiohttp.ClientSession, req: Any, errors: Counter[str]) -> str:
+    """One request, read to the end: its status, or "error" (counted by kind)."""
+    method, url, data, headers = req
+    try:
+        async with session.request(method, url, data=data, headers=headers) as r:
+            await r.read()
+            return str(r.status)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        errors[type(exc).__name__] += 1
+        return "error"
+
+
 async def run(args: argparse.Namespace) -> dict[str, object]:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
@@ -102,15 +114,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                         end = min(end, now)
                         ran_out.set()
                     return
-                method, url, data, headers = req
                 t0 = time.perf_counter()
-                status = "error"
-                try:
-                    async with session.request(method, url, data=data, headers=headers) as r:
-                        await r.read()
-                        status = str(r.status)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    errors[type(exc).__name__] += 1
+                status = await send(session, req, errors)
                 t1 = time.perf_counter()
                 sent += 1
                 if warm_end <= t1 <= end:
@@ -176,15 +181,8 @@ async def run_paired(args: argparse.Namespace) -> dict[str, object]:
                 if req is None:
                     ran_out = True
                     return
-                method, url, data, headers = req
                 t0 = time.perf_counter()
-                status = "error"
-                try:
-                    async with session.request(method, url, data=data, headers=headers) as r:
-                        await r.read()
-                        status = str(r.status)
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    st["errors"][type(exc).__name__] += 1
+                status = await send(session, req, st["errors"])
                 if out is not None:
                     out.append(time.perf_counter() - t0)
                     st["statuses"][status] += 1

@@ -126,6 +126,15 @@ def dispatcher(client: Redis, ws: str, subs: dict[str, Webhook], **kw: Any) -> W
     return WebhookDispatcher(client, subscriptions, workspaces=workspaces, **{**FAST, **kw})
 
 
+async def assert_delivered_once(
+    client: Redis, ws: str, receiver: Receiver, sids: list[str]
+) -> None:
+    """Every event answered 2xx exactly once, and nothing pending, retried or dead."""
+    ok = receiver.ok_ids()
+    assert set(ok) == {f"{s}.crm" for s in sids} and max(ok.values()) == 1
+    await assert_settled(client, ws)
+
+
 async def assert_settled(client: Redis, ws: str) -> None:
     keys = WebhookKeys(ws)
     assert (await client.xpending(keys.events, GROUP))["pending"] == 0
@@ -279,10 +288,8 @@ async def test_failing_receiver_gets_every_event_once(
         await asyncio.sleep(0.5)  # time for any duplicate to show up
     finally:
         await d.stop()
-    ok = receiver.ok_ids()
-    assert set(ok) == {f"{s}.crm" for s in sids} and max(ok.values()) == 1
     assert d.retried > 0 and d.failed > 0 and d.delivered == 20 and d.dead == 0
-    await assert_settled(client, ws)
+    await assert_delivered_once(client, ws, receiver, sids)
 
 
 async def test_receiver_down_then_up_loses_nothing(client: Redis, ws: str) -> None:
@@ -301,9 +308,7 @@ async def test_receiver_down_then_up_loses_nothing(client: Redis, ws: str) -> No
     finally:
         await d.stop()
         await receiver.stop()
-    ok = receiver.ok_ids()
-    assert set(ok) == {f"{s}.crm" for s in sids} and max(ok.values()) == 1
-    await assert_settled(client, ws)
+    await assert_delivered_once(client, ws, receiver, sids)
 
 
 async def test_dead_letter_after_max_age_and_replay(
@@ -333,9 +338,7 @@ async def test_dead_letter_after_max_age_and_replay(
         await asyncio.sleep(0.3)
     finally:
         await d.stop()
-    ok = receiver.ok_ids()
-    assert set(ok) == {f"{s}.crm" for s in sids} and max(ok.values()) == 1
-    await assert_settled(client, ws)
+    await assert_delivered_once(client, ws, receiver, sids)
 
 
 async def test_two_dispatchers_deliver_each_event_once(
@@ -355,10 +358,8 @@ async def test_two_dispatchers_deliver_each_event_once(
     finally:
         await d1.stop()
         await d2.stop()
-    ok = receiver.ok_ids()
-    assert set(ok) == {f"{s}.crm" for s in sids} and max(ok.values()) == 1
     assert d1.delivered + d2.delivered == 40 and d1.delivered > 0 and d2.delivered > 0
-    await assert_settled(client, ws)
+    await assert_delivered_once(client, ws, receiver, sids)
 
 
 async def test_entries_of_a_dead_replica_are_taken_over(
