@@ -126,6 +126,20 @@ def dispatcher(client: Redis, ws: str, subs: dict[str, Webhook], **kw: Any) -> W
     return WebhookDispatcher(client, subscriptions, workspaces=workspaces, **{**FAST, **kw})
 
 
+async def deliver_one(
+    client: Redis, ws: str, wh: Webhook, receiver: Receiver
+) -> tuple[str, dict[str, str], bytes]:
+    """Runs a dispatcher until the one pending event is delivered; its id, headers, body."""
+    d = dispatcher(client, ws, {"crm": wh})
+    await d.start()
+    try:
+        await wait_until(lambda: len(receiver.ok_ids()) == 1)
+    finally:
+        await d.stop()
+    _, msg_id, _, headers, body = receiver.calls[0]
+    return msg_id, headers, body
+
+
 async def assert_delivered_once(
     client: Redis, ws: str, receiver: Receiver, sids: list[str]
 ) -> None:
@@ -227,13 +241,7 @@ async def test_signed_cloudevent_verified_independently(
     wh = Webhook(url=receiver.url(), events=["sla.*"], secret=secret)
     await create_group(client, ws)
     sid = await add_event(client, ws, "sla.breached", contact="c1", clock="answer", step=1)
-    d = dispatcher(client, ws, {"crm": wh})
-    await d.start()
-    try:
-        await wait_until(lambda: len(receiver.ok_ids()) == 1)
-    finally:
-        await d.stop()
-    _, msg_id, _, headers, body = receiver.calls[0]
+    msg_id, headers, body = await deliver_one(client, ws, wh, receiver)
     assert msg_id == f"{sid}.crm"
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 60
     assert headers["Content-Type"] == "application/json"
@@ -258,13 +266,7 @@ async def test_rotation_signs_with_both_secrets(client: Redis, ws: str, receiver
     wh = Webhook(url=receiver.url(), events=["*"], secret=new, previous_secret=old)
     await create_group(client, ws)
     await add_event(client, ws, "contact.offered", contact="c1", agent="a1")
-    d = dispatcher(client, ws, {"crm": wh})
-    await d.start()
-    try:
-        await wait_until(lambda: len(receiver.ok_ids()) == 1)
-    finally:
-        await d.stop()
-    _, _, _, headers, body = receiver.calls[0]
+    _, headers, body = await deliver_one(client, ws, wh, receiver)
     assert len(headers["webhook-signature"].split(" ")) == 2
     standardwebhooks.Webhook(old).verify(body, headers)  # a receiver not yet moved over
     standardwebhooks.Webhook(new).verify(body, headers)  # one already on the new secret

@@ -4,6 +4,7 @@
 -- Run with as many threads as connections: thread i owns agent i and its one
 -- connection, so completions of one agent's chain are strictly sequential
 -- (contact n+1 is assigned by the script that completes contact n).
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")
 
 local threads = {}
 local next_id = 0
@@ -48,12 +49,5 @@ end
 function done(summary, latency, requests)
   local ex = 0
   for _, t in ipairs(threads) do ex = ex + (t:get("exhausted") or 0) end
-  local e = summary.errors
-  io.write(string.format(
-    'WRKJSON {"requests":%d,"duration_us":%d,"min_us":%d,"p10_us":%d,"p50_us":%d,' ..
-    '"p90_us":%d,"p99_us":%d,' ..
-    '"max_us":%d,"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,' ..
-    '"err_timeout":%d,"exhausted":%d}\n',
-    summary.requests, summary.duration, latency.min, latency:percentile(10),
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout, ex))
+  report(summary, latency, ex)
 end
