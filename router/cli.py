@@ -135,6 +135,27 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _webhooks_replay(args: argparse.Namespace) -> int:
+    from router.redisclient import make_client
+    from sla.webhooks import replay_dead_letters
+
+    url = os.environ.get("REDIS_URL")
+    if not url:
+        print("REDIS_URL is not set: give the Redis holding the workspace", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        client = make_client(url, 10.0)
+        try:
+            return await replay_dead_letters(client, args.workspace, args.limit)
+        finally:
+            await client.aclose()
+
+    n = asyncio.run(run())
+    print(f"{n} dead letter(s) of workspace {args.workspace!r} queued for delivery again")
+    return 0
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from router.simulate import simulate
 
@@ -168,6 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--contacts", type=int, default=200)
     sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
     sm.set_defaults(fn=_simulate)
+    wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
+    wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
+    rp = wh_sub.add_parser("replay", help="send dead letters again (oldest first)")
+    rp.add_argument("--workspace", required=True)
+    rp.add_argument("--limit", type=int, default=1000)
+    rp.set_defaults(fn=_webhooks_replay)
     args = p.parse_args(argv)
     return int(args.fn(args))
 

@@ -16,6 +16,7 @@ from msgspec import Meta, Struct
 
 from sla.calendar import Calendar
 from sla.policy import SlaPolicy
+from sla.signing import Webhook
 
 Name = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Seconds = Annotated[float, Meta(ge=0, le=31_536_000)]
@@ -127,6 +128,9 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     sla_policies: dict[Name, SlaPolicy] = {}
     # Business calendars SLA policies may count in (by name).
     calendars: dict[Name, Calendar] = {}
+    # Signed webhook subscriptions by name (sla/signing.py); secrets are never
+    # returned by GET.
+    webhooks: dict[Name, Webhook] = {}
     defaults: Defaults = Defaults()
     description: Annotated[str, Meta(max_length=1000)] = ""
 

@@ -37,6 +37,7 @@ from router.runtime import runtime_fields
 from router.scripts import Scripts
 from sla.calendars import calendar_for
 from sla.policy import CLOCKS, clock_of, plan_text, schedule, select_policy, used_between
+from sla.webhooks import create_group
 
 _JSON = msgspec.json.Encoder()
 _TIMELINE = msgspec.json.Decoder(TimelineEntry)
@@ -159,6 +160,8 @@ class Engine:
         )
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")
+        if cfg.webhooks:  # from now on every event is kept for the webhooks
+            await create_group(self.client, ws_name)
         stored = StoredConfig(version=res[0], updated_at=res[1] / 1000, actor=actor, config=cfg)
         self.configs.remember(ws_name, stored)
         await self._resync_agents(ws, cfg, actor)

@@ -69,6 +69,16 @@ class WsKeys:
     def timer_claims(self) -> str:
         return self.tag + ":timers:claims"
 
+    # Sorted set: webhook deliveries to retry (JSON member, score = next attempt ms).
+    @property
+    def webhook_retry(self) -> str:
+        return self.tag + ":wh:retry"
+
+    # List: webhook deliveries that failed for longer than their max age.
+    @property
+    def webhook_dead(self) -> str:
+        return self.tag + ":wh:dead"
+
     def agent(self, agent_id: str) -> str:
         return self.tag + ":a:" + agent_id
 

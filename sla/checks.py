@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from sla.calendar import calendar_problems
+from sla.signing import Webhook
 
 Problem = tuple[tuple[str | int, ...], str]
 
@@ -39,7 +42,23 @@ class Known:
         self.calendars = names("calendars")
 
 
+def webhook_problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    """A subscription's own checks (`Webhook.__post_init__`), named by its path."""
+    for name, hook in _obj(doc.get("webhooks")).items():
+        try:
+            msgspec.convert(hook, Webhook)
+        except msgspec.ValidationError as exc:
+            # messages read "field: what is wrong" and never repeat a secret
+            text = str(exc).split(" - at `")[0]
+            field, sep, message = text.partition(": ")
+            if sep and field.isidentifier():
+                yield ("webhooks", name, field), message
+            else:
+                yield ("webhooks", name), text
+
+
 def sla_problems(doc: dict[str, Any]) -> Iterator[Problem]:
+    yield from webhook_problems(doc)
     known = Known(doc)
     for name, cal in _obj(doc.get("calendars")).items():
         yield from calendar_problems(cal, ("calendars", name))

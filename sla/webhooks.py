@@ -64,18 +64,18 @@ class WebhookKeys:
         # Stream of events; read with the consumer group `GROUP`.
         self.events = WsKeys(ws).events
 
-    # Sorted set of deliveries to retry: member = JSON {id, sub, n (attempts made),
-    # first (first attempt ms), e (event JSON)}, score = next attempt ms (or the
-    # lease expiry while a replica holds it). The event is kept in the member so a
-    # retry does not depend on the stream still holding the entry after trimming.
+    # Retry member: JSON {id, sub, n (attempts made), first (first attempt ms),
+    # e (event JSON)}, score = next attempt ms (or the lease expiry while a
+    # replica holds it). The event is kept in the member so a retry does not
+    # depend on the stream still holding the entry after trimming.
     @property
     def retry(self) -> str:
-        return WsKeys(self.ws).tag + ":wh:retry"
+        return WsKeys(self.ws).webhook_retry
 
-    # List of dead letters: the retry member plus `error`, oldest first.
+    # Dead letters: the retry member plus `error`, oldest first.
     @property
     def dead(self) -> str:
-        return WsKeys(self.ws).tag + ":wh:dead"
+        return WsKeys(self.ws).webhook_dead
 
 
 class Delivery(msgspec.Struct):

@@ -206,3 +206,41 @@ async def test_sla_config_problems_are_listed_by_path(api: Any, ws: str) -> None
             "sla_policies.bad.answer.ladder[1].actions[0].pools[0]",
             "sla_policies.bad.answer.ladder[1].actions[1].channel"} <= fields
     assert any(f.startswith("calendars.cn.hours") for f in fields)
+
+
+async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(
+    api: Any, ws: str
+) -> None:
+    import standardwebhooks
+
+    from tests.receiver import Receiver, new_secret
+
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        secret = new_secret()
+        cfg = sla_config(std={"answer": 0.2}) | {
+            "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"},
+            "webhooks": {"crm": {"url": receiver.url(), "events": ["sla.*"], "secret": secret}},
+        }
+        await put_config(api, ws, cfg)
+        await create(api, ws, "c1")
+        for _ in range(100):
+            if receiver.ok_ids():
+                break
+            await asyncio.sleep(0.05)
+        _, msg_id, status, headers, body = receiver.calls[0]
+        event = standardwebhooks.Webhook(secret).verify(body, headers)
+        assert status == 200 and event["type"] == "sla.breached" and event["subject"] == "c1"
+        assert event["source"] == f"/v1/workspaces/{ws}" and msg_id.endswith(".crm")
+        r = await api.get(f"/v1/workspaces/{ws}", headers=SUP)
+        text = await r.text()
+        assert secret not in text and secret[6:] not in text
+        assert (await r.json())["config"]["webhooks"]["crm"]["secret"] == "whsec_<redacted>"
+        cfg["webhooks"]["crm"]["secret"] = "not-a-secret"
+        r = await api.put(f"/v1/workspaces/{ws}", json=cfg,
+                          headers={"Authorization": "Bearer demo-admin"})
+        assert r.status == 422 and "not-a-secret" not in await r.text()
+        assert (await r.json())["field"] == "webhooks.crm.secret"
+    finally:
+        await receiver.stop()

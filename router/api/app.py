@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import msgspec
 from aiohttp import web
@@ -14,12 +14,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.engine import Engine
-from router.errors import Forbidden, RouterError, Unauthorized, Unavailable
+from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavailable
 from router.keys import WsKeys
 from router.notify import Notifier
 from router.redisclient import make_client
 from router.settings import Settings, Token, token_hash
 from sla.timers import TimerWorker
+from sla.webhooks import Webhook, WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,14 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     timers = TimerWorker(
         client, engine.scripts["claim"], engine.scripts["handback"], fire, poll=settings.timer_poll
     )
+
+    async def subscriptions(ws: str) -> Mapping[str, Webhook]:
+        try:
+            return (await engine.configs.get(ws)).config.webhooks
+        except NotFound:  # a workspace without a config yet has no webhooks
+            return {}
+
+    webhooks = WebhookDispatcher(client, subscriptions)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     try:
         await engine.scripts.load_all(client)
@@ -135,6 +144,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(engine.configs.watch(), name="config-watch"),
         asyncio.create_task(timers.run(), name="timers"),
     ]
+    await webhooks.start()
     yield
     # Stop in stages: stop claiming timers, hand back leases, then close.
     for task in tasks:
@@ -142,6 +152,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
     with contextlib.suppress(Exception):
         await timers.hand_back()
+    with contextlib.suppress(Exception):
+        await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
     await engine.close()
     await client.aclose()
 

@@ -31,6 +31,7 @@ T = TypeVar("T")
 _ENC = msgspec.json.Encoder()
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r" - at `\$(.*)`$")
+REDACTED = "whsec_<redacted>"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 
 
@@ -122,7 +123,13 @@ async def put_config(request: web.Request) -> web.Response:
 
 @roles("supervisor", "gateway", "agent")
 async def get_config(request: web.Request) -> web.Response:
-    return json_response(await request.app[ENGINE].configs.get(path_id(request, "ws")))
+    stored = await request.app[ENGINE].configs.get(path_id(request, "ws"))
+    doc = msgspec.to_builtins(stored)
+    for hook in doc["config"].get("webhooks", {}).values():
+        for key in ("secret", "previous_secret"):
+            if key in hook and hook[key] is not None:
+                hook[key] = REDACTED  # send the real secrets again on PUT
+    return json_response(doc)
 
 
 # --- agents -------------------------------------------------------------------
