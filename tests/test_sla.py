@@ -11,6 +11,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from router.keys import WsKeys
+from router.scripts import Scripts
 from tests.conftest import GW, SUP, act, add_agent, create, put_config, small_config
 
 
@@ -244,3 +245,27 @@ async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(
         assert (await r.json())["field"] == "webhooks.crm.secret"
     finally:
         await receiver.stop()
+
+
+async def test_a_refired_sla_step_changes_nothing(api: Any, ws: str, redis_url: str) -> None:
+    """A step fired again (a lost lease, a retried call) finds its marker and does nothing."""
+    await put_config(api, ws, sla_config(std={"answer": {"target": 3600, "ladder": [
+        {"at": 0.5, "actions": [{"do": "boost", "seconds": 60}]}]}}) | {
+        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    c = await create(api, ws, "c1")
+    client = Redis.from_url(redis_url, decode_responses=True)
+    keys = WsKeys(ws)
+    try:
+        step = next(t for t in await client.zrange(keys.timers, 0, -1) if t.startswith("sla|c1|"))
+        await client.zrem(keys.timers, step)  # take it out of the service's hands
+        scripts = Scripts(client)
+        args = [step, 0, step, 0]  # the same timer twice in one call, then again
+        assert await scripts["fire"](keys=[keys.runtime, keys.timer_leases,
+                                           keys.timer_lease_info], args=args) == [1, 0]
+        assert await scripts["fire"](keys=[keys.runtime, keys.timer_leases,
+                                           keys.timer_lease_info], args=args[:2]) == [0]
+    finally:
+        await client.aclose()
+    got = await contact(api, ws, "c1")
+    assert types(got, "sla.warning") == ["sla.warning"]
+    assert got["rank"] == c["rank"] - 60  # boosted once, not three times

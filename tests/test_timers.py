@@ -39,8 +39,9 @@ async def claim(engine: Engine, ws: WsKeys, owner: str, lease_ms: int = 5000,
 
 
 async def fire(engine: Engine, ws: WsKeys, member: str) -> list[Any]:
+    """Fires one timer (due now); its code as [1] applied or [0] stale."""
     return await engine.scripts["fire"](  # type: ignore[no-any-return]
-        keys=[ws.runtime, ws.timer_leases, ws.timer_lease_info], args=[member]
+        keys=[ws.runtime, ws.timer_leases, ws.timer_lease_info], args=[member, 0]
     )
 
 

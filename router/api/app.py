@@ -110,17 +110,22 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(client)
     notifier = Notifier(client)
 
-    async def fire(ws: WsKeys, member: str) -> object:
-        if member.startswith("followup|"):
-            # Python effect, acknowledged after it: a crash in between re-fires
-            # it, and the follow-up's id is derived from the timer (idempotent).
-            await engine.create_followup(ws.name, member)
-            return await engine.batcher.call(
-                engine.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
-            )
-        return await engine.batcher.call(
-            engine.scripts["fire"], (ws.runtime, ws.timer_leases, ws.timer_lease_info), [member]
-        )
+    async def fire(ws: WsKeys, timers: list[tuple[str, int]]) -> object:
+        args: list[object] = []
+        for member, due in timers:
+            if member.startswith("followup|"):
+                # Python effect, acknowledged after it: a crash in between re-fires
+                # it, and the follow-up's id is derived from the timer (idempotent).
+                await engine.create_followup(ws.name, member)
+                await engine.batcher.call(
+                    engine.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
+                )
+            else:
+                args += (member, due)
+        if not args:
+            return None
+        keys = (ws.runtime, ws.timer_leases, ws.timer_lease_info)
+        return await engine.batcher.call(engine.scripts["fire"], keys, args)
 
     timers = TimerWorker(
         client, engine.scripts["claim"], engine.scripts["handback"], fire, poll=settings.timer_poll

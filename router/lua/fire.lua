@@ -1,9 +1,11 @@
--- Applies one claimed routing timer and acknowledges it in the same script,
--- so the effect and the ack cannot part. Every effect first checks that the
--- contact is still in the state the timer was set for: a re-fired or stale
--- timer is a no-op.
+-- Applies claimed timers and acknowledges each in the same script, so an
+-- effect and its ack cannot part. Every effect first checks that the contact
+-- is still in the state the timer was set for: a re-fired or stale timer is a
+-- no-op. Several timers per call share the library prelude and a round trip.
 -- KEYS: [1] runtime hash, [2] leased timers zset, [3] lease info hash
--- ARGV: [1] timer member "kind|contact|arg" (SLA: "sla|contact|clock|step|generation")
+-- ARGV: member, due ms, member, due ms, ... where a member is "kind|contact|arg"
+--       (SLA: "sla|contact|clock|step|generation")
+-- Returns one code per timer: 1 applied, 0 stale or gone.
 ACTOR = 'system:timer'
 
 -- SLA step effects (actions from the runtime hash, see sla/policy.py actions_text:
@@ -26,7 +28,7 @@ local function sla_expand(c, pools)
   return c.st
 end
 
-local function sla_fire(c, clock, idx, g)
+local function sla_fire(c, clock, idx, g, due)
   local key = ksla(c.id)
   local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', 'policy', clock .. '.due',
                        clock .. '.f' .. idx)
@@ -43,7 +45,8 @@ local function sla_fire(c, clock, idx, g)
   local ev = { type = step_kind == 'warning' and 'sla.warning' or
                  (step_kind == 'breach' and 'sla.breached' or 'sla.escalated'),
                contact = c.id, clock = clock, step = tonumber(idx), policy = s[3],
-               due = tonumber(s[4]), state = c.st, agent = c.agent ~= '' and c.agent or nil }
+               due = tonumber(s[4]), state = c.st, agent = c.agent ~= '' and c.agent or nil,
+               late_ms = NOW - due }
   local boost = tonumber(a[1]) or 0
   if boost > 0 then ev.boost_ms = boost; ev.rank = sla_boost(c, boost) end
   if a[2] and a[2] ~= '' then ev.expand = split(a[2], ','); ev.expanded = sla_expand(c, a[2]) end
@@ -62,44 +65,51 @@ local function sla_fire(c, clock, idx, g)
   return { 1, ev.type }
 end
 
-local member = ARGV[1]
-redis.call('ZREM', KEYS[2], member)
-redis.call('HDEL', KEYS[3], member)
-local parts = split(member, '|')
-local kind, cid, arg = parts[1], parts[2], parts[3]
-local c = load_contact(cid)
-if c == nil then return { 0, 'gone' } end
-if kind == 'sla' then return sla_fire(c, parts[3], parts[4], parts[5]) end
-if kind == 'offer' then
-  if c.st ~= 'offered' or c.og ~= arg then return { 0, 'stale' } end
-  requeue_offer(c, load_agent(c.agent), true, 'offer timed out')
-elseif kind == 'wrap' then
-  if c.st ~= 'wrap_up' or c.og ~= arg then return { 0, 'stale' } end
-  complete_now(c)
-elseif kind == 'stage' then
-  if c.st ~= 'queued' or tonumber(c.stage) >= tonumber(arg) or (c.tgt and c.tgt ~= '') then
-    return { 0, 'stale' }
+local function fire_one(member, due)
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('HDEL', KEYS[3], member)
+  local parts = split(member, '|')
+  local kind, cid, arg = parts[1], parts[2], parts[3]
+  local c = load_contact(cid)
+  if c == nil then return { 0, 'gone' } end
+  if kind == 'sla' then return sla_fire(c, parts[3], parts[4], parts[5], due) end
+  if kind == 'offer' then
+    if c.st ~= 'offered' or c.og ~= arg then return { 0, 'stale' } end
+    requeue_offer(c, load_agent(c.agent), true, 'offer timed out')
+  elseif kind == 'wrap' then
+    if c.st ~= 'wrap_up' or c.og ~= arg then return { 0, 'stale' } end
+    complete_now(c)
+  elseif kind == 'stage' then
+    if c.st ~= 'queued' or tonumber(c.stage) >= tonumber(arg) or (c.tgt and c.tgt ~= '') then
+      return { 0, 'stale' }
+    end
+    dequeue(c)
+    local reasons = advance_stages(c)
+    redis.call('HSET', kc(cid), 'stage', c.stage)
+    record({ type = 'contact.stage_reached', contact = cid, state = 'queued',
+             stage = tonumber(c.stage), explain = { stage_reasons = reasons } })
+    if not try_match(c) then
+      enqueue(c)
+      schedule_next_stage(c)
+    end
+  elseif kind == 'expire' then
+    if c.st ~= 'queued' then return { 0, 'stale' } end
+    dequeue(c)
+    finish(c, 'expired')
+    record({ type = 'contact.expired', contact = cid, state = 'expired',
+             wait_ms = NOW - tonumber(c.enq), reason = 'waited longer than the channel allows' })
+  elseif kind == 'pref' then
+    if c.st ~= 'queued' then return { 0, 'stale' } end
+    -- the preference ran out: anyone eligible may take it now
+    if try_match(c) then return { 1, kind } end
+  else
+    return { 0, 'unknown' }
   end
-  dequeue(c)
-  local reasons = advance_stages(c)
-  redis.call('HSET', kc(cid), 'stage', c.stage)
-  record({ type = 'contact.stage_reached', contact = cid, state = 'queued',
-           stage = tonumber(c.stage), explain = { stage_reasons = reasons } })
-  if not try_match(c) then
-    enqueue(c)
-    schedule_next_stage(c)
-  end
-elseif kind == 'expire' then
-  if c.st ~= 'queued' then return { 0, 'stale' } end
-  dequeue(c)
-  finish(c, 'expired')
-  record({ type = 'contact.expired', contact = cid, state = 'expired',
-           wait_ms = NOW - tonumber(c.enq), reason = 'waited longer than the channel allows' })
-elseif kind == 'pref' then
-  if c.st ~= 'queued' then return { 0, 'stale' } end
-  -- the preference ran out: anyone eligible may take it now
-  if try_match(c) then return { 1, kind } end
-else
-  return { 0, 'unknown' }
+  return { 1, kind }
 end
-return { 1, kind }
+
+local out = {}
+for i = 1, #ARGV, 2 do
+  out[#out + 1] = fire_one(ARGV[i], tonumber(ARGV[i + 1]) or NOW)[1]
+end
+return out
