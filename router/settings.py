@@ -51,6 +51,9 @@ class Settings:
     long_poll_max: float = 60.0
     timer_poll: float = 0.02
     redis_timeout: float = 2.0
+    # Seconds a webhook delivery read by a replica may stay unacknowledged
+    # before another replica takes it over (the first one is presumed dead).
+    webhook_claim_idle: float = 60.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -73,6 +76,7 @@ class Settings:
             "max_body": int(num("ROUTER_MAX_BODY", 64 * 1024)),
             "timer_poll": num("ROUTER_TIMER_POLL", 0.02),
             "redis_timeout": num("ROUTER_REDIS_TIMEOUT", 2.0),
+            "webhook_claim_idle": num("ROUTER_WEBHOOK_CLAIM_IDLE", 60.0),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -187,6 +187,7 @@ class WebhookDispatcher:
         self._held_entries: set[tuple[str, str]] = set()
         self._held_retries: set[tuple[str, str]] = set()
         self._stop = asyncio.Event()
+        self._freed = asyncio.Event()  # set whenever a delivery finishes
         self._runner: asyncio.Task[None] | None = None
         # Counters for later export as metrics.
         self.delivered = 0  # attempts answered 2xx
@@ -234,9 +235,17 @@ class WebhookDispatcher:
                 raise
             except Exception as exc:
                 log.warning("webhook poll failed (%s)", type(exc).__name__)
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self._poll)
+            self._freed.clear()
+            if len(self._tasks) >= self._max_inflight:
+                # Every slot taken: read more as soon as one frees, not a poll later
+                # (a fixed pause here would cap delivery at slots per poll interval).
+                wake: Awaitable[object] = self._freed.wait()
+            elif busy:
+                continue
+            else:
+                wake = self._stop.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake, self._poll)
 
     async def poll(self, ws: str) -> bool:
         """Starts deliveries for new entries, idle entries of dead replicas and due
@@ -303,7 +312,11 @@ class WebhookDispatcher:
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._freed.set()
 
     async def _deliver_entry(
         self, keys: WebhookKeys, sid: str, fields: Any, subs: Mapping[str, Webhook]

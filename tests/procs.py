@@ -27,13 +27,14 @@ def _python() -> str:
 class Replica:
     """One `router serve` process on a free loopback port, logging to a file."""
 
-    def __init__(self, redis_url: str, log_dir: Path, index: int) -> None:
+    def __init__(self, redis_url: str, log_dir: Path, index: int,
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"replica-{index}.log"
         self.env = dict(os.environ)
         self.env.update({"REDIS_URL": redis_url, "ROUTER_TOKENS": demo_token_spec(),
-                         "PYTHONUNBUFFERED": "1"})
+                         "PYTHONUNBUFFERED": "1", **(env or {})})
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
@@ -64,11 +65,12 @@ class Replica:
         return self.proc.returncode
 
 
-def start_replicas(redis_url: str, log_dir: Path, count: int) -> list[Replica]:
+def start_replicas(redis_url: str, log_dir: Path, count: int,
+                   env: dict[str, str] | None = None) -> list[Replica]:
     replicas: list[Replica] = []
     try:
         for i in range(count):
-            replicas.append(Replica(redis_url, log_dir, i))
+            replicas.append(Replica(redis_url, log_dir, i, env))
     except BaseException:
         stop_replicas(replicas)
         raise

@@ -137,7 +137,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         except NotFound:  # a workspace without a config yet has no webhooks
             return {}
 
-    webhooks = WebhookDispatcher(client, subscriptions)
+    webhooks = WebhookDispatcher(client, subscriptions, claim_idle=settings.webhook_claim_idle)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     try:
         await engine.scripts.load_all(client)
