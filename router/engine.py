@@ -92,6 +92,12 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
     )
 
 
+def _timeline_entry(raw: str) -> TimelineEntry:
+    # stored in Redis TIME milliseconds; the API speaks seconds like every other time
+    e = _TIMELINE.decode(raw)
+    return msgspec.structs.replace(e, at=e.at / 1000)
+
+
 def _num(state: dict[str, str], clock: str, field: str) -> int:
     v = state.get(f"{clock}.{field}")
     return int(float(v)) if v not in (None, "") else 0
@@ -321,7 +327,7 @@ class Engine:
         if sla:
             out = msgspec.structs.replace(out, sla_clocks=sla_clocks(sla))
         if timeline:
-            out = msgspec.structs.replace(out, timeline=[_TIMELINE.decode(e) for e in tl])
+            out = msgspec.structs.replace(out, timeline=[_timeline_entry(e) for e in tl])
         return out
 
     async def contact_action(

@@ -113,13 +113,17 @@ class Explanation(Struct, frozen=True, omit_defaults=True):
 
 
 class TimelineEntry(Struct, frozen=True, omit_defaults=True):
-    at: float
+    at: float  # seconds since the epoch (Redis TIME)
     type: str
     actor: str
     state: str | None = None
     agent: str | None = None
     pool: str | None = None
     reason: str | None = None
+    # SLA events: which clock and ladder step, and how late the step fired.
+    clock: str | None = None
+    step: int | None = None
+    late_ms: int | None = None
     explain: dict[str, Any] | None = None
 
 

@@ -57,8 +57,14 @@ async def test_ladder_fires_in_order_each_step_once(api: Any, ws: str) -> None:
     clock = got["sla_clocks"]["answer"]
     assert clock["status"] == "breached" and clock["policy"] == "std"
     assert abs(clock["due_at"] - clock["started_at"] - 0.4) < 0.05
-    notify = [e for e in got["timeline"] if e["type"] in ("sla.warning", "sla.escalated")]
-    assert all(e["at"] >= clock["started_at"] for e in notify)
+    steps = {e["type"]: e for e in got["timeline"] if e["type"].startswith("sla.")}
+    assert [(e["clock"], e["step"]) for e in steps.values()] == [
+        ("answer", 1), ("answer", 2), ("answer", 0)]  # ladder indexes: config order
+    warned = steps["sla.warning"]["at"] - clock["started_at"]
+    escalated = steps["sla.escalated"]["at"] - clock["started_at"]
+    # never early: at 0.5 x 0.4 s, and 0.3 s after the breach (how late is a benchmark)
+    assert warned >= 0.2 - 0.002 and escalated >= 0.7 - 0.002
+    assert all(e["late_ms"] >= 0 for e in steps.values())
 
 
 async def test_boost_at_breach_changes_who_is_served_next(api: Any, ws: str) -> None:
@@ -269,3 +275,30 @@ async def test_a_refired_sla_step_changes_nothing(api: Any, ws: str, redis_url: 
     got = await contact(api, ws, "c1")
     assert types(got, "sla.warning") == ["sla.warning"]
     assert got["rank"] == c["rank"] - 60  # boosted once, not three times
+
+
+async def test_overdue_timers_fire_at_once_and_count_as_late(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    """After an outage (no replica running), what came due meanwhile fires at
+    once and is counted late, with how late it was in the event."""
+    from router.api.app import TIMERS
+
+    await put_config(api, ws, sla_config(std={"answer": {"target": 3600, "ladder": [
+        {"at": 0.5}]}}) | {
+        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await create(api, ws, "c1")
+    late_before = api.server.app[TIMERS].late
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = WsKeys(ws)
+        step = next(t for t in await client.zrange(keys.timers, 0, -1) if t.startswith("sla|c1|"))
+        now_s, now_us = await client.time()
+        await client.zadd(keys.timers, {step: now_s * 1000 + now_us // 1000 - 5000}, xx=True)
+    finally:
+        await client.aclose()
+    got = await wait_for(api, ws, "c1", lambda c: "sla.warning" in types(c))
+    warning = next(e for e in got["timeline"] if e["type"] == "sla.warning")
+    assert warning["at"] - got["sla_clocks"]["answer"]["started_at"] < 60  # not at 1800 s
+    assert warning["late_ms"] >= 5000
+    assert api.server.app[TIMERS].late == late_before + 1

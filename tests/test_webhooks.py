@@ -247,6 +247,36 @@ async def test_failing_receiver_gets_every_event_once(
     await assert_delivered_once(client, ws, receiver, sids)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_receiver_failing_for_30_s_then_recovering_gets_everything_once(
+    client: Redis, ws: str, receiver: Receiver
+) -> None:
+    """The issue's scenario at full length: 500 for 30 s while events keep coming,
+    then 200. Production backoff (1 s base, full jitter), its cap cut to 8 s so
+    the test does not wait for a 10-minute retry; nothing is lost or doubled."""
+    recovers = time.monotonic() + 30
+    receiver.status = lambda req, n: 500 if time.monotonic() < recovers else 200
+    wh = Webhook(url=receiver.url(), events=["sla.*"], secret=new_secret())
+    await create_group(client, ws)
+    d = dispatcher(client, ws, {"crm": wh}, poll=0.2, backoff_base=1.0, backoff_cap=8.0,
+                   claim_idle=60.0, lease=60.0)
+    await d.start()
+    sids: list[str] = []
+    try:
+        while time.monotonic() < recovers + 5:  # 5 events a second, through the outage
+            sids.append(await add_event(client, ws, "sla.breached", contact=f"c{len(sids)}"))
+            await asyncio.sleep(0.2)
+        await wait_until(lambda: len(receiver.ok_ids()) == len(sids), within=60)
+        await asyncio.sleep(1)  # time for any duplicate to show up
+    finally:
+        await d.stop()
+    failed_then_ok = {c[1] for c in receiver.calls if c[2] == 500} & set(receiver.ok_ids())
+    assert len(failed_then_ok) >= 100  # most events of the outage were retried, not lost
+    assert d.dead == 0 and d.retried >= len(failed_then_ok)
+    await assert_delivered_once(client, ws, receiver, sids)
+
+
 async def test_receiver_down_then_up_loses_nothing(client: Redis, ws: str) -> None:
     receiver = Receiver()  # not started: connections are refused
     wh = Webhook(url=receiver.url(), events=["*"], secret=new_secret())
