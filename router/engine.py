@@ -7,9 +7,6 @@ the script.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -28,15 +25,12 @@ from router.model import (
     AgentStateIn,
     ContactIn,
     ContactOut,
-    Customer,
-    SlaClockOut,
     TimelineEntry,
 )
 from router.rules import plan_route
 from router.runtime import runtime_fields
 from router.scripts import Scripts
-from sla.calendars import calendar_for
-from sla.policy import CLOCKS, clock_of, plan_text, schedule, select_policy, used_between
+from router.slaops import SlaOps, sla_clocks, start_plan
 from sla.webhooks import create_group
 
 _JSON = msgspec.json.Encoder()
@@ -98,34 +92,6 @@ def _timeline_entry(raw: str) -> TimelineEntry:
     return msgspec.structs.replace(e, at=e.at / 1000)
 
 
-def _num(state: dict[str, str], clock: str, field: str) -> int:
-    v = state.get(f"{clock}.{field}")
-    return int(float(v)) if v not in (None, "") else 0
-
-
-def sla_clocks(state: dict[str, str]) -> dict[str, SlaClockOut]:
-    out: dict[str, SlaClockOut] = {}
-    for clock in CLOCKS:
-        st = state.get(clock + ".st")
-        if st is None:
-            continue
-        f = functools.partial(_num, state, clock)
-        out[clock] = SlaClockOut(
-            status=st,
-            policy=state.get("policy", ""),
-            started_at=f("start") / 1000,
-            due_at=f("due") / 1000,
-            ended_at=f("end") / 1000 or None,
-            paused_ms=f("paused"),
-            warned_at=min(
-                (f(k[len(clock) + 1 :]) for k in state if k.startswith(clock + ".f")), default=0
-            )
-            / 1000
-            or None,
-        )
-    return out
-
-
 def agent_out(raw: dict[str, str]) -> AgentOut:
     return AgentOut(
         id=raw["id"],
@@ -149,6 +115,7 @@ class Engine:
         self.scripts = Scripts(client)
         self.batcher = ScriptBatcher(client)
         self.configs = ConfigStore(client)
+        self.sla = SlaOps(self)
 
     async def _run(self, name: str, ws: WsKeys, key: str, args: Sequence[Any]) -> Any:
         return await self.batcher.call(self.scripts[name], (ws.runtime, key), args)
@@ -159,6 +126,10 @@ class Engine:
         self, ws_name: str, cfg: RoutingConfig, actor: str, expected: int | None = None
     ) -> StoredConfig:
         ws = WsKeys(ws_name)
+        try:  # running SLA clocks keep the budget they used under the old rules
+            previous: StoredConfig | None = await self.configs.get(ws_name)
+        except NotFound:
+            previous = None
         doc = CONFIG_ENCODER.encode(cfg)
         res = await self.scripts["config_put"](
             keys=[ws.runtime, ws.config, WORKSPACES],
@@ -171,6 +142,7 @@ class Engine:
         stored = StoredConfig(version=res[0], updated_at=res[1] / 1000, actor=actor, config=cfg)
         self.configs.remember(ws_name, stored)
         await self._resync_agents(ws, cfg, actor)
+        await self.sla.replan(ws_name, previous.config if previous else None, cfg, actor)
         return stored
 
     async def _resync_agents(self, ws: WsKeys, cfg: RoutingConfig, actor: str) -> None:
@@ -270,20 +242,7 @@ class Engine:
             attributes=body.attributes,
             skills=body.skills,
         )
-        sla = (
-            select_policy(
-                cfg.sla_policies,
-                sla_override or (plan.sla if plan.sla != cfg.defaults.sla else None),
-                tier=plan.tier,
-                channel=body.channel,
-                intent=body.intent,
-            )
-            or plan.sla
-        )
-        policy = cfg.sla_policies.get(sla) if sla else None
-        sla_plan = ""
-        if policy is not None:
-            sla_plan = plan_text(policy, calendar_for(cfg, policy), round(time.time() * 1000))
+        sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
         payload: dict[str, object] = {
             "id": body.id,
             "ch": body.channel,
@@ -347,62 +306,6 @@ class Engine:
         if code == -4:
             raise Conflict("the clock changed while resuming; retry", state="paused")
         return contact_out(_pairs(res[1]), False)
-
-    # --- SLA --------------------------------------------------------------------
-
-    async def resume_clock(self, ws_name: str, cid: str, clock_name: str, actor: str) -> ContactOut:
-        """Resumes a paused clock with the budget it had left (business time)."""
-        stored = await self.configs.get(ws_name)
-        ws = WsKeys(ws_name)
-        for _ in range(3):  # the generation check fails only if the clock moved meanwhile
-            state = cast(dict[str, str], await self.client.hgetall(ws.sla(cid)))
-            if not state:
-                raise NotFound(f"contact {cid!r} has no SLA clocks", field="contact_id")
-            policy = stored.config.sla_policies.get(state.get("policy", ""))
-            clock = clock_of(policy, clock_name) if policy else None
-            if policy is None or clock is None or state.get(f"{clock_name}.st") != "paused":
-                st = state.get(f"{clock_name}.st", "none")
-                raise Conflict(f"the {clock_name} clock is not paused", state=st, field="clock")
-            cal = calendar_for(stored.config, policy)
-            f = functools.partial(_num, state, clock_name)
-            used = f("used") + used_between(cal, f("run"), f("pause"))
-            now = round(time.time() * 1000)
-            steps = [
-                s
-                for s in schedule(clock, cal, now, used)
-                if f"{clock_name}.f{s.index}" not in state
-            ]
-            breach = next((s.delta_ms for s in steps if s.kind == "breach"), -1)
-            args = [clock_name, state[f"{clock_name}.g"], used, breach]
-            args.append(",".join(f"{s.index}.{s.delta_ms}" for s in steps))
-            try:
-                return await self.contact_action(ws_name, cid, "sla_resume", args, actor)
-            except Conflict as exc:
-                if exc.state != "paused" or "retry" not in exc.detail:
-                    raise
-        raise Conflict("the clock keeps changing; retry", state="paused", field="clock")
-
-    async def create_followup(self, ws_name: str, member: str) -> None:
-        """Applies a `followup|contact|source/channel/intent/sla` timer: creates the
-        follow-up contact under an id derived from the timer, so a re-fire finds
-        it already there."""
-        _, cid, arg = member.split("|", 2)
-        _source, channel, intent, sla = arg.split("/")
-        ws = WsKeys(ws_name)
-        raw = cast(dict[str, str], await self.client.hgetall(ws.contact(cid)))
-        if not raw:
-            return  # the original expired from Redis: nothing to follow up
-        fid = "fu-" + hashlib.sha256(member.encode()).hexdigest()[:24]
-        body = ContactIn(
-            id=fid,
-            channel=channel,
-            customer=Customer(
-                id=raw["cust"], tier=raw.get("tier") or None, language=raw.get("lang") or None
-            ),
-            intent=intent or None,
-            attributes={"followup_of": cid},
-        )
-        await self.create_contact(ws_name, body, "system:followup", sla_override=sla or None)
 
     async def close(self) -> None:
         await self.batcher.close()

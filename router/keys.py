@@ -89,6 +89,12 @@ class WsKeys:
     def timeline(self, contact_id: str) -> str:
         return self.tag + ":c:" + contact_id + ":tl"
 
+    # Set: contacts with an SLA clock running or paused, to re-plan them when a
+    # config changes a clock's definition (no SCAN on a live path).
+    @property
+    def sla_running(self) -> str:
+        return self.tag + ":sla:run"
+
     # Hash: the contact's SLA clocks (`<clock>.<field>`), expires with it.
     def sla(self, contact_id: str) -> str:
         return self.tag + ":c:" + contact_id + ":sla"

@@ -27,6 +27,7 @@ ROUTING_SCRIPTS = (
     "respond",
     "sla_pause",
     "sla_resume",
+    "sla_replan",
     "rate",
 )
 TIMER_SCRIPTS = ("claim", "handback", "ack")

@@ -265,15 +265,20 @@ def runtime_fields(policies: Mapping[str, SlaPolicy]) -> Iterator[str]:
             yield f"{policy.low_rating.below}|" + actions_text(policy.low_rating.actions)
 
 
-def plan_text(policy: SlaPolicy, cal: BusinessCalendar | None, now_ms: int) -> str:
+def steps_text(steps: Sequence[ScheduledStep]) -> str:
+    return ",".join(f"{s.index}.{s.delta_ms}" for s in steps)
+
+
+def plan_text(
+    policy: SlaPolicy, cal: BusinessCalendar | None, now_ms: int, fps: Mapping[str, str]
+) -> str:
     """What `create.lua` needs to start a policy's clocks now:
-    `clock:breach_delta_ms:i.delta_ms,...` per clock, joined by `|`."""
+    `clock:breach_delta_ms:fingerprint:i.delta_ms,...` per clock, joined by `|`."""
     parts = []
     for name in CLOCKS:
         clock = clock_of(policy, name)
         if clock is None:
             continue
         steps = schedule(clock, cal, now_ms)
-        text = ",".join(f"{s.index}.{s.delta_ms}" for s in steps)
-        parts.append(f"{name}:{breach_delta(steps)}:{text}")
+        parts.append(f"{name}:{breach_delta(steps)}:{fps[name]}:{steps_text(steps)}")
     return "|".join(parts)

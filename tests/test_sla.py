@@ -302,3 +302,29 @@ async def test_overdue_timers_fire_at_once_and_count_as_late(
     assert warning["at"] - got["sla_clocks"]["answer"]["started_at"] < 60  # not at 1800 s
     assert warning["late_ms"] >= 5000
     assert api.server.app[TIMERS].late == late_before + 1
+
+
+async def test_config_change_replans_running_clocks_keeping_the_budget(
+    api: Any, ws: str
+) -> None:
+    cfg = sla_config(std={"answer": 3600}, other={"answer": 3600})
+    cfg["rules"] = [{"name": "loans", "when": {"intent": ["loan"]},
+                     "stages": [{"pools": ["loans"]}], "sla": "other"}]
+    cfg["defaults"]["sla"] = "std"
+    await put_config(api, ws, cfg)
+    await create(api, ws, "c1")
+    await create(api, ws, "c2", intent="loan")
+    before = {c: (await contact(api, ws, c))["sla_clocks"]["answer"] for c in ("c1", "c2")}
+    await asyncio.sleep(0.3)
+    cfg["sla_policies"]["std"] = {"answer": 1.0}  # the target drops from an hour to a second
+    await put_config(api, ws, cfg)
+    c1 = await contact(api, ws, "c1")
+    clock = c1["sla_clocks"]["answer"]
+    assert types(c1) == ["sla.replanned"] and clock["status"] == "active"
+    # due counts from the arrival: the 0.3 s already waited are spent, not forgotten
+    assert abs(clock["due_at"] - clock["started_at"] - 1.0) < 0.05
+    assert (await contact(api, ws, "c2"))["sla_clocks"]["answer"] == before["c2"]
+    await put_config(api, ws, cfg)  # same definitions again: nothing to re-plan
+    got = await wait_for(api, ws, "c1", lambda c: "sla.breached" in types(c))
+    assert types(got) == ["sla.replanned", "sla.breached"]
+    assert types(await contact(api, ws, "c2")) == []

@@ -116,7 +116,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             if member.startswith("followup|"):
                 # Python effect, acknowledged after it: a crash in between re-fires
                 # it, and the follow-up's id is derived from the timer (idempotent).
-                await engine.create_followup(ws.name, member)
+                await engine.sla.create_followup(ws.name, member)
                 await engine.batcher.call(
                     engine.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
                 )

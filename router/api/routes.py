@@ -283,7 +283,7 @@ CONTACT_ACTIONS: dict[str, Handler] = {
 async def contact_resume(request: web.Request) -> web.Response:
     """Resumes a paused SLA clock with the budget it had left."""
     parsed = await body(request, ClockIn)
-    contact = await request.app[ENGINE].resume_clock(
+    contact = await request.app[ENGINE].sla.resume_clock(
         path_id(request, "ws"), path_id(request, "contact_id"), parsed.clock, actor(request)
     )
     return json_response(contact)

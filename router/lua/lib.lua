@@ -37,6 +37,7 @@ local function kps(pool) return TAG .. ':ps:' .. pool end
 local function kaq(aid) return TAG .. ':aq:' .. aid end
 local function kla(cust) return TAG .. ':la:' .. cust end
 local function ksla(cid) return TAG .. ':c:' .. cid .. ':sla' end
+local K_SLA_RUN = TAG .. ':sla:run'
 
 local function split(s, sep)
   local out = {}
@@ -288,19 +289,22 @@ local function sla_schedule(cid, clock, steps, g)
   return table.concat(idx, ',')
 end
 
--- Starts the clocks of a plan "clock:breach_delta:steps|clock:...".
+-- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...".
+-- The fingerprint names the clock's definition (ladder and calendar): a config
+-- change that alters it re-plans the clock (router/engine.py).
 local function sla_start(cid, policy, plan)
   if plan == nil or plan == '' then return end
   local fields = { 'policy', policy }
   for _, seg in ipairs(split(plan, '|')) do
     local p = split(seg, ':')
     local clock = p[1]
-    local steps = sla_schedule(cid, clock, p[3] or '', 1)
+    local steps = sla_schedule(cid, clock, p[4] or '', 1)
     local f = { 'st', 'active', 'start', NOW, 'run', NOW, 'used', 0,
-                'due', NOW + tonumber(p[2]), 'g', 1, 'steps', steps }
+                'due', NOW + tonumber(p[2]), 'g', 1, 'steps', steps, 'fp', p[3] }
     for i = 1, #f, 2 do fields[#fields + 1] = clock .. '.' .. f[i]; fields[#fields + 1] = f[i + 1] end
   end
   redis.call('HSET', ksla(cid), unpack(fields))
+  redis.call('SADD', K_SLA_RUN, cid)
 end
 
 -- Ends one running or paused clock: `met` (or `missed` once breached) when
@@ -319,6 +323,12 @@ local function sla_stop(cid, clock, reached)
              clock .. '.g', tonumber(s[2]) + 1)
   record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],
            due = tonumber(s[5]), margin_ms = tonumber(s[5]) - NOW, previous = s[1] })
+  -- the running-clock index holds contacts with a clock still to re-plan
+  local left = redis.call('HMGET', key, 'answer.st', 'first_response.st', 'resolve.st')
+  for _, st in ipairs(left) do
+    if RUNNING[st] or st == 'paused' then return end
+  end
+  redis.call('SREM', K_SLA_RUN, cid)
 end
 
 -- Splits "a;b;;c" keeping empty fields.
