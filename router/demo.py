@@ -23,7 +23,18 @@ from router.config import (
     Tier,
 )
 from router.model import AgentIn
-from sla.policy import SlaPolicy
+from sla.calendar import Calendar, Weekday
+from sla.policy import (
+    Boost,
+    Clock,
+    CreateFollowup,
+    Expand,
+    LowRating,
+    Notify,
+    Reassign,
+    SlaPolicy,
+    Step,
+)
 
 __all__ = ["DEMO_WORKSPACE", "demo_agents", "demo_config"]
 
@@ -60,12 +71,14 @@ def demo_config() -> RoutingConfig:
         skills=["cards", "loans", "wealth", "complaints", "vulnerable", "english", "spanish"],
         pools=_pools(),
         rules=_rules(),
-        sla_policies={
-            "standard": SlaPolicy(answer=60.0),
-            "vip": SlaPolicy(answer=20.0),
-            "complaint": SlaPolicy(answer=120.0),
-            "complaint_vip": SlaPolicy(answer=30.0),
-            "vulnerable": SlaPolicy(answer=30.0),
+        sla_policies=_sla_policies(),
+        calendars={
+            # The back office that resolves complaints: weekdays with a lunch break.
+            "back_office": Calendar(
+                timezone="Asia/Shanghai",
+                hours={d: ["09:00-12:00", "13:00-18:00"] for d in WEEKDAYS},
+                holidays=["2026-01-01", "2026-10-01"],
+            )
         },
         defaults=Defaults(
             tier="standard",
@@ -74,6 +87,37 @@ def demo_config() -> RoutingConfig:
             continuity_prefer=20.0,
         ),
     )
+
+
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+
+
+def _sla_policies() -> dict[str, SlaPolicy]:
+    callback = CreateFollowup(channel="voice", intent="callback", sla="callback_24h")
+    low_rating = LowRating(below=3, actions=[callback, Notify(to=["team_supervisor"])])
+    return {
+        "standard": SlaPolicy(answer=60.0, low_rating=low_rating),
+        "vip": SlaPolicy(answer=20.0, low_rating=low_rating),
+        "complaint": SlaPolicy(
+            answer=120.0,
+            # five business days to resolve, counted in the back office's hours
+            resolve=Clock(target=5 * 9 * 3600.0, ladder=[Step(at=0.8)]),
+            calendar="back_office",
+        ),
+        "complaint_vip": SlaPolicy(
+            answer=Clock(
+                target=30.0,
+                ladder=[
+                    Step(at=0.8, actions=[Notify(to=["team_supervisor"])]),
+                    Step(at=1.0, actions=[Boost(seconds=60.0), Notify(to=["role:duty_manager"])]),
+                    Step(after=60.0, actions=[Expand(pools=["cards"]), Reassign()]),
+                ],
+            ),
+            low_rating=low_rating,
+        ),
+        "vulnerable": SlaPolicy(answer=30.0, low_rating=low_rating),
+        "callback_24h": SlaPolicy(resolve=86_400.0),
+    }
 
 
 def _pools() -> dict[str, Pool]:
