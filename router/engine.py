@@ -7,10 +7,12 @@ the script.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import msgspec
+from prometheus_client import Histogram
 from redis.asyncio import Redis
 
 from router.batch import ScriptBatcher
@@ -110,15 +112,20 @@ def agent_out(raw: dict[str, str]) -> AgentOut:
 
 
 class Engine:
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: Redis, observe: Histogram | None = None) -> None:
         self.client = client
+        self._observe = observe  # decision latency by operation (per replica)
         self.scripts = Scripts(client)
         self.batcher = ScriptBatcher(client)
         self.configs = ConfigStore(client)
         self.sla = SlaOps(self)
 
     async def _run(self, name: str, ws: WsKeys, key: str, args: Sequence[Any]) -> Any:
-        return await self.batcher.call(self.scripts[name], (ws.runtime, key), args)
+        start = time.perf_counter()
+        res = await self.batcher.call(self.scripts[name], (ws.runtime, key), args)
+        if self._observe is not None:
+            self._observe.labels(name).observe(time.perf_counter() - start)
+        return res
 
     # --- config ---------------------------------------------------------------
 

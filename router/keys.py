@@ -120,6 +120,18 @@ class WsKeys:
     def staffed(self, pool: str) -> str:
         return self.tag + ":s:" + pool
 
+    # Hash: per-minute statistics of a pool (answered, within, wait_ms, abandoned,
+    # abandon_wait_ms, handled, handle_ms, arrived); `minute` = epoch ms // 60000.
+    # Kept two hours: sliding service-level windows are sums of these.
+    def pool_minute(self, pool: str, minute: int) -> str:
+        return self.tag + ":sl:" + pool + ":" + str(minute)
+
+    # Hash: running counts of contact and SLA events by labels (metrics):
+    # "type|pool|channel|tier" and "sla.type|policy|clock".
+    @property
+    def event_counts(self) -> str:
+        return self.tag + ":stats:counts"
+
     # Hash: running pool statistics (aht EWMA, counters).
     def pool_stats(self, pool: str) -> str:
         return self.tag + ":ps:" + pool

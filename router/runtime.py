@@ -30,7 +30,7 @@ def runtime_fields(cfg: RoutingConfig) -> list[str]:
         out += [
             "pool:" + name,
             f"{pool.strategy}|{','.join(pool.channels)}|{pool.max_queue or 0}"
-            f"|{_ms(pool.handle_time)}",
+            f"|{_ms(pool.handle_time)}|{_ms(pool.service_level.seconds)}",
         ]
     out += sla_fields(cfg.sla_policies)
     return out

@@ -54,6 +54,9 @@ class Settings:
     # Seconds a webhook delivery read by a replica may stay unacknowledged
     # before another replica takes it over (the first one is presumed dead).
     webhook_claim_idle: float = 60.0
+    # Replicas exporting metrics together: one of them exports the shared Redis
+    # state (a lease per group). Only distinct deployments on one Redis differ.
+    metrics_group: str = "default"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -77,6 +80,7 @@ class Settings:
             "timer_poll": num("ROUTER_TIMER_POLL", 0.02),
             "redis_timeout": num("ROUTER_REDIS_TIMEOUT", 2.0),
             "webhook_claim_idle": num("ROUTER_WEBHOOK_CLAIM_IDLE", 60.0),
+            "metrics_group": e.get("ROUTER_METRICS_GROUP", "default"),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

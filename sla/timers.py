@@ -36,8 +36,15 @@ Fire = Callable[[WsKeys, list[tuple[str, int]]], Awaitable[object]]
 
 class TimerWorker:
     def __init__(
-        self, client: Redis, claim: Any, handback: Any, fire: Fire, poll: float = 0.02
+        self,
+        client: Redis,
+        claim: Any,
+        handback: Any,
+        fire: Fire,
+        poll: float = 0.02,
+        on_fired: Callable[[int], None] | None = None,
     ) -> None:
+        self._on_fired = on_fired  # lag ms of each fired timer (metrics)
         self._client = client
         self._claim = claim
         self._handback = handback
@@ -78,6 +85,8 @@ class TimerWorker:
                 self.fired += 1
                 if now - due > 250:
                     self.late += 1
+                if self._on_fired is not None:
+                    self._on_fired(now - due)
         return len(members)
 
     async def run(self) -> None:

@@ -35,8 +35,10 @@ def redis_url() -> Iterator[str]:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
+    # each test's service is its own metrics group: another test's never exports for it
     return Settings.from_env(
-        {"ROUTER_TOKENS": demo_token_spec()}, redis_url=redis_url, timer_poll=0.01
+        {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_METRICS_GROUP": uuid.uuid4().hex},
+        redis_url=redis_url, timer_poll=0.01,
     )
 
 

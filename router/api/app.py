@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import msgspec
@@ -16,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from router.engine import Engine
 from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavailable
 from router.keys import WsKeys
+from router.metrics import Metrics, StateExporter
 from router.notify import Notifier
 from router.redisclient import make_client
 from router.settings import Settings, Token, token_hash
@@ -29,6 +31,8 @@ ENGINE = web.AppKey("engine", Engine)
 NOTIFIER = web.AppKey("notifier", Notifier)
 TIMERS = web.AppKey("timers", TimerWorker)
 REDIS = web.AppKey("redis", Redis)
+METRICS = web.AppKey("metrics", Metrics)
+EXPORTER = web.AppKey("exporter", StateExporter)
 TOKEN = web.RequestKey("token", Token)  # the caller, set by auth
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -65,6 +69,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(exc)
     except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
         log.warning("redis unavailable: %s", type(exc).__name__)
+        request.app[METRICS].redis_errors.labels("http").inc()
         return error_response(Unavailable("the state store is unreachable; retry shortly"))
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "Payload too large", "request body is too large", "too-large")
@@ -75,6 +80,26 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unhandled error on %s", request.match_info.route.resource)
         return problem(500, "Internal error", "an internal error occurred", "internal")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Labelled by route template, never the raw path (bounded cardinality).
+    info = request.match_info.route.resource
+    route = info.canonical if info is not None else "unmatched"
+    start = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request.app[METRICS].http.labels(request.method, route, str(status)).observe(
+            time.perf_counter() - start
+        )
 
 
 def _token(request: web.Request) -> Token | None:
@@ -107,7 +132,8 @@ def actor(request: web.Request) -> str:
 async def _background(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = make_client(settings.redis_url, settings.redis_timeout)
-    engine = Engine(client)
+    metrics = app[METRICS]
+    engine = Engine(client, observe=metrics.decision)
     notifier = Notifier(client)
 
     async def fire(ws: WsKeys, timers: list[tuple[str, int]]) -> object:
@@ -128,7 +154,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         return await engine.batcher.call(engine.scripts["fire"], keys, args)
 
     timers = TimerWorker(
-        client, engine.scripts["claim"], engine.scripts["handback"], fire, poll=settings.timer_poll
+        client,
+        engine.scripts["claim"],
+        engine.scripts["handback"],
+        fire,
+        poll=settings.timer_poll,
+        on_fired=metrics.observe_timer,
     )
 
     async def subscriptions(ws: str) -> Mapping[str, Webhook]:
@@ -138,7 +169,10 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             return {}
 
     webhooks = WebhookDispatcher(client, subscriptions, claim_idle=settings.webhook_claim_idle)
+    metrics.state.webhooks = webhooks
+    exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
+    app[EXPORTER] = exporter
     try:
         await engine.scripts.load_all(client)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -148,6 +182,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(notifier.run(), name="notifier"),
         asyncio.create_task(engine.configs.watch(), name="config-watch"),
         asyncio.create_task(timers.run(), name="timers"),
+        asyncio.create_task(exporter.run(), name="metrics-lease"),
     ]
     await webhooks.start()
     yield
@@ -159,6 +194,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await timers.hand_back()
     with contextlib.suppress(Exception):
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
+    await exporter.release()
     await engine.close()
     await client.aclose()
 
@@ -167,9 +203,11 @@ def create_app(settings: Settings) -> web.Application:
     from router.api.routes import setup_routes
 
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware], client_max_size=settings.max_body
+        middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+        client_max_size=settings.max_body,
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(_background)
     setup_routes(app)
     return app

@@ -211,6 +211,17 @@ def build() -> dict[str, Any]:
         )
     paths: dict[str, dict[str, Any]] = {
         "/healthz": {"get": {"summary": "Process up", "responses": {"200": {"description": "OK"}}}},
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "responses": {
+                    "200": {
+                        "description": "metrics",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }  # fmt: skip
+                },
+            }
+        },
         "/readyz": {
             "get": {
                 "summary": "Redis reachable and scripts loaded",

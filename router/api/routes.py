@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import WSMsgType, web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.api.app import ENGINE, NOTIFIER, REDIS, SETTINGS, Handler, actor
+from router.api.app import (
+    ENGINE,
+    EXPORTER,
+    METRICS,
+    NOTIFIER,
+    REDIS,
+    SETTINGS,
+    Handler,
+    actor,
+)
 from router.errors import BadRequest, FieldProblem, InvalidInput, NotFound
 from router.model import (
     AbandonIn,
@@ -28,6 +39,7 @@ from router.pools import pool_stats
 from router.validation import parse_config
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _ENC = msgspec.json.Encoder()
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
 _PATH = re.compile(r" - at `\$(.*)`$")
@@ -86,6 +98,17 @@ def path_id(request: web.Request, name: str) -> str:
 
 
 # --- probes -------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; the Redis-state series only on the exporter replica."""
+    try:
+        await request.app[EXPORTER].refresh()
+    except Exception as exc:  # a scrape still gets this replica's own metrics
+        log.warning("metrics: reading the shared state failed (%s)", type(exc).__name__)
+        request.app[METRICS].redis_errors.labels("metrics").inc()
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_: web.Request) -> web.Response:
@@ -319,6 +342,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/healthz", healthz)
     r.add_get("/readyz", readyz)
     r.add_get("/openapi.json", openapi)
+    r.add_get("/metrics", metrics)
     base = "/v1/workspaces/{ws}"
     r.add_put(base, put_config)
     r.add_get(base, get_config)

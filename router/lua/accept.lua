@@ -11,6 +11,7 @@ c.st = 'assigned'
 redis.call('HSET', ka(c.agent), 'missed', 0)
 redis.call('SET', kla(c.cust), c.agent, 'PX', math.max(rt_num('cont_window_ms', 0), 1))
 if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end
+stat_answer(c, c.pool)
 record({ type = 'contact.assigned', contact = c.id, agent = c.agent, pool = c.pool,
          state = 'assigned', wait_ms = NOW - tonumber(c.enq) })
 return { 1, contact_reply(c) }

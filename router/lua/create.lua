@@ -49,7 +49,10 @@ for k, v in pairs(c) do
   if type(v) ~= 'table' then flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 end
 redis.call('HSET', KEYS[2], unpack(flat))
+local first_pool = reached_pools(c)[1] or c.tgt
+stat(first_pool, 'arrived', 1)
 record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c.ch,
+         pool = first_pool,
          tier = c.tier, intent = c.intent, rules = c.rules, sla = c.sla,
          explain = { rank = rank_parts(c), tier_offset_ms = tonumber(c.toff),
                      rule_offset_ms = tonumber(c.roff), stages_reached = tonumber(c.stage),

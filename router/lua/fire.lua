@@ -95,6 +95,8 @@ local function fire_one(member, due)
   elseif kind == 'expire' then
     if c.st ~= 'queued' then return { 0, 'stale' } end
     dequeue(c)
+    -- unanswered, for the service level and the patience estimate
+    stat(reached_pools(c)[1], 'abandoned', 1, 'abandon_wait_ms', NOW - tonumber(c.enq))
     finish(c, 'expired')
     record({ type = 'contact.expired', contact = cid, state = 'expired',
              wait_ms = NOW - tonumber(c.enq), reason = 'waited longer than the channel allows' })

@@ -90,7 +90,7 @@ local function channel(name)
 end
 
 local POOLS = {}
--- pool:<name> = "strategy|ch1,ch2|max_queue|handle_time_ms"
+-- pool:<name> = "strategy|ch1,ch2|max_queue|handle_time_ms|service_level_ms"
 local function pool(name)
   local p = POOLS[name]
   if p == nil then
@@ -99,7 +99,7 @@ local function pool(name)
       p = false
     else
       p = { strategy = f[1], channels = split(f[2], ','), maxq = tonumber(f[3]),
-            aht = tonumber(f[4]) }
+            aht = tonumber(f[4]), sl = tonumber(f[5] or '20000') }
     end
     POOLS[name] = p
   end
@@ -110,12 +110,53 @@ end
 
 -- Appends an event to the workspace stream and, for contacts, to its timeline.
 -- Events never carry customer identity or attributes.
+-- Statistics for the workforce manager's metrics (router/metrics.py reads them):
+-- running counts per event type and labels in one hash, and per-pool, per-minute
+-- buckets (answered, answered within target, wait, abandoned, handled, handle
+-- time, arrived) that sliding service-level windows are summed from.
+local K_COUNTS = TAG .. ':stats:counts'
+local STAT_TTL = 7200
+local COUNTED = {
+  ['contact.created'] = true, ['contact.offered'] = true, ['contact.assigned'] = true,
+  ['contact.rejected'] = true, ['contact.offer_timeout'] = true,
+  ['contact.abandoned'] = true, ['contact.completed'] = true,
+  ['contact.transferred'] = true, ['contact.expired'] = true,
+}
+
+local function count(ev)
+  if COUNTED[ev.type] then
+    local f = redis.call('HMGET', kc(ev.contact), 'ch', 'tier', 'pool')
+    redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.pool or f[3] or '') .. '|' ..
+               (f[1] or '') .. '|' .. (f[2] or ''), 1)
+  elseif string.sub(ev.type, 1, 4) == 'sla.' then
+    redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.policy or '') .. '|' ..
+               (ev.clock or ''), 1)
+  end
+end
+
+local function stat(pname, ...)
+  if pname == nil or pname == '' then return end
+  local key = TAG .. ':sl:' .. pname .. ':' .. math.floor(NOW / 60000)
+  local args = { ... }
+  for i = 1, #args, 2 do redis.call('HINCRBY', key, args[i], args[i + 1]) end
+  redis.call('EXPIRE', key, STAT_TTL)
+end
+
+-- An answer: within the pool's service-level seconds or not, and its wait.
+local function stat_answer(c, pname)
+  local p = pool(pname)
+  if not p then return end
+  local wait = NOW - tonumber(c.enq)
+  stat(pname, 'answered', 1, 'within', wait <= p.sl and 1 or 0, 'wait_ms', wait)
+end
+
 local function record(ev)
   ev.at = NOW
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
   redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt_num('events_maxlen', 1000000), '*', 'e', json)
   if ev.contact then redis.call('RPUSH', ktl(ev.contact), json) end
+  count(ev)
 end
 
 -- One notification per agent per script call: a completion that also hands the
@@ -416,6 +457,7 @@ local function offer(c, a, pname, explain)
                w = w, load = tonumber(a.load), cap = tonumber(a.cap), explain = explain }
   if chn and chn.auto then
     redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOW)
+    stat_answer(c, pname)
     c.st = 'assigned'
     ev.type = 'contact.assigned'
     ev.auto = true
@@ -675,7 +717,10 @@ end
 local function complete_now(c)
   local w, a = release_holder(c)
   finish(c, 'completed')
-  if c.ans and c.ans ~= '' then note_handle_time(c.pool, NOW - tonumber(c.ans)) end
+  if c.ans and c.ans ~= '' then
+    note_handle_time(c.pool, NOW - tonumber(c.ans))
+    stat(c.pool, 'handled', 1, 'handle_ms', NOW - tonumber(c.ans))
+  end
   record({ type = 'contact.completed', contact = c.id, agent = c.agent, pool = c.pool,
            state = 'completed', released = w, load = a and tonumber(a.load) or nil })
   if a then
