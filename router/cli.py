@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--contacts", type=int, default=200)
     sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
     sm.set_defaults(fn=_simulate)
+    from router.staffing import add_cli as add_staffing_cli
+
+    add_staffing_cli(sub)  # `router staffing`: what-if Erlang C / A
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
     rp = wh_sub.add_parser("replay", help="send dead letters again (oldest first)")

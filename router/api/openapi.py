@@ -8,6 +8,7 @@ import msgspec
 from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
+from router.api.wfm import StaffingOut
 from router.config import RoutingConfig, StoredConfig
 from router.model import (
     AbandonIn,
@@ -36,6 +37,7 @@ _TYPES: tuple[Any, ...] = (
     ContactIn,
     ContactOut,
     PoolStats,
+    StaffingOut,
     CloudEvent,
     EventPage,
 )
@@ -185,6 +187,18 @@ def build() -> dict[str, Any]:
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
         (
             "get",
+            b + "/pools/{pool_id}/staffing",
+            _op(
+                "Agents needed (Erlang C and A) from live traffic; what-if by query",
+                _ref(StaffingOut),
+                params=[
+                    {"name": n, "in": "query", "required": False, "schema": {"type": "number"}}
+                    for n in ("rate", "aht", "patience", "shrinkage", "max_occupancy")
+                ],
+            ),
+        ),
+        (
+            "get",
             b + "/events",
             _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params()),
         ),
@@ -218,7 +232,7 @@ def build() -> dict[str, Any]:
                     "200": {
                         "description": "metrics",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }  # fmt: skip
+                    }
                 },
             }
         },

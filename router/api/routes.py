@@ -337,6 +337,7 @@ async def get_pool(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     from router.api.events import setup_event_routes
     from router.api.openapi import openapi
+    from router.api.wfm import setup_wfm_routes
 
     r = app.router
     r.add_get("/healthz", healthz)
@@ -358,3 +359,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
     setup_event_routes(app)
+    setup_wfm_routes(app)
