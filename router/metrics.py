@@ -26,7 +26,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
@@ -80,6 +86,10 @@ class Metrics:
         )  # fmt: skip
         self.timer_lag = Histogram(
             "router_timer_lag_seconds", "Timer fire time minus due time", buckets=LAG_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.redis_up = Gauge(
+            "router_redis_up", "1 when this replica's last look at Redis (a scrape) worked",
             registry=r,
         )  # fmt: skip
         self.timers_late = Counter(

@@ -102,11 +102,14 @@ def path_id(request: web.Request, name: str) -> str:
 
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; the Redis-state series only on the exporter replica."""
+    m = request.app[METRICS]
     try:
         await request.app[EXPORTER].refresh()
+        m.redis_up.set(1)
     except Exception as exc:  # a scrape still gets this replica's own metrics
         log.warning("metrics: reading the shared state failed (%s)", type(exc).__name__)
-        request.app[METRICS].redis_errors.labels("metrics").inc()
+        m.redis_errors.labels("metrics").inc()
+        m.redis_up.set(0)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
