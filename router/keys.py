@@ -132,6 +132,11 @@ class WsKeys:
     def event_counts(self) -> str:
         return self.tag + ":stats:counts"
 
+    # Hash: counts of one UTC day (`day` = epoch ms // 86_400_000), such as
+    # "breached|<pool>" for the wallboard; kept three days.
+    def day_counts(self, day: int) -> str:
+        return self.tag + ":stats:day:" + str(day)
+
     # Hash: running pool statistics (aht EWMA, counters).
     def pool_stats(self, pool: str) -> str:
         return self.tag + ":ps:" + pool

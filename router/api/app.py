@@ -112,7 +112,7 @@ def _token(request: web.Request) -> Token | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
+    if request.path in OPEN_PATHS or getattr(handler, "open_access", False):
         return await handler(request)
     token = _token(request)
     if token is None:

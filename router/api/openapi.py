@@ -203,6 +203,19 @@ def build() -> dict[str, Any]:
             _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params()),
         ),
         ("get", b + "/events/stream", _event_stream_op()),
+        (
+            "get",
+            b + "/wallboard",
+            {
+                **_op("Wallboard page (HTML; token in the URL fragment)", {"type": "string"}),
+                "security": [],
+            },
+        ),
+        (
+            "get",
+            b + "/wallboard/stream",
+            _op("Wallboard tiles as server-sent events (event: tiles)", {"type": "string"}),
+        ),
     ]
     for action, typ in (
         ("accept", AgentRef),

@@ -340,6 +340,7 @@ async def get_pool(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     from router.api.events import setup_event_routes
     from router.api.openapi import openapi
+    from router.api.wallboard import setup_wallboard_routes
     from router.api.wfm import setup_wfm_routes
 
     r = app.router
@@ -363,3 +364,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(base + "/pools/{pool_id}", get_pool)
     setup_event_routes(app)
     setup_wfm_routes(app)
+    setup_wallboard_routes(app)

@@ -42,6 +42,12 @@ local function sla_fire(c, clock, idx, g, due)
   local st = s[1]
   if step_kind == 'breach' then st = 'breached' elseif st == 'active' then st = 'warned' end
   redis.call('HSET', key, clock .. '.st', st, clock .. '.f' .. idx, NOW)
+  if step_kind == 'breach' then  -- breaches today, per pool (wallboard); UTC days
+    local day = TAG .. ':stats:day:' .. math.floor(NOW / 86400000)
+    local where = (c.pool and c.pool ~= '') and c.pool or (reached_pools(c)[1] or '')
+    redis.call('HINCRBY', day, 'breached|' .. where, 1)
+    redis.call('EXPIRE', day, 3 * 86400)
+  end
   local ev = { type = step_kind == 'warning' and 'sla.warning' or
                  (step_kind == 'breach' and 'sla.breached' or 'sla.escalated'),
                contact = c.id, clock = clock, step = tonumber(idx), policy = s[3],
