@@ -106,7 +106,8 @@ async def two_replicas(redis_url: str, ws: str, log_dir: Path) -> list[dict[Any,
             # the exporter stops: the other takes the lease at its next scrape
             holder = next(i for i, m in enumerate(first)
                           if value(m, "router_metrics_exporter") == 1)
-            stop_replicas([replicas[holder]])
+            code = replicas[holder].stop()
+            assert code == 0, f"unclean shutdown ({code}):\n{replicas[holder].log_tail()}"
             after = await scrape(http, replicas[1 - holder].url)
         return [*first, after]
     finally:

@@ -194,9 +194,15 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await timers.hand_back()
     with contextlib.suppress(Exception):
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
-    await exporter.release()
     await engine.close()
     await client.aclose()
+
+
+async def _release_metrics_lease(app: web.Application) -> None:
+    # First thing on shutdown, so another replica exports at its next scrape
+    # rather than after the lease runs out.
+    if EXPORTER in app:
+        await app[EXPORTER].release()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -209,5 +215,6 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_release_metrics_lease)
     setup_routes(app)
     return app
