@@ -548,7 +548,7 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> Outcome:
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
 def test_no_double_booking_across_three_replicas(
-    redis_url: str, ws: str, tmp_path: Path
+    redis_url: str, ws: str, tmp_path: Path, one_at_a_time: None
 ) -> None:
     out = uvloop.run(scenario(redis_url, ws, tmp_path))
     d, rep, t = out.driver, out.rep, out.timings

@@ -139,7 +139,7 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT)
 def test_timers_and_webhooks_survive_a_killed_replica(
-    redis_url: str, ws: str, tmp_path: Path
+    redis_url: str, ws: str, tmp_path: Path, one_at_a_time: None
 ) -> None:
     out = uvloop.run(scenario(redis_url, ws, tmp_path))
     events, ok = out["events"], out["ok"]
