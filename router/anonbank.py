@@ -115,27 +115,27 @@ class ParseReport(msgspec.Struct):
             self.repaired[k] = self.repaired.get(k, 0) + v
 
 
-class _BadRow(Exception):
-    """A row that cannot be read; the argument is the reason counted in the report."""
+class BadRow(ValueError):
+    """A row that cannot be read; its message is the reason counted in `ParseReport`."""
 
 
 _CLOCKS: dict[str, int] = {}  # at most 86,400 distinct times of day: parse each once
 
 
 def parse_clock(text: str) -> int:
-    """``H:MM:SS`` (hours unpadded) to seconds after midnight; `_BadRow` if malformed."""
+    """``H:MM:SS`` (hours unpadded) to seconds after midnight; `BadRow` if malformed."""
     seconds = _CLOCKS.get(text)
     if seconds is not None:
         return seconds
     parts = text.split(":")
     if len(parts) != 3 or len(parts[1]) != 2 or len(parts[2]) != 2:
-        raise _BadRow("bad_time")
+        raise BadRow("bad_time")
     try:
         h, m, s = int(parts[0]), int(parts[1]), int(parts[2])
     except ValueError:
-        raise _BadRow("bad_time") from None
+        raise BadRow("bad_time") from None
     if not (0 <= h < 24 and 0 <= m < 60 and 0 <= s < 60):
-        raise _BadRow("bad_time")
+        raise BadRow("bad_time")
     seconds = h * 3600 + m * 60 + s
     _CLOCKS[text] = seconds
     return seconds
@@ -150,11 +150,11 @@ def parse_date(text: str) -> dt.date:
     if day is not None:
         return day
     if len(text) != 6 or not text.isdigit():
-        raise _BadRow("bad_date")
+        raise BadRow("bad_date")
     try:
         day = dt.date(1900 + int(text[:2]), int(text[2:4]), int(text[4:]))
     except ValueError:
-        raise _BadRow("bad_date") from None
+        raise BadRow("bad_date") from None
     _DATES[text] = day
     return day
 
@@ -163,7 +163,7 @@ def _seconds(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise _BadRow("bad_number") from None
+        raise BadRow("bad_number") from None
 
 
 def _fields(line: str, report: ParseReport) -> list[str]:
@@ -172,11 +172,11 @@ def _fields(line: str, report: ParseReport) -> list[str]:
         # "0       TT": priority and type separated by spaces instead of a tab.
         pt = f[3].split()
         if len(pt) != 2:
-            raise _BadRow("field_count")
+            raise BadRow("field_count")
         f[3:4] = pt
         report.repair("priority_type_spaces")
     elif len(f) != 17:
-        raise _BadRow("field_count")
+        raise BadRow("field_count")
     return f
 
 
@@ -185,15 +185,15 @@ def _call(f: list[str], report: ParseReport) -> Call:
     if kind not in TYPES:
         stripped = kind.strip()
         if stripped not in TYPES:
-            raise _BadRow("unknown_type")
+            raise BadRow("unknown_type")
         report.repair("type_whitespace")
         kind = stripped
     outcome = OUTCOMES.get(f[12])
     if outcome is None:
-        raise _BadRow("bad_outcome")
+        raise BadRow("bad_outcome")
     priority = _seconds(f[3])
     if priority not in (0, 1, 2):
-        raise _BadRow("bad_priority")
+        raise BadRow("bad_priority")
     day = parse_date(f[5])
     vru_entry = parse_clock(f[6])
     queued = f[9] != NOT_APPLICABLE
@@ -201,7 +201,7 @@ def _call(f: list[str], report: ParseReport) -> Call:
     source = f[9] if queued else f[7]
     if source == NOT_APPLICABLE:
         if vru_entry == 0:
-            raise _BadRow("no_arrival_time")
+            raise BadRow("no_arrival_time")
         arrival = vru_entry
     else:
         arrival = parse_clock(source)
@@ -230,7 +230,7 @@ def parse_lines(lines: Iterable[str], report: ParseReport | None = None) -> Iter
         rep.rows += 1
         try:
             call = _call(_fields(line, rep), rep)
-        except _BadRow as bad:
+        except BadRow as bad:
             rep.skip(str(bad))
             continue
         rep.kept += 1
@@ -272,15 +272,14 @@ def arrival_counts(
 ) -> dict[dt.date, list[int]]:
     """Agent demand (`is_agent_demand`) of `types` (all when None) per 15 minutes.
 
-    Every day with a record of any type is present, with zeros if none of `types`
-    arrived (observed, not missing); a day only reached by a call wrapping past
-    midnight after the last recorded day is left out.
+    Every day on which any call arrived (any type or outcome: the center was observed)
+    is present, with zeros if none of `types` asked for an agent; a day without any
+    record (the data has no August, nor 11-12 January) is missing, not zero.
     """
     calls = list(calls)
-    days = {c.date for c in calls}
     arrivals = (
         (c.date, c.arrival)
         for c in calls
-        if is_agent_demand(c) and (types is None or c.type in types) and c.date in days
+        if is_agent_demand(c) and (types is None or c.type in types)
     )
-    return bin_arrivals(arrivals, days=sorted(days))
+    return bin_arrivals(arrivals, days=sorted({c.date for c in calls}))
