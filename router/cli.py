@@ -189,9 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--contacts", type=int, default=200)
     sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
     sm.set_defaults(fn=_simulate)
+    from router.forecast_cli import add_cli as add_forecast_cli
     from router.staffing import add_cli as add_staffing_cli
 
     add_staffing_cli(sub)  # `router staffing`: what-if Erlang C / A
+    add_forecast_cli(sub)  # `router forecast`: a day's arrivals and agents needed
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
     rp = wh_sub.add_parser("replay", help="send dead letters again (oldest first)")
