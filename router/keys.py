@@ -132,6 +132,11 @@ class WsKeys:
     def event_counts(self) -> str:
         return self.tag + ":stats:counts"
 
+    # Hash: arrivals of a pool on one UTC day (`day` = epoch ms // 86_400_000),
+    # field "<channel>|<15-minute interval 0..95>"; kept ten weeks for forecasts.
+    def arrivals(self, pool: str, day: int) -> str:
+        return self.tag + ":arr:" + pool + ":" + str(day)
+
     # Hash: counts of one UTC day (`day` = epoch ms // 86_400_000), such as
     # "breached|<pool>" for the wallboard; kept three days.
     def day_counts(self, day: int) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from router.keys import WsKeys
 from router.staffing import ServiceTarget, agents_needed
 from tests.conftest import SUP, act, create, put_config, small_config
 
@@ -50,3 +53,61 @@ async def test_staffing_bad_input_names_the_field(api: Any, ws: str) -> None:
     assert status == 422 and out["field"] == "shrinkage"
     r = await api.get(f"/v1/workspaces/{ws}/pools/nope/staffing", headers=SUP)
     assert r.status == 404
+
+
+def daily_pattern(weekday: int) -> list[int]:
+    """Open 08:00-20:00, busier mornings, Fridays half."""
+    out = [0] * 96
+    for i in range(32, 80):
+        out[i] = (12 if i < 48 else 6) // (2 if weekday == 4 else 1)
+    return out
+
+
+async def seed_arrivals(redis_url: str, ws: str, days: int, tomorrow: dt.date) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        keys = WsKeys(ws)
+        for back in range(1, days + 1):
+            d = tomorrow - dt.timedelta(days=back)
+            row = daily_pattern(d.weekday())
+            mapping = {f"voice|{i}": n for i, n in enumerate(row) if n}
+            await client.hset(keys.arrivals("cards", (d - dt.date(1970, 1, 1)).days),
+                              mapping=mapping)  # type: ignore[arg-type]
+    finally:
+        await client.aclose()
+
+
+async def test_forecast_from_recorded_arrivals_gives_an_agents_curve(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    await put_config(api, ws, small_config())
+    await create(api, ws, "c1")  # the engine records it: today's key exists
+    tomorrow = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)
+    await seed_arrivals(redis_url, ws, 28, tomorrow)
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards/forecast?channel=voice", headers=SUP)
+    assert r.status == 200, await r.text()
+    out = await r.json()
+    assert out["day"] == str(tomorrow) and out["method"] == "smoothed"
+    want = daily_pattern(tomorrow.weekday())
+    assert sum(out["expected"]) == pytest.approx(sum(want), rel=0.15)
+    assert all(out["expected"][i] == 0 and out["agents"][i] == 0 for i in range(32))  # night
+    peak = max(range(96), key=lambda i: out["expected"][i])
+    assert 32 <= peak < 48  # the busy morning
+    target = ServiceTarget(percent=80, seconds=20)
+    assert out["agents"][peak] == agents_needed(
+        out["expected"][peak] / 900, 180, target, max_occupancy=0.85).agents
+    assert out["scheduled_peak"] >= out["agents"][peak] / 0.7 - 1
+
+
+async def test_forecast_with_little_or_no_history(api: Any, ws: str, redis_url: str) -> None:
+    await put_config(api, ws, small_config())
+    far = dt.date(2030, 1, 10)
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards/forecast?day={far}", headers=SUP)
+    assert r.status == 422 and (await r.json())["field"] == "day"
+    await seed_arrivals(redis_url, ws, 8, far)
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards/forecast?day={far}", headers=SUP)
+    out = await r.json()
+    assert r.status == 200 and out["method"] == "seasonal_naive"  # a week: too little to smooth
+    assert out["expected"] == [float(x) for x in daily_pattern(far.weekday())]
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards/forecast?channel=fax", headers=SUP)
+    assert r.status == 422 and (await r.json())["field"] == "channel"

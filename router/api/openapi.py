@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
-from router.api.wfm import StaffingOut
+from router.api.wfm import ForecastOut, StaffingOut
 from router.config import RoutingConfig, StoredConfig
 from router.model import (
     AbandonIn,
@@ -38,6 +38,7 @@ _TYPES: tuple[Any, ...] = (
     ContactOut,
     PoolStats,
     StaffingOut,
+    ForecastOut,
     CloudEvent,
     EventPage,
 )
@@ -185,6 +186,23 @@ def build() -> dict[str, Any]:
         ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
         ("get", b + "/pools", _op("Live statistics of every pool", {"type": "object"})),
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
+        (
+            "get",
+            b + "/pools/{pool_id}/forecast",
+            _op(
+                "A day's arrivals per 15 minutes from recorded arrivals, and agents needed",
+                _ref(ForecastOut),
+                params=[
+                    {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                    for n, t in (
+                        ("day", "string"),
+                        ("channel", "string"),
+                        ("patience", "number"),
+                        ("shrinkage", "number"),
+                    )
+                ],
+            ),
+        ),
         (
             "get",
             b + "/pools/{pool_id}/staffing",

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
 from aiohttp import web
 from msgspec import Struct
+from redis.asyncio import Redis
 
 from router.api.app import ENGINE, REDIS
 from router.api.routes import json_response, path_id, roles
 from router.errors import FieldProblem, InvalidInput, NotFound
-from router.staffing import ServiceTarget, StaffingCapExceeded, StaffingPlan, agents_needed
+from router.forecast import ForecastError, seasonal_naive, smoothed_forecast
+from router.forecast import agents_needed as forecast_agents
+from router.keys import WsKeys
+from router.staffing import (
+    ServiceTarget,
+    StaffingCapExceeded,
+    StaffingPlan,
+    agents_needed,
+    scheduled_agents,
+)
 from router.stats import pool_windows
+
+EPOCH = dt.date(1970, 1, 1)
 
 # Without a query value: a 30% shrinkage (breaks, training, meetings) and at
 # most 85% occupancy are common planning defaults in contact centers.
@@ -95,5 +108,95 @@ async def get_staffing(request: web.Request) -> web.Response:
     return json_response(StaffingOut(pool=pid, inputs=inputs, erlang_c=plans[0], erlang_a=erlang_a))
 
 
+HISTORY_DAYS = 56  # eight weeks of recorded arrivals
+
+
+class ForecastOut(Struct, frozen=True):
+    pool: str
+    channel: str | None
+    day: str  # YYYY-MM-DD, UTC
+    method: str  # smoothed, or seasonal_naive while history is short
+    history_days: int
+    aht: float
+    target: ServiceTarget
+    patience: float | None
+    expected: list[float]  # arrivals per 15 minutes, 96 intervals from 00:00 UTC
+    lower: list[float]
+    upper: list[float]
+    agents: list[int]  # on the phones per interval
+    scheduled_peak: int  # the peak after shrinkage
+
+
+async def recorded_arrivals(
+    client: Redis, ws: str, pool: str, channel: str | None, until: dt.date
+) -> dict[dt.date, list[int]]:
+    """Day -> 96 counts, for the days before `until` that recorded any arrival."""
+    first = until - dt.timedelta(days=HISTORY_DAYS)
+    days = [first + dt.timedelta(days=i) for i in range(HISTORY_DAYS)]
+    keys = WsKeys(ws)
+    pipe = client.pipeline(transaction=False)
+    for d in days:
+        pipe.hgetall(keys.arrivals(pool, (d - EPOCH).days))
+    rows: list[dict[str, str]] = await pipe.execute()
+    out: dict[dt.date, list[int]] = {}
+    for d, row in zip(days, rows, strict=True):
+        if not row:
+            continue
+        counts = [0] * 96
+        for field, n in row.items():
+            ch, _, interval = field.partition("|")
+            if channel is None or ch == channel:
+                counts[int(interval)] += int(n)
+        out[d] = counts
+    return out
+
+
+@roles("supervisor")
+async def get_forecast(request: web.Request) -> web.Response:
+    """Tomorrow's (or `day`'s) arrivals per 15 minutes from the pool's recorded
+    arrivals, and the agents each interval needs for the pool's target."""
+    ws, pid = path_id(request, "ws"), path_id(request, "pool_id")
+    cfg = (await request.app[ENGINE].configs.get(ws)).config
+    pool = cfg.pools.get(pid)
+    if pool is None:
+        raise NotFound(f"pool {pid!r} does not exist", field="pool_id")
+    channel = request.query.get("channel")
+    if channel is not None and channel not in pool.channels:
+        raise InvalidInput([FieldProblem("channel", f"pool {pid} does not serve {channel!r}")])
+    client = request.app[REDIS]
+    secs, micros = await client.time()
+    now_ms = int(secs) * 1000 + int(micros) // 1000
+    today = EPOCH + dt.timedelta(days=now_ms // 86_400_000)
+    try:
+        day = dt.date.fromisoformat(request.query.get("day", str(today + dt.timedelta(days=1))))
+    except ValueError:
+        raise InvalidInput([FieldProblem("day", "must be a date YYYY-MM-DD")]) from None
+    history = await recorded_arrivals(client, ws, pid, channel, day)
+    if not history:
+        raise InvalidInput([FieldProblem("day", "no recorded arrivals in the 8 weeks before")])
+    try:
+        fc = smoothed_forecast(history, day)
+    except ForecastError:  # fewer days than the model needs: last week's pattern
+        fc = seasonal_naive(history, day)
+    live = (await pool_windows(client, ws, [pid], now_ms))[pid]["1h"]
+    aht = live.average_handle_time or pool.handle_time
+    target = ServiceTarget(percent=pool.service_level.percent, seconds=pool.service_level.seconds)
+    patience = _number(request, "patience", 1, 86_400) or live.patience
+
+    def agents_for(rate: float, handle: float) -> int:
+        return agents_needed(rate, handle, target, patience=patience,
+                             max_occupancy=DEFAULT_MAX_OCCUPANCY).agents  # fmt: skip
+
+    agents = forecast_agents(fc, aht, agents_for)
+    shrinkage = _number(request, "shrinkage", 0, 0.95) or DEFAULT_SHRINKAGE
+    return json_response(ForecastOut(
+        pool=pid, channel=channel, day=str(day), method=fc.method, history_days=len(history),
+        aht=aht, target=target, patience=patience, expected=list(fc.expected),
+        lower=list(fc.lower), upper=list(fc.upper), agents=list(agents),
+        scheduled_peak=scheduled_agents(max(agents, default=0), shrinkage),
+    ))  # fmt: skip
+
+
 def setup_wfm_routes(app: web.Application) -> None:
     app.router.add_get("/v1/workspaces/{ws}/pools/{pool_id}/staffing", get_staffing)
+    app.router.add_get("/v1/workspaces/{ws}/pools/{pool_id}/forecast", get_forecast)

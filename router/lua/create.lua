@@ -51,6 +51,12 @@ end
 redis.call('HSET', KEYS[2], unpack(flat))
 local first_pool = reached_pools(c)[1] or c.tgt
 stat(first_pool, 'arrived', 1)
+if first_pool then  -- arrivals per UTC day, channel and 15 minutes, for forecasts
+  local day = math.floor(NOW / 86400000)
+  local key = TAG .. ':arr:' .. first_pool .. ':' .. day
+  redis.call('HINCRBY', key, c.ch .. '|' .. math.floor((NOW % 86400000) / 900000), 1)
+  redis.call('EXPIRE', key, ARRIVALS_TTL)
+end
 record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c.ch,
          pool = first_pool,
          tier = c.tier, intent = c.intent, rules = c.rules, sla = c.sla,

@@ -116,6 +116,7 @@ end
 -- time, arrived) that sliding service-level windows are summed from.
 local K_COUNTS = TAG .. ':stats:counts'
 local STAT_TTL = 7200
+local ARRIVALS_TTL = 70 * 86400  -- ten weeks: enough history for weekly seasonality
 local COUNTED = {
   ['contact.created'] = true, ['contact.offered'] = true, ['contact.assigned'] = true,
   ['contact.rejected'] = true, ['contact.offer_timeout'] = true,
