@@ -360,7 +360,10 @@ local function sla_stop(cid, clock, reached)
     redis.call('ZREM', K_TIMERS, sla_member(cid, clock, i, s[2]))
   end
   local result = 'cancelled'
-  if reached then result = (s[1] == 'breached') and 'missed' or 'met' end
+  -- by the clock, not by whether the breach timer has fired yet (it may lag)
+  if reached then
+    result = (s[1] ~= 'breached' and NOW <= tonumber(s[5])) and 'met' or 'missed'
+  end
   redis.call('HSET', key, clock .. '.st', result, clock .. '.end', NOW,
              clock .. '.g', tonumber(s[2]) + 1)
   record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],

@@ -1,0 +1,202 @@
+"""One command: a peak day against a local stack, then the reconciliation.
+
+Starts a private redis-server (or uses REDIS_URL) and `--replicas` router
+processes, sets up the load-test workspace (the demo bank's routing, day
+compressed `--compress` times, `--agents` agents), runs Locust headless with
+the peak-day shape, writes Locust's HTML and CSV reports to `--reports`, ends
+what the day left open (agents finish their contacts, callers still queued
+hang up), and reconciles from the engine's event stream. Exits 1 when a gate
+fails: error rate, p99 latency of contact creation, a lost contact, a contact
+held twice, an agent over capacity, or SLA events disagreeing with the waits.
+
+    .venv/bin/python -m loadtest.run                          # 20,000 contacts in 14 minutes
+    .venv/bin/python -m loadtest.run --smoke                  # 1,200 contacts in 40 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from loadtest.reconcile import read_events, reconcile
+from loadtest.workspace import WORKSPACE, agents, config
+from router.keys import WsKeys
+from router.localredis import LocalRedis
+from router.redisclient import make_client
+from tests.procs import Replica, start_replicas, stop_replicas, wait_ready
+
+ROOT = Path(__file__).resolve().parent.parent
+ADM = {"Authorization": "Bearer demo-admin"}
+SUP = {"Authorization": "Bearer demo-supervisor"}
+GW = {"Authorization": "Bearer demo-gateway"}
+
+
+async def setup(url: str, a: argparse.Namespace) -> None:
+    async with aiohttp.ClientSession() as http:
+        base = f"{url}/v1/workspaces/{WORKSPACE}"
+        async with http.put(base, json=config(a.compress), headers=ADM) as r:
+            assert r.status == 200, await r.text()
+        sem = asyncio.Semaphore(32)
+
+        async def one(aid: str, body: dict[str, object]) -> None:
+            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=SUP) as r:
+                assert r.status == 200, await r.text()
+
+        await asyncio.gather(*(one(aid, body) for aid, body in agents(a.agents)))
+
+
+async def drain(url: str, prefix: str, client: Any) -> dict[str, int]:
+    """Ends what the day left open: held contacts are completed by their agent
+    (wrap-ups run out by timer), waiting callers hang up."""
+    ws = WsKeys(WORKSPACE)
+    done = {"completed": 0, "abandoned": 0}
+    async with aiohttp.ClientSession() as http:
+        base = f"{url}/v1/workspaces/{WORKSPACE}"
+        for _ in range(60):
+            open_: list[tuple[str, str, str]] = []
+            for e in await read_events(client, ws.events):
+                cid = e.get("contact", "")
+                if e["type"] == "contact.created" and cid.startswith(prefix):
+                    open_.append((cid, "", ""))
+            pipe = client.pipeline(transaction=False)
+            for cid, _, _ in open_:
+                pipe.hmget(ws.contact(cid), "st", "agent")
+            states = await pipe.execute()
+            todo = [(cid, st, agent) for (cid, _, _), (st, agent) in zip(open_, states, strict=True)
+                    if st in ("queued", "offered", "assigned")]  # fmt: skip
+            wrapping = sum(1 for st, _ in states if st == "wrap_up")
+            if not todo and not wrapping:
+                return done
+            for cid, st, agent in todo:
+                if st == "offered":
+                    await http.post(f"{base}/contacts/{cid}/accept", json={"agent_id": agent},
+                                    headers=SUP)  # fmt: skip
+                if st in ("offered", "assigned"):
+                    r = await http.post(f"{base}/contacts/{cid}/complete",
+                                        json={"agent_id": agent}, headers=SUP)  # fmt: skip
+                    done["completed"] += r.status == 200
+                else:
+                    body = {"reason": "end of the test day"}
+                    r = await http.post(f"{base}/contacts/{cid}/abandon", json=body, headers=GW)
+                    done["abandoned"] += r.status == 200
+            await asyncio.sleep(1)
+    return done
+
+
+def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
+    a.reports.mkdir(parents=True, exist_ok=True)
+    env = dict(
+        os.environ,
+        LT_RUN=run_id,
+        LT_HOSTS=",".join(hosts),
+        LT_AGENTS=str(a.agents),
+        LT_DAILY=str(a.daily),
+        LT_DAY_SECONDS=str(a.day_seconds),
+        LT_COMPRESS=str(a.compress),
+        LT_SPIKE=str(a.spike),
+        PYTHONPATH=str(ROOT),
+    )
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+           "--headless", "--host", hosts[0], "--csv", str(a.reports / "peakday"),
+           "--html", str(a.reports / "peakday.html"), "--only-summary",
+           "--stop-timeout", "10", "--loglevel", "WARNING"]  # fmt: skip
+    return subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
+
+
+def locust_stats(reports: Path) -> dict[str, Any]:
+    with (reports / "peakday_stats.csv").open() as f:
+        rows = {r["Name"]: r for r in csv.DictReader(f)}
+    agg, create = rows["Aggregated"], rows.get("POST /contacts", {})
+    return {
+        "requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
+        "create_requests": int(create.get("Request Count", 0)),
+        "create_p99_ms": float(create.get("99%", 0) or 0),
+        "create_p50_ms": float(create.get("50%", 0) or 0),
+    }  # fmt: skip
+
+
+def gates(a: argparse.Namespace, stats: dict[str, Any], rec: dict[str, Any]) -> list[str]:
+    failed = []
+    rate = stats["failures"] / max(1, stats["requests"])
+    if rate > a.max_error_rate:
+        failed.append(f"error rate {rate:.2%} over {a.max_error_rate:.2%}")
+    if stats["create_p99_ms"] > a.max_p99_ms:
+        failed.append(f"p99 of contact creation {stats['create_p99_ms']} ms over {a.max_p99_ms}")
+    if rec["never_ended"]:
+        failed.append(f"{len(rec['never_ended'])} contacts never reached a terminal state")
+    if rec["problems"]:
+        failed.append(f"{len(rec['problems'])} reconciliation problems: {rec['problems'][:5]}")
+    if rec["contacts"] == 0:
+        failed.append("no contact was created")
+    return failed
+
+
+async def main_async(a: argparse.Namespace) -> int:
+    local = None if os.environ.get("REDIS_URL") else LocalRedis()
+    url = os.environ.get("REDIS_URL") or local.url  # type: ignore[union-attr]
+    log_dir = Path(tempfile.mkdtemp(prefix="loadtest-"))
+    replicas: list[Replica] = start_replicas(url, log_dir, a.replicas)
+    client = make_client(url, 30)
+    run_id = uuid.uuid4().hex[:8]
+    try:
+        await wait_ready(replicas)
+        hosts = [r.url for r in replicas]
+        await setup(hosts[0], a)
+        await asyncio.sleep(1.2)  # every replica's config cache
+        t0 = time.monotonic()
+        code = await asyncio.to_thread(locust, a, hosts, run_id)
+        elapsed = time.monotonic() - t0
+        prefix = f"lt-{run_id}-"
+        drained = await drain(hosts[0], prefix, client)
+        rec = reconcile(await read_events(client, WsKeys(WORKSPACE).events), prefix)
+        stats = locust_stats(a.reports)
+        failed = gates(a, stats, rec)
+        if code not in (0, 1):  # 1: locust saw failures, judged by the gates
+            failed.append(f"locust exited {code}")
+        summary = {"seconds": round(elapsed, 1), "locust": stats, "drained": drained,
+                   "reconciliation": {k: v for k, v in rec.items() if k != "never_ended"}
+                   | {"never_ended": len(rec["never_ended"])},
+                   "gates_failed": failed}  # fmt: skip
+        (a.reports / "reconciliation.json").write_text(json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        print("PASS" if not failed else "FAIL: " + "; ".join(failed))
+        return 0 if not failed else 1
+    finally:
+        await client.aclose()
+        stop_replicas(replicas)
+        if local:
+            local.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--replicas", type=int, default=2)
+    p.add_argument("--agents", type=int, default=200)
+    p.add_argument("--daily", type=float, default=20_000, help="contacts in the day")
+    p.add_argument("--day-seconds", type=float, default=840, help="length of the compressed day")
+    p.add_argument("--compress", type=float, default=60, help="time compression of handling")
+    p.add_argument("--spike", type=float, default=2.5, help="bill-day factor at 10:00")
+    p.add_argument("--max-error-rate", type=float, default=0.01)
+    p.add_argument("--max-p99-ms", type=float, default=1000)
+    p.add_argument("--reports", type=Path, default=ROOT / "reports" / "loadtest")
+    p.add_argument("--smoke", action="store_true", help="1,200 contacts in 40 s, 40 agents")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.daily, a.day_seconds, a.agents, a.compress = 1200, 40, 40, 120
+    return asyncio.run(main_async(a))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
