@@ -165,12 +165,16 @@ class Agent(FastHttpUser):
             act = "reject" if rng.random() < 0.03 else "accept"
             if not self._act(cid, act) or act == "reject":
                 continue
-            time.sleep(rng.lognormvariate(5.0, 0.6) / COMPRESS)  # handle time (mean ~180 s)
+            time.sleep(self.handle_seconds(cid))
             self._act(cid, "complete")
         if rng.random() < 0.002:  # a short break now and then
             self._set_state("break", "coffee")
             time.sleep(rng.uniform(60, 300) / COMPRESS)
             self._set_state("available")
+
+    def handle_seconds(self, cid: str) -> float:
+        """Talk time, compressed: lognormal with a mean of about 180 s."""
+        return random.lognormvariate(5.0, 0.6) / COMPRESS
 
     def _act(self, cid: str, action: str) -> bool:
         with self.client.post(

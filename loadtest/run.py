@@ -108,7 +108,10 @@ def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
         LT_SPIKE=str(a.spike),
         PYTHONPATH=str(ROOT),
     )
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py"),
+    if a.replay:
+        env["LT_DAY"] = a.replay
+    script = "replay.py" if a.replay else "locustfile.py"
+    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / script),
            "--headless", "--host", hosts[0], "--csv", str(a.reports / "peakday"),
            "--html", str(a.reports / "peakday.html"), "--only-summary",
            "--stop-timeout", "10", "--loglevel", "WARNING"]  # fmt: skip
@@ -192,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-p99-ms", type=float, default=1000)
     p.add_argument("--reports", type=Path, default=ROOT / "reports" / "loadtest")
     p.add_argument("--smoke", action="store_true", help="1,200 contacts in 40 s, 40 agents")
+    p.add_argument("--replay", metavar="DAY", help="replay a recorded day (1999-07-04) instead")
     a = p.parse_args(argv)
     if a.smoke:
         a.daily, a.day_seconds, a.agents, a.compress = 1200, 40, 40, 120
