@@ -75,20 +75,7 @@ class ReplayGateway(FastHttpUser):
                 return
             _check_contact(resp, cid)
         if call.outcome == "HANG":  # they left after the patience they showed that day
-            gevent.spawn_later(call.q_time / COMPRESS, self._abandon, cid)
-
-    def _abandon(self, cid: str) -> None:
-        with self.client.post(
-            BASE + f"/contacts/{cid}/abandon",
-            json={"reason": "hung up"},
-            headers=GW,
-            name="POST /contacts/{id}/abandon",
-            catch_response=True,
-        ) as resp:
-            if resp.status_code in (200, 409):
-                resp.success()
-            else:
-                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
+            gevent.spawn_later(call.q_time / COMPRESS, base.abandon, self.client, cid)
 
 
 class ReplayAgent(base.Agent):
@@ -102,4 +89,4 @@ class ReplayShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         if not CALLS and self.get_run_time() > 5:
             return None
-        return ReplayAgent.fixed_count + ReplayGateway.fixed_count, 100.0
+        return ReplayAgent.fixed_count + ReplayGateway.fixed_count, 100.0  # users/s
