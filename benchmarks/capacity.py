@@ -1,0 +1,256 @@
+"""Capacity search: step the offered rate of full lifecycles up until p99 latency
+or errors cross a threshold, for 1 and 2 router processes on this machine.
+
+For each replica count it starts a private redis-server and the routers, sets up
+the load-test workspace (the demo bank's routing: rules, SLA policies, seven
+pools; wrap-ups compressed to nearly nothing) with `--agents` agents, and runs
+`benchmarks/lifecycle.py` (its own process, open-loop Poisson arrivals, one
+WebSocket per agent desktop) at each rate. A step passes when the error rate is
+at most `--max-error-rate`, contact creation p99 is at most `--max-p99-ms` and
+the lifecycles completed keep up with the contacts admitted (at least 95%). The
+sustainable rate is the highest passing step; the run then measures the routing
+decision at half of it. Writes reports/capacity/capacity.json, a Markdown table
+and benchmarks/capacity.png (latency against offered load).
+
+    .venv/bin/python -m benchmarks.capacity                       # 1 and 2 routers, 5,000 agents
+    .venv/bin/python -m benchmarks.capacity --replicas 1 --agents 1000 --rates 100,200
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.e2e import CpuWindow, machine, proc_cpu
+from loadtest.workspace import WORKSPACE, agents, config
+from router.localredis import LocalRedis
+from tests.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
+
+AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
+
+
+async def setup(redis_url: str, n_agents: int) -> None:
+    """Config and available agents straight through the engine (5,000 agents in seconds)."""
+    from redis.asyncio import Redis
+
+    from router.engine import Engine
+    from router.model import AgentIn, AgentStateIn
+    from router.validation import parse_config
+
+    client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
+    engine = Engine(client)
+    try:
+        await engine.scripts.load_all(client)
+        doc = config(1000.0)  # wrap-ups of 30 s become 30 ms: agents free almost at once
+        for ch in doc["channels"].values():  # type: ignore[attr-defined]
+            ch["offer_timeout"] = 60.0
+        await engine.put_config(WORKSPACE, parse_config(json.dumps(doc).encode()), "admin:bench")
+        items = agents(n_agents)
+        for i in range(0, len(items), 500):
+
+            async def one(aid: str, body: dict[str, Any]) -> None:
+                await engine.upsert_agent(WORKSPACE, aid, AgentIn(**body), "admin:bench")
+                await engine.set_agent_state(WORKSPACE, aid, AgentStateIn(state="available"),
+                                             "admin:bench")  # fmt: skip
+
+            await asyncio.gather(*(one(aid, body) for aid, body in items[i : i + 500]))
+    finally:
+        await engine.close()
+        await client.aclose()
+
+
+def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
+         pids: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+    cmd = [sys.executable, "-m", "benchmarks.lifecycle", "--urls", ",".join(hosts),
+           "--ws", WORKSPACE, "--rate", str(rate), "--agents", str(a.agents),
+           "--agent-prefix", AGENT_FORMAT, "--prefix", f"cap-{tag}",
+           "--duration", str(a.duration), "--warmup", str(a.warmup),
+           "--handle", str(a.handle)]  # fmt: skip
+    if a.jwt_secret:
+        cmd += ["--jwt-secret", a.jwt_secret]
+    cpu = CpuWindow(pids)
+    cpu.start()
+    t0 = os.times()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    t1 = os.times()
+    usage = cpu.stop({"loadgen": (t1.children_user + t1.children_system)
+                      - (t0.children_user + t0.children_system)})  # fmt: skip
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
+    res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    res["cpu_cores"] = usage
+    return res
+
+
+def passes(a: argparse.Namespace, r: dict[str, Any]) -> tuple[bool, str]:
+    create = r.get("create", {})
+    if r["error_rate"] > a.max_error_rate:
+        return False, f"error rate {r['error_rate']:.2%}"
+    if create.get("p99_ms", 1e9) > a.max_p99_ms:
+        return False, f"create p99 {create.get('p99_ms')} ms"
+    # Arrivals are Poisson: judge against what was admitted, and that most was admitted.
+    if r["created_per_s"] < 0.9 * r["offered_rate"]:
+        return False, f"admitted only {r['created_per_s']}/s"
+    if r["lifecycles_per_s"] < 0.95 * r["created_per_s"]:
+        return False, f"lifecycles {r['lifecycles_per_s']}/s behind admissions"
+    return True, "ok"
+
+
+def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
+    local = LocalRedis()
+    log_dir = Path(tempfile.mkdtemp(prefix="capacity-"))
+    env = {"ROUTER_LOG_LEVEL": "WARNING"}
+    procs: list[Replica] = start_replicas(local.url, log_dir, replicas, env)
+    try:
+        asyncio.run(wait_ready(procs))
+        asyncio.run(setup(local.url, a.agents))
+        time.sleep(1.5)  # every replica's config cache
+        hosts = [r.url for r in procs]
+        pids = {f"router{i}": r.proc.pid for i, r in enumerate(procs)}
+        pids["redis"] = local.proc.pid
+        steps: list[dict[str, Any]] = []
+        best = 0.0
+        rates = [float(x) for x in a.rates.split(",")] if a.rates else None
+        rate = rates[0] if rates else a.start
+        i = 0
+        while True:
+            r = step(a, hosts, rate, f"{replicas}r{i}", pids)
+            ok, why = passes(a, r)
+            r["pass"], r["verdict"] = ok, why
+            steps.append(r)
+            print(f"  {replicas} router(s) {rate:>6.0f}/s offered: "
+                  f"{r['lifecycles_per_s']:>7.1f} lifecycles/s, create p99 "
+                  f"{r.get('create', {}).get('p99_ms')} ms, decision p99 "
+                  f"{r.get('decision', {}).get('p99_ms')} ms, {why}", flush=True)  # fmt: skip
+            if ok:
+                best = rate
+            i += 1
+            if rates:
+                if i >= len(rates):
+                    break
+                rate = rates[i]
+            elif not ok:
+                break
+            else:
+                rate = round(rate * a.factor, -1)
+            time.sleep(a.settle)
+        half = None
+        if best:
+            time.sleep(a.settle)
+            half = step(a, hosts, best / 2, f"{replicas}half", pids)
+            print(f"  half load {best / 2:.0f}/s: decision p99 "
+                  f"{half.get('decision', {}).get('p99_ms')} ms", flush=True)  # fmt: skip
+        import redis
+
+        with redis.Redis.from_url(local.url) as sync:
+            mem = int(sync.info("memory")["used_memory"])  # type: ignore[index]
+        return {"replicas": replicas, "sustainable_rate": best, "steps": steps, "half": half,
+                "redis_used_memory": mem, "redis_cpu_s": proc_cpu(local.proc.pid)}  # fmt: skip
+    finally:
+        stop_replicas(procs)
+        local.stop()
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for res in results:
+        rows = [s for s in res["steps"] if "create" in s]
+        x = [s["offered_rate"] for s in rows]
+        n = res["replicas"]
+        lat.plot(x, [s["create"]["p99_ms"] for s in rows], "o-", label=f"{n} router: create p99")
+        lat.plot(x, [s["create"]["p50_ms"] for s in rows], "o:", label=f"{n} router: create p50")
+        if all("decision" in s for s in rows):
+            lat.plot(x, [s["decision"]["p99_ms"] for s in rows], "s--",
+                     label=f"{n} router: decision p99")  # fmt: skip
+        thr.plot(x, [s["lifecycles_per_s"] for s in rows], "o-", label=f"{n} router")
+    lat.set_yscale("log")
+    lat.set_xlabel("offered contacts per second")
+    lat.set_ylabel("latency, ms (log)")
+    lat.legend(fontsize=8)
+    lat.grid(True, which="both", alpha=0.3)
+    top = max(s["offered_rate"] for r in results for s in r["steps"])
+    thr.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="offered")
+    thr.set_xlabel("offered contacts per second")
+    thr.set_ylabel("full lifecycles completed per second")
+    thr.legend(fontsize=8)
+    thr.grid(True, alpha=0.3)
+    fig.suptitle("Capacity search (2-core machine; Redis, routers and load generator share it)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| routers | offered/s | lifecycles/s | create p50 / p99 ms | decision p50 / p99 ms "
+             "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
+             "| loadgen cores | verdict |", "|" + "---|" * 12]  # fmt: skip
+    for res in results:
+        for s in res["steps"] + ([res["half"] | {"verdict": "half load"}] if res["half"] else []):
+            c = s["cpu_cores"]
+            routers = sum(v for k, v in c.items() if k.startswith("router"))
+
+            def lat(kind: str, s: dict[str, Any] = s) -> str:
+                v = s.get(kind)
+                return f"{v['p50_ms']} / {v['p99_ms']}" if v else "–"
+
+            lines.append(
+                f"| {res['replicas']} | {s['offered_rate']:.0f} | {s['lifecycles_per_s']} "
+                f"| {lat('create')} | {lat('decision')} "
+                f"| {s.get('accept', {}).get('p99_ms', '–')} "
+                f"| {s.get('complete', {}).get('p99_ms', '–')} | {s['error_rate']:.2%} "
+                f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
+                f"| {s['verdict']} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--replicas", default="1,2", help="router process counts to search")
+    p.add_argument("--agents", type=int, default=5000)
+    p.add_argument("--start", type=float, default=100.0, help="first offered rate, per second")
+    p.add_argument("--factor", type=float, default=1.3, help="rate step multiplier")
+    p.add_argument("--rates", default="", help="explicit comma list of rates instead")
+    p.add_argument("--duration", type=float, default=15.0)
+    p.add_argument("--warmup", type=float, default=3.0)
+    p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("--handle", type=float, default=0.0, help="mean handle time, seconds")
+    p.add_argument("--max-error-rate", type=float, default=0.01)
+    p.add_argument("--max-p99-ms", type=float, default=100.0)
+    p.add_argument("--jwt-secret", default=os.environ.get("ROUTER_JWT_SECRET", ""))
+    p.add_argument("--out", type=Path, default=ROOT / "reports" / "capacity")
+    p.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "capacity.png")
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in (int(x) for x in a.replicas.split(",")):
+        print(f"{n} router process(es), {a.agents} agents", flush=True)
+        results.append(search(a, n))
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
+            "command": " ".join(["python -m benchmarks.capacity", *(argv or sys.argv[1:])])}
+    (a.out / "capacity.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    table = markdown(results)
+    (a.out / "capacity.md").write_text(table + "\n")
+    plot(results, a.plot)
+    print(table)
+    for res in results:
+        print(f"{res['replicas']} router(s): sustainable {res['sustainable_rate']:.0f} "
+              "lifecycles/s")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
