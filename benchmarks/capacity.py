@@ -204,13 +204,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
             def lat(kind: str, s: dict[str, Any] = s) -> str:
                 v = s.get(kind)
-                return f"{v['p50_ms']} / {v['p99_ms']}" if v else "–"
+                return f"{v['p50_ms']} / {v['p99_ms']}" if v else "-"
 
             lines.append(
                 f"| {res['replicas']} | {s['offered_rate']:.0f} | {s['lifecycles_per_s']} "
                 f"| {lat('create')} | {lat('decision')} "
-                f"| {s.get('accept', {}).get('p99_ms', '–')} "
-                f"| {s.get('complete', {}).get('p99_ms', '–')} | {s['error_rate']:.2%} "
+                f"| {s.get('accept', {}).get('p99_ms', '-')} "
+                f"| {s.get('complete', {}).get('p99_ms', '-')} | {s['error_rate']:.2%} "
                 f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
                 f"| {s['verdict']} |"
             )
