@@ -32,6 +32,7 @@ from typing import Any
 from benchmarks.e2e import CpuWindow, machine, proc_cpu
 from loadtest.workspace import WORKSPACE, agents, config
 from router.localredis import LocalRedis
+from router.settings import DEMO_JWT_SECRET
 from tests.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
 
 AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
@@ -67,8 +68,18 @@ async def setup(redis_url: str, n_agents: int) -> None:
         await client.aclose()
 
 
+def redis_usec(url: str) -> tuple[float, int]:
+    """Redis' own time in commands so far (µs, from INFO commandstats) and their count."""
+    import redis
+
+    with redis.Redis.from_url(url) as r:
+        stats = r.info("commandstats")
+    return (sum(float(v["usec"]) for v in stats.values()),  # type: ignore[union-attr]
+            sum(int(v["calls"]) for v in stats.values()))  # type: ignore[union-attr]  # fmt: skip
+
+
 def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
-         pids: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+         pids: dict[str, int], redis_url: str) -> dict[str, Any]:  # fmt: skip
     cmd = [sys.executable, "-m", "benchmarks.lifecycle", "--urls", ",".join(hosts),
            "--ws", WORKSPACE, "--rate", str(rate), "--agents", str(a.agents),
            "--agent-prefix", AGENT_FORMAT, "--prefix", f"cap-{tag}",
@@ -78,6 +89,7 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
         cmd += ["--jwt-secret", a.jwt_secret]
     cpu = CpuWindow(pids)
     cpu.start()
+    u0, c0 = redis_usec(redis_url)
     t0 = os.times()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
@@ -88,6 +100,11 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
         raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     res["cpu_cores"] = usage
+    u1, c1 = redis_usec(redis_url)
+    # whole run (connect, warm-up, window, tail) over all lifecycles it completed
+    done = max(1, res.get("status", {}).get("complete 200", 0))
+    res["redis_us_per_lifecycle"] = round((u1 - u0) / done, 1)
+    res["redis_commands_per_lifecycle"] = round((c1 - c0) / done, 1)
     return res
 
 
@@ -123,7 +140,7 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
         rate = rates[0] if rates else a.start
         i = 0
         while True:
-            r = step(a, hosts, rate, f"{replicas}r{i}", pids)
+            r = step(a, hosts, rate, f"{replicas}r{i}", pids, local.url)
             ok, why = passes(a, r)
             r["pass"], r["verdict"] = ok, why
             steps.append(r)
@@ -146,7 +163,7 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
         half = None
         if best:
             time.sleep(a.settle)
-            half = step(a, hosts, best / 2, f"{replicas}half", pids)
+            half = step(a, hosts, best / 2, f"{replicas}half", pids, local.url)
             print(f"  half load {best / 2:.0f}/s: decision p99 "
                   f"{half.get('decision', {}).get('p99_ms')} ms", flush=True)  # fmt: skip
         import redis
@@ -196,7 +213,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| routers | offered/s | lifecycles/s | create p50 / p99 ms | decision p50 / p99 ms "
              "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
-             "| loadgen cores | verdict |", "|" + "---|" * 12]  # fmt: skip
+             "| loadgen cores | Redis µs / lifecycle | verdict |", "|" + "---|" * 13]  # fmt: skip
     for res in results:
         for s in res["steps"] + ([res["half"] | {"verdict": "half load"}] if res["half"] else []):
             c = s["cpu_cores"]
@@ -212,7 +229,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {s.get('accept', {}).get('p99_ms', '-')} "
                 f"| {s.get('complete', {}).get('p99_ms', '-')} | {s['error_rate']:.2%} "
                 f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
-                f"| {s['verdict']} |"
+                f"| {s.get('redis_us_per_lifecycle', '-')} | {s['verdict']} |"
             )
     return "\n".join(lines)
 
@@ -230,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--handle", type=float, default=0.0, help="mean handle time, seconds")
     p.add_argument("--max-error-rate", type=float, default=0.01)
     p.add_argument("--max-p99-ms", type=float, default=100.0)
-    p.add_argument("--jwt-secret", default=os.environ.get("ROUTER_JWT_SECRET", ""))
+    p.add_argument("--jwt-secret", default=DEMO_JWT_SECRET,
+                   help="the routers' ROUTER_JWT_SECRET: one signed token per agent desktop")
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "capacity")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "capacity.png")
     a = p.parse_args(argv)

@@ -638,11 +638,11 @@ class Bench:
                 if tool == "python":
                     res = python_load(self._lr("router"), "complete",
                                       f"{router}/v1/workspaces/{ws}", a,
-                                      ["--token", "demo-agent", "--prefix", f"{ws}-c",
+                                      ["--token", "demo-admin", "--prefix", f"{ws}-c",
                                        "--agent-prefix", f"{ws}-a", "--per-agent", str(per_agent)])
                 else:
                     res = wrk_load(self._lr("router"), "complete.lua", router, a.concurrency, a,
-                                   [f"/v1/workspaces/{ws}", "demo-agent", f"{ws}-c", f"{ws}-a",
+                                   [f"/v1/workspaces/{ws}", "demo-admin", f"{ws}-c", f"{ws}-a",
                                     str(per_agent)])
                 res["outcome"] = {"per_agent": per_agent, "agents": a.concurrency}
                 self.r.srem("router:workspaces", ws)
@@ -704,7 +704,7 @@ class Bench:
                                        [base, "demo-gateway", ws])
                     else:
                         res = wrk_load(lr, "complete.lua", router, 1, one,
-                                       [base, "demo-agent", f"{ws}-c", f"{ws}-a", str(per_agent)])
+                                       [base, "demo-admin", f"{ws}-c", f"{ws}-a", str(per_agent)])
                 else:
                     if path == "hello":
                         res = python_load(lr, "get", hello_url, one, [])
@@ -712,7 +712,7 @@ class Bench:
                         res = python_load(lr, "create", router + base, one, ["--prefix", ws])
                     else:
                         res = python_load(lr, "complete", router + base, one,
-                                          ["--token", "demo-agent", "--prefix", f"{ws}-c",
+                                          ["--token", "demo-admin", "--prefix", f"{ws}-c",
                                            "--agent-prefix", f"{ws}-a", "--per-agent",
                                            str(per_agent)])
                 self.r.srem("router:workspaces", ws)
@@ -758,7 +758,7 @@ class Bench:
             def load(ws: str, path: str = path) -> dict[str, Any]:
                 mode = "create" if path == "admission" else "complete"
                 extra = ["--prefix", ws] if path == "admission" else [
-                    "--token", "demo-agent", "--prefix", f"{ws}-c", "--agent-prefix", f"{ws}-a",
+                    "--token", "demo-admin", "--prefix", f"{ws}-c", "--agent-prefix", f"{ws}-a",
                     "--per-agent", str(per_agent)]
                 cmd = [PY, str(HERE / "loadgen.py"), mode, "--url", f"{router}/v1/workspaces/{ws}",
                        "--hello-url", hello_url, "--slice", str(a.slice), "--concurrency",
@@ -782,8 +782,9 @@ class Bench:
 
     def start_router(self, port: int, stats: Path | None = None) -> subprocess.Popen[bytes]:
         """`python -m router serve`; with `stats`, under benchmarks/profiled_router.py."""
+        # the admin token completes for thousands of agent desktops here: no per-token limit
         env = dict(os.environ, REDIS_URL=self.local.url if self.local else "",
-                   ROUTER_TOKENS=demo_token_spec())
+                   ROUTER_TOKENS=demo_token_spec(), ROUTER_RATE_LIMIT_OVERRIDES="admin=off")
         env.pop("ROUTER_HOST", None)
         env.pop("ROUTER_PORT", None)
         head = [str(HERE / "profiled_router.py"), str(stats)] if stats else ["-m", "router"]
@@ -853,7 +854,7 @@ class Bench:
                         res = python_load(lr, "create", base, a, ["--prefix", ws])
                     else:
                         res = python_load(lr, "complete", base, a,
-                                          ["--token", "demo-agent", "--prefix", f"{ws}-c",
+                                          ["--token", "demo-admin", "--prefix", f"{ws}-c",
                                            "--agent-prefix", f"{ws}-a", "--per-agent",
                                            str(per_agent)])
                     if spy is not None:

@@ -173,7 +173,8 @@ class Load:
                     if now > self.win.end + 5:
                         break
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.errors[f"ws {type(exc).__name__}"] += 1
+            status = getattr(exc, "status", "")
+            self.errors[f"ws {type(exc).__name__} {status}".rstrip()] += 1
             ready.set()
 
     async def run(self) -> dict[str, Any]:

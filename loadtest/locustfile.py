@@ -22,15 +22,19 @@ import gevent
 from locust import FastHttpUser, between, constant_throughput, task
 
 from loadtest.shapes import PeakDayShape
-from loadtest.workspace import WORKSPACE
+from loadtest.workspace import REFUSED, WORKSPACE
 
 RUN = os.environ.get("LT_RUN", uuid.uuid4().hex[:8])
 BASE = f"/v1/workspaces/{WORKSPACE}"
 GW = {"Authorization": "Bearer " + os.environ.get("LT_GATEWAY_TOKEN", "demo-gateway")}
-AG = {"Authorization": "Bearer " + os.environ.get("LT_AGENT_TOKEN", "demo-agent")}
+# Agent desktops: one signed token per agent when LT_JWT_SECRET is set (the
+# router's ROUTER_JWT_SECRET), else one shared LT_AGENT_TOKEN.
+JWT_SECRET = os.environ.get("LT_JWT_SECRET", "")
+AGENT_TOKEN = os.environ.get("LT_AGENT_TOKEN", "demo-agent")
 COMPRESS = float(os.environ.get("LT_COMPRESS", "60"))  # real seconds per test second
 AGENTS = int(os.environ.get("LT_AGENTS", "200"))
-WORKER = int(os.environ.get("LT_WORKER_INDEX", "0"))  # distributed: agent ids per worker
+# Distributed runs: agent ids are interleaved over the workers (LT_WORKERS of them).
+WORKERS = max(1, int(os.environ.get("LT_WORKERS", "1")))
 # Mix of a card center's day (per 100 contacts).
 CHANNELS = ["voice"] * 55 + ["chat"] * 25 + ["app"] * 15 + ["email"] * 5
 TIERS = ["standard"] * 70 + ["gold"] * 20 + ["vip"] * 8 + ["private"] * 2
@@ -58,6 +62,20 @@ def _check_contact(resp, cid: str) -> None:  # type: ignore[no-untyped-def]
         "expired",
     }:
         resp.failure(f"unexpected contact body: {str(body)[:200]}")
+
+
+def agent_headers(aid: str) -> dict[str, str]:
+    if not JWT_SECRET:
+        return {"Authorization": "Bearer " + AGENT_TOKEN}
+    import jwt
+
+    claims = {"sub": aid, "role": "agent", "exp": int(time.time()) + 8 * 3600}
+    return {"Authorization": "Bearer " + jwt.encode(claims, JWT_SECRET, "HS256")}
+
+
+def worker_index(user) -> int:  # type: ignore[no-untyped-def]
+    """This process's index among the workers (0 when Locust runs alone)."""
+    return max(0, int(getattr(user.environment.runner, "worker_index", 0) or 0))
 
 
 def abandon(client, cid: str) -> None:  # type: ignore[no-untyped-def]
@@ -90,7 +108,7 @@ class Gateway(FastHttpUser):
     @task
     def create(self) -> None:
         rng = random.Random()
-        cid = f"lt-{RUN}-{WORKER}-{next(_seq)}"
+        cid = f"lt-{RUN}-{worker_index(self)}-{next(_seq)}"
         body = {
             "id": cid,
             "channel": rng.choice(CHANNELS),
@@ -110,6 +128,12 @@ class Gateway(FastHttpUser):
                     if attempt and resp.status_code != 200:
                         resp.failure("a retry created a second contact")
                     break
+                if resp.status_code == 429 and "queue-full" in resp.text:
+                    # The pool's max queue refuses the caller (by design, the
+                    # gateway plays a busy message): counted as its own outcome.
+                    resp.request_meta["name"] = REFUSED
+                    resp.success()
+                    return
                 if resp.status_code == 503 or resp.status_code == 0:
                     resp.failure(f"attempt {attempt + 1}: {resp.status_code}")
                     time.sleep(0.2)
@@ -132,13 +156,14 @@ class Agent(FastHttpUser):
     def on_start(self) -> None:
         if HOSTS:
             self.client.base_url = random.choice(HOSTS)
-        self.aid = f"lt-a{(next(_agent_ids) + WORKER * AGENTS):04d}"
+        self.aid = f"lt-a{(next(_agent_ids) * WORKERS + worker_index(self)):04d}"
+        self.headers = agent_headers(self.aid)
         self._set_state("available")
 
     def _set_state(self, state: str, reason: str | None = None) -> None:
         with self.client.post(
             BASE + f"/agents/{self.aid}/state",
-            headers=AG,
+            headers=self.headers,
             json={"state": state, "reason": reason},
             name="POST /agents/{id}/state",
             catch_response=True,
@@ -150,7 +175,7 @@ class Agent(FastHttpUser):
     def work(self) -> None:
         with self.client.get(
             BASE + f"/agents/{self.aid}/offers?wait=2",
-            headers=AG,
+            headers=self.headers,
             name="GET /agents/{id}/offers",
             catch_response=True,
         ) as resp:
@@ -182,7 +207,7 @@ class Agent(FastHttpUser):
         with self.client.post(
             BASE + f"/contacts/{cid}/{action}",
             json={"agent_id": self.aid},
-            headers=AG,
+            headers=self.headers,
             name=f"POST /contacts/{{id}}/{action}",
             catch_response=True,
         ) as resp:

@@ -31,15 +31,15 @@ from typing import Any
 import aiohttp
 
 from loadtest.reconcile import read_events, reconcile
-from loadtest.workspace import WORKSPACE, agents, config
+from loadtest.workspace import REFUSED, WORKSPACE, agents, config
 from router.keys import WsKeys
-from router.localredis import LocalRedis
+from router.localredis import LocalRedis, free_port
 from router.redisclient import make_client
+from router.settings import DEMO_JWT_SECRET
 from tests.procs import Replica, start_replicas, stop_replicas, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 ADM = {"Authorization": "Bearer demo-admin"}
-SUP = {"Authorization": "Bearer demo-supervisor"}
 GW = {"Authorization": "Bearer demo-gateway"}
 
 
@@ -51,10 +51,11 @@ async def setup(url: str, a: argparse.Namespace) -> None:
         sem = asyncio.Semaphore(32)
 
         async def one(aid: str, body: dict[str, object]) -> None:
-            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=SUP) as r:
+            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=ADM) as r:
                 assert r.status == 200, await r.text()
 
-        await asyncio.gather(*(one(aid, body) for aid, body in agents(a.agents)))
+        # with W workers the agent ids are interleaved; a worker can get one more
+        await asyncio.gather(*(one(aid, body) for aid, body in agents(a.agents + a.workers)))
 
 
 async def drain(url: str, prefix: str, client: Any) -> dict[str, int]:
@@ -82,10 +83,10 @@ async def drain(url: str, prefix: str, client: Any) -> dict[str, int]:
             for cid, st, agent in todo:
                 if st == "offered":
                     await http.post(f"{base}/contacts/{cid}/accept", json={"agent_id": agent},
-                                    headers=SUP)  # fmt: skip
+                                    headers=ADM)  # fmt: skip
                 if st in ("offered", "assigned"):
                     r = await http.post(f"{base}/contacts/{cid}/complete",
-                                        json={"agent_id": agent}, headers=SUP)  # fmt: skip
+                                        json={"agent_id": agent}, headers=ADM)  # fmt: skip
                     done["completed"] += r.status == 200
                 else:
                     body = {"reason": "end of the test day"}
@@ -95,13 +96,33 @@ async def drain(url: str, prefix: str, client: Any) -> dict[str, int]:
     return done
 
 
+def size_agents(a: argparse.Namespace) -> tuple[int, str]:
+    """Agents for the bill-day hour: Erlang C at the spike's rate and the compressed
+    handle time (talk + wrap-up), 80% answered within 20 s of the compressed day,
+    plus a quarter for the skill split (the pools do not share one queue)."""
+    from loadtest.day import rate_at
+    from router.staffing import ServiceTarget, agents_needed
+
+    spike_fraction = (10 - 7 + 0.5) / 17  # the middle of the 10:00 hour
+    rate = rate_at(spike_fraction, a.daily, a.day_seconds, a.spike)
+    aht = 180.0 / a.compress + 20.0 / a.compress  # mean talk + a mean wrap-up
+    plan = agents_needed(rate, aht, ServiceTarget(80.0, 20.0 / a.compress))
+    n = int(plan.agents * 1.25) + 1
+    why = (f"Erlang C for the bill-day hour ({rate:.1f} contacts/s, AHT {aht:.2f} s): "
+           f"{plan.agents} agents, +25% for the skill split = {n}")  # fmt: skip
+    return n, why
+
+
 def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
+    """Headless Locust: one process, or a master with `--workers` worker processes."""
     a.reports.mkdir(parents=True, exist_ok=True)
     env = dict(
         os.environ,
         LT_RUN=run_id,
+        LT_JWT_SECRET=DEMO_JWT_SECRET,  # one signed token per agent desktop
         LT_HOSTS=",".join(hosts),
         LT_AGENTS=str(a.agents),
+        LT_WORKERS=str(max(1, a.workers)),
         LT_DAILY=str(a.daily),
         LT_DAY_SECONDS=str(a.day_seconds),
         LT_COMPRESS=str(a.compress),
@@ -110,20 +131,38 @@ def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
     )
     if a.replay:
         env["LT_DAY"] = a.replay
-    script = "replay.py" if a.replay else "locustfile.py"
-    cmd = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / script),
+    script = str(ROOT / "loadtest" / ("replay.py" if a.replay else "locustfile.py"))
+    cmd = [sys.executable, "-m", "locust", "-f", script,
            "--headless", "--host", hosts[0], "--csv", str(a.reports / "peakday"),
            "--html", str(a.reports / "peakday.html"), "--only-summary",
            "--stop-timeout", "10", "--loglevel", "WARNING"]  # fmt: skip
-    return subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
+    if not a.workers:
+        return subprocess.run(cmd, env=env, cwd=ROOT, check=False).returncode
+    port = str(free_port())
+    master = subprocess.Popen([*cmd, "--master", "--expect-workers", str(a.workers),
+                               "--master-bind-port", port], env=env, cwd=ROOT)  # fmt: skip
+    workers = [subprocess.Popen([sys.executable, "-m", "locust", "-f", script, "--worker",
+                                 "--master-port", port, "--loglevel", "WARNING"],
+                                env=env, cwd=ROOT)
+               for _ in range(a.workers)]  # fmt: skip
+    try:
+        return master.wait()
+    finally:
+        for w in workers:
+            try:
+                w.wait(30)  # workers quit when the master tells them to
+            except subprocess.TimeoutExpired:
+                w.kill()
 
 
 def locust_stats(reports: Path) -> dict[str, Any]:
     with (reports / "peakday_stats.csv").open() as f:
         rows = {r["Name"]: r for r in csv.DictReader(f)}
     agg, create = rows["Aggregated"], rows.get("POST /contacts", {})
+    refused = int(rows.get(REFUSED, {}).get("Request Count", 0))
     return {
         "requests": int(agg["Request Count"]), "failures": int(agg["Failure Count"]),
+        "refused_queue_full": refused,
         "create_requests": int(create.get("Request Count", 0)),
         "create_p99_ms": float(create.get("99%", 0) or 0),
         "create_p50_ms": float(create.get("50%", 0) or 0),
@@ -135,6 +174,12 @@ def gates(a: argparse.Namespace, stats: dict[str, Any], rec: dict[str, Any]) -> 
     rate = stats["failures"] / max(1, stats["requests"])
     if rate > a.max_error_rate:
         failed.append(f"error rate {rate:.2%} over {a.max_error_rate:.2%}")
+    # Refusals are the pools' max_queue at work, not errors: judged on their own.
+    offered = stats["create_requests"] + stats["refused_queue_full"]
+    refused = stats["refused_queue_full"] / max(1, offered)
+    if refused > a.max_refused:
+        failed.append(f"{refused:.2%} of contacts refused (queue full), over {a.max_refused:.2%}:"
+                      " the day needs more agents")  # fmt: skip
     if stats["create_p99_ms"] > a.max_p99_ms:
         failed.append(f"p99 of contact creation {stats['create_p99_ms']} ms over {a.max_p99_ms}")
     if rec["never_ended"]:
@@ -150,7 +195,9 @@ async def main_async(a: argparse.Namespace) -> int:
     local = None if os.environ.get("REDIS_URL") else LocalRedis()
     url = os.environ.get("REDIS_URL") or local.url  # type: ignore[union-attr]
     log_dir = Path(tempfile.mkdtemp(prefix="loadtest-"))
-    replicas: list[Replica] = start_replicas(url, log_dir, a.replicas)
+    # the harness's admin token sets up and drains the whole day: no per-token limit
+    replicas: list[Replica] = start_replicas(url, log_dir, a.replicas,
+                                             {"ROUTER_RATE_LIMIT_OVERRIDES": "admin=off"})
     client = make_client(url, 30)
     run_id = uuid.uuid4().hex[:8]
     try:
@@ -168,7 +215,9 @@ async def main_async(a: argparse.Namespace) -> int:
         failed = gates(a, stats, rec)
         if code not in (0, 1):  # 1: locust saw failures, judged by the gates
             failed.append(f"locust exited {code}")
-        summary = {"seconds": round(elapsed, 1), "locust": stats, "drained": drained,
+        summary = {"seconds": round(elapsed, 1), "agents": a.agents, "sizing": a.sizing,
+                   "replicas": a.replicas, "locust_workers": a.workers,
+                   "locust": stats, "drained": drained,
                    "reconciliation": {k: v for k, v in rec.items() if k != "never_ended"}
                    | {"never_ended": len(rec["never_ended"])},
                    "gates_failed": failed}  # fmt: skip
@@ -186,19 +235,28 @@ async def main_async(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--agents", type=int, default=200)
+    p.add_argument("--agents", type=int, default=0,
+                   help="agent desktops (default: sized by Erlang C for the bill-day hour)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="distributed Locust: a master and this many worker processes")
     p.add_argument("--daily", type=float, default=20_000, help="contacts in the day")
     p.add_argument("--day-seconds", type=float, default=840, help="length of the compressed day")
     p.add_argument("--compress", type=float, default=60, help="time compression of handling")
     p.add_argument("--spike", type=float, default=2.5, help="bill-day factor at 10:00")
     p.add_argument("--max-error-rate", type=float, default=0.01)
     p.add_argument("--max-p99-ms", type=float, default=1000)
+    p.add_argument("--max-refused", type=float, default=0.01,
+                   help="share of contacts the pools may refuse as queue full")
     p.add_argument("--reports", type=Path, default=ROOT / "reports" / "loadtest")
     p.add_argument("--smoke", action="store_true", help="1,200 contacts in 40 s, 40 agents")
     p.add_argument("--replay", metavar="DAY", help="replay a recorded day (1999-07-04) instead")
     a = p.parse_args(argv)
     if a.smoke:
-        a.daily, a.day_seconds, a.agents, a.compress = 1200, 40, 40, 120
+        a.daily, a.day_seconds, a.compress = 1200, 40, 120
+        a.agents = a.agents or 40
+    a.sizing = "given"
+    if not a.agents:
+        a.agents, a.sizing = size_agents(a)
     return asyncio.run(main_async(a))
 
 

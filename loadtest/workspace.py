@@ -8,6 +8,8 @@ import msgspec
 from router.demo import demo_agents, demo_config
 
 WORKSPACE = "loadtest"
+# Locust's name for a creation the pool refused as queue full (its own outcome).
+REFUSED = "POST /contacts (refused: queue full)"
 
 
 def config(compress: float) -> dict[str, object]:

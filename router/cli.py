@@ -16,11 +16,17 @@ from router.errors import RouterError
 
 def _serve(args: argparse.Namespace) -> int:
     import uvloop
-    from aiohttp import web
 
     from router.api.app import create_app
+    from router.httpserver import (
+        SERVER_LIMITS,
+        RouteAccessLogger,
+        install_log_filters,
+        server_ssl_context,
+    )
     from router.localredis import LocalRedis
-    from router.settings import Settings, demo_token_spec
+    from router.serving import run_app
+    from router.settings import DEMO_JWT_SECRET, Settings, SettingsError, demo_token_spec
 
     local = None
     url = os.environ.get("REDIS_URL")
@@ -30,35 +36,47 @@ def _serve(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.demo and not env.get("ROUTER_TOKENS"):
         env["ROUTER_TOKENS"] = demo_token_spec()
-    settings = Settings.from_env(env, redis_url=url, host=args.host, port=args.port)
+    if args.demo and not (env.get("ROUTER_JWT_SECRET") or env.get("ROUTER_JWT_PUBLIC_KEY")):
+        env["ROUTER_JWT_SECRET"] = DEMO_JWT_SECRET  # `router token --demo` signs with it
     try:
+        settings = Settings.from_env(env, redis_url=url, host=args.host, port=args.port)
+        ssl_context = server_ssl_context(settings)
         if args.demo:
             asyncio.run(_seed(url))
-            _banner(settings.host, settings.port, url)
+            _banner(settings.host, settings.port, url, https=ssl_context is not None)
         app = create_app(settings)
-        web.run_app(
+        install_log_filters()
+        run_app(  # router/serving.py: a drain lets every request in flight finish
             app,
             host=settings.host,
             port=settings.port,
             print=None,
             loop=uvloop.new_event_loop(),
-            access_log=None,
+            access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+            access_log_class=RouteAccessLogger,
             shutdown_timeout=10,
+            ssl_context=ssl_context,
+            **SERVER_LIMITS,
         )
+    except SettingsError as exc:
+        print(f"router serve: {exc}", file=sys.stderr)
+        return 2
     finally:
         if local:
             local.stop()
     return 0
 
 
-def _banner(host: str, port: int, url: str) -> None:
-    from router.settings import DEMO_TOKENS
+def _banner(host: str, port: int, url: str, https: bool = False) -> None:
+    from router.settings import DEMO_TOKENS, redacted_url
 
-    base = f"http://{host}:{port}"
-    print(f"contact router listening on {base}  (Redis: {url})")
+    base = f"{'https' if https else 'http'}://{host}:{port}"
+    print(f"contact router listening on {base}  (Redis: {redacted_url(url)})")
     print("demo tokens (demo only):")
     for tok, (_name, role) in DEMO_TOKENS.items():
         print(f"  {role:<11} {tok}")
+    print("agent desktops (agents a001..a060) and team supervisors (sup1..sup6) use signed")
+    print("tokens: python -m router token --demo --sub a001 --role agent")
     print("try:")
     print(f"  curl -s -H 'Authorization: Bearer demo-supervisor' {base}/v1/workspaces/demo/pools")
     print(
@@ -157,15 +175,25 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from router.settings import DEMO_JWT_SECRET
     from router.simulate import simulate
 
+    # each agent desktop signs in as its agent; the demo's secret unless one is set
+    secret = os.environ.get("ROUTER_JWT_SECRET") or DEMO_JWT_SECRET
     return asyncio.run(
-        simulate(args.url, args.token, args.agent_token, args.contacts, args.rate, args.workspace)
+        simulate(args.url, args.token, secret, args.contacts, args.rate, args.workspace)
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = os.environ.get("ROUTER_LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        print(
+            f"ROUTER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR (got {level!r})",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     p = argparse.ArgumentParser(prog="router", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve", help="run the HTTP service")
@@ -185,15 +213,20 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--url", default="http://127.0.0.1:8080")
     sm.add_argument("--workspace", default="demo")
     sm.add_argument("--token", default="demo-gateway")
-    sm.add_argument("--agent-token", default="demo-agent")
     sm.add_argument("--contacts", type=int, default=200)
     sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
     sm.set_defaults(fn=_simulate)
     from router.forecast_cli import add_cli as add_forecast_cli
     from router.staffing import add_cli as add_staffing_cli
+    from router.token_cli import add_cli as add_token_cli
+
+    add_token_cli(sub)  # `router token`: a signed agent or supervisor token
 
     add_staffing_cli(sub)  # `router staffing`: what-if Erlang C / A
     add_forecast_cli(sub)  # `router forecast`: a day's arrivals and agents needed
+    from router.audit.cli import add_cli as add_audit_cli
+
+    add_audit_cli(sub)  # `router audit verify|export`: the tamper-evident audit trail
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
     rp = wh_sub.add_parser("replay", help="send dead letters again (oldest first)")

@@ -115,8 +115,47 @@ class Defaults(Struct, forbid_unknown_fields=True, frozen=True):
     # for the first `continuity_prefer` seconds of the contact's wait.
     continuity_window: Seconds = 86_400.0
     continuity_prefer: Seconds = 0.0
-    # Terminal contacts expire from Redis after this long.
-    retention: Annotated[float, Meta(ge=60, le=31_536_000)] = 7 * 86_400.0
+    # Older spelling of `retention.contacts` (seconds); give only one of them.
+    retention: Annotated[float, Meta(ge=60, le=31_536_000)] | None = None
+
+
+# A retention window: seconds, or a count and a unit ("90d", "12h", "30m",
+# "45s"); "keep" (where allowed) keeps the data without limit.
+Window = (
+    Annotated[float, Meta(ge=1, le=315_360_000)]
+    | Annotated[str, Meta(pattern=r"^(?:[1-9][0-9]{0,5}[smhd]|keep)$")]
+)
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+MAX_WINDOW_S = 3650 * 86_400
+CONTACT_RETENTION_S = 30 * 86_400
+
+
+def window_seconds(window: float | str) -> int:
+    """Seconds of a retention window; 0 for "keep"."""
+    if isinstance(window, str):
+        return 0 if window == "keep" else int(window[:-1]) * WINDOW_UNITS[window[-1]]
+    return max(1, round(window))
+
+
+class Retention(Struct, forbid_unknown_fields=True, frozen=True):
+    """How long each class of data is kept (see README, "Retention")."""
+
+    # Terminal contacts (completed, abandoned, expired): record, timeline and
+    # SLA clocks expire from Redis this long after the end (null: 30 days, or
+    # the older `defaults.retention`). Contact data always expires.
+    contacts: Window | None = None
+    # Entries of the workspace's event stream, trimmed once sealed.
+    events: Window = "90d"
+    # Denied requests (`router:access`, shared by all workspaces: the longest
+    # window any workspace asks for applies).
+    access: Window = "365d"
+    # Sealed audit records in Redis and exported segment files.
+    audit: Window = "keep"
+
+    def contacts_seconds(self, legacy: float | None) -> int:
+        if self.contacts is not None:
+            return window_seconds(self.contacts)
+        return round(legacy) if legacy is not None else CONTACT_RETENTION_S
 
 
 class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
@@ -132,6 +171,7 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     # returned by GET.
     webhooks: dict[Name, Webhook] = {}
     defaults: Defaults = Defaults()
+    retention: Retention = Retention()
     description: Annotated[str, Meta(max_length=1000)] = ""
 
 

@@ -29,6 +29,7 @@ from router.model import (
     ContactOut,
     TimelineEntry,
 )
+from router.privacy import pack, unpack
 from router.rules import plan_route
 from router.runtime import runtime_fields
 from router.scripts import Scripts
@@ -85,6 +86,9 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         sla=raw.get("sla") or None,
         rules=[r for r in raw.get("rules", "").split(",") if r],
         created=created,
+        gateway=raw.get("gw") or None,
+        # in full here: responses mask it by caller (router/privacy.py present)
+        personal=unpack(raw.get("pii")),
     )
 
 
@@ -235,8 +239,14 @@ class Engine:
     # --- contacts -------------------------------------------------------------
 
     async def create_contact(
-        self, ws_name: str, body: ContactIn, actor: str, sla_override: str | None = None
+        self,
+        ws_name: str,
+        body: ContactIn,
+        actor: str,
+        sla_override: str | None = None,
+        gateway: str | None = None,
     ) -> ContactOut:
+        """`gateway`: the creating token's name, recorded so that gateway alone sees it."""
         stored = await self.configs.get(ws_name)
         cfg = stored.config
         plan = plan_route(
@@ -269,6 +279,11 @@ class Engine:
         }
         if plan.overflow_wait is not None:
             payload["ovf"] = round(plan.overflow_wait * 1000)
+        if gateway:
+            payload["gw"] = gateway
+        pii = pack(body)
+        if pii is not None:  # only when given: most contacts carry none
+            payload["pii"] = pii
         ws = WsKeys(ws_name)
         res = await self._run(
             "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]

@@ -17,6 +17,11 @@ NOTIFY_CHANNEL = "router:notify"
 # Length cap of the per-workspace event stream (approximate trimming).
 EVENTS_MAXLEN = 1_000_000
 
+# Stream of denied requests (401 and 403), all workspaces: at (ms), actor,
+# method, route template, status, reason, remote address; never the token.
+ACCESS_STREAM = "router:access"
+ACCESS_MAXLEN = 100_000
+
 
 class WsKeys:
     """Key names of one workspace."""

@@ -51,11 +51,25 @@ class AgentOut(Struct, frozen=True):
 # --- contacts ---------------------------------------------------------------
 
 
+# Personal data (router/privacy.py): kept in the contact record only, never in
+# events, timelines, webhooks, metrics or logs; shown in full only to the agent
+# holding the contact.
+PersonName = Annotated[str, Meta(min_length=1, max_length=256)]
+Phone = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^\+?[0-9(][0-9 ()./-]*$")]
+NationalId = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]*$")
+]
+Note = Annotated[str, Meta(max_length=4096)]
+
+
 class Customer(Struct, forbid_unknown_fields=True, frozen=True):
     id: Id
     tier: Name | None = None
     language: Name | None = None
     flags: Annotated[list[Name], Meta(max_length=16)] = []
+    name: PersonName | None = None
+    phone: Phone | None = None
+    national_id: NationalId | None = None
 
 
 class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
@@ -66,6 +80,8 @@ class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     skills: Annotated[list[SkillRequirement], Meta(max_length=16)] = []
     # Free-form routing attributes; never logged.
     attributes: dict[Name, AttributeValue | Annotated[str, Meta(max_length=1024)]] = {}
+    # Free text about the contact: personal data, shown as "[redacted]" when masked.
+    note: Note | None = None
 
 
 class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
@@ -141,6 +157,17 @@ class SlaClockOut(Struct, frozen=True):
     warned_at: float | None
 
 
+class PersonalOut(Struct, frozen=True, omit_defaults=True):
+    """Personal fields of a contact. `masked`: name as initials, phone as its last
+    2 digits, national_id as its last 4 characters, note as "[redacted]"."""
+
+    masked: bool
+    name: str | None = None
+    phone: str | None = None
+    national_id: str | None = None
+    note: str | None = None
+
+
 class ContactOut(Struct, frozen=True):
     id: str
     state: str
@@ -162,3 +189,7 @@ class ContactOut(Struct, frozen=True):
     created: bool
     timeline: list[TimelineEntry] | None = None
     sla_clocks: dict[str, SlaClockOut] | None = None
+    # The gateway (token name) that created the contact.
+    gateway: str | None = None
+    # Personal fields given at creation, as the caller's role may see them.
+    personal: PersonalOut | None = None

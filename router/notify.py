@@ -2,7 +2,8 @@
 
 Scripts publish `<tag>|a|<agent>` on `router:notify` whenever an agent's
 offers or state change; every replica wakes the long-polls and WebSockets it
-holds for that agent.
+holds for that agent. On shutdown every waiter is woken (and new ones return
+at once), so long-polls answer before the server stops instead of being cut.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Notifier:
     def __init__(self, client: Redis) -> None:
         self._client = client
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self.closing = False
 
     @staticmethod
     def topic(ws: str, agent_id: str) -> str:
@@ -33,6 +35,8 @@ class Notifier:
     @contextlib.contextmanager
     def listen(self, ws: str, agent_id: str) -> Iterator[asyncio.Event]:
         ev = asyncio.Event()
+        if self.closing:
+            ev.set()
         key = self.topic(ws, agent_id)
         self._waiters[key].add(ev)
         try:
@@ -41,6 +45,13 @@ class Notifier:
             self._waiters[key].discard(ev)
             if not self._waiters[key]:
                 del self._waiters[key]
+
+    def close(self) -> None:
+        """Wakes every waiter for good: the replica is draining its requests."""
+        self.closing = True
+        for waiters in self._waiters.values():
+            for ev in waiters:
+                ev.set()
 
     def _wake(self, key: str) -> None:
         for ev in self._waiters.get(key, ()):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from router.config import RoutingConfig
+from router.config import RoutingConfig, window_seconds
 from sla.policy import runtime_fields as sla_fields
 
 
@@ -18,7 +18,11 @@ def runtime_fields(cfg: RoutingConfig) -> list[str]:
         "missed_after", str(d.missed_after),
         "cont_window_ms", str(_ms(d.continuity_window)),
         "cont_prefer_ms", str(_ms(d.continuity_prefer)),
-        "retention_s", str(round(d.retention)),
+        # retention windows in seconds (0: keep), see router/audit/sealer.py
+        "retention_s", str(cfg.retention.contacts_seconds(d.retention)),
+        "ret_events_s", str(window_seconds(cfg.retention.events)),
+        "ret_access_s", str(window_seconds(cfg.retention.access)),
+        "ret_audit_s", str(window_seconds(cfg.retention.audit)),
     ]  # fmt: skip
     for name, ch in cfg.channels.items():
         max_wait = _ms(ch.max_wait) if ch.max_wait else 0

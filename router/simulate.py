@@ -9,6 +9,8 @@ from collections import Counter
 
 import aiohttp
 
+from router.auth import mint
+
 CHANNELS = ("voice", "voice", "voice", "chat", "chat", "app", "email")
 TIERS = ("standard", "standard", "standard", "gold", "gold", "vip", "private")
 INTENTS = ("card", "card", "card", "loan", "wealth", "complaint")
@@ -39,12 +41,16 @@ async def _agent_loop(
                 done[f"completed:{r.status}"] += 1
 
 
+def _agent(secret: str, aid: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + mint(secret, aid, "agent", ttl=3600)}
+
+
 async def simulate(
-    url: str, token: str, agent_token: str, contacts: int, rate: float, workspace: str
+    url: str, token: str, jwt_secret: str, contacts: int, rate: float, workspace: str
 ) -> int:
+    """`jwt_secret` signs each agent desktop's own token (an agent acts only as itself)."""
     base = f"{url.rstrip('/')}/v1/workspaces/{workspace}"
     gw = {"Authorization": f"Bearer {token}"}
-    ag = {"Authorization": f"Bearer {agent_token}"}
     sup = {"Authorization": "Bearer demo-supervisor"}
     stop = asyncio.Event()
     done: Counter[str] = Counter()
@@ -53,7 +59,10 @@ async def simulate(
         async with session.get(f"{base}/pools", headers=sup) as r:
             pools = (await r.json()).get("pools", []) if r.status == 200 else []
         agents = [f"a{i:03d}" for i in range(1, 61)]
-        tasks = [asyncio.create_task(_agent_loop(session, base, a, ag, stop, done)) for a in agents]
+        tasks = [
+            asyncio.create_task(_agent_loop(session, base, a, _agent(jwt_secret, a), stop, done))
+            for a in agents
+        ]
         run = f"{int(time.time())}"
         for i in range(contacts):
             cid, channel, tier = f"sim-{run}-{i}", rng.choice(CHANNELS), rng.choice(TIERS)

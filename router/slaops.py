@@ -214,4 +214,7 @@ class SlaOps:
             intent=intent or None,
             attributes={"followup_of": cid},
         )
-        await eng.create_contact(ws_name, body, "system:followup", sla_override=sla or None)
+        # the gateway of the original sees (and resolves) its follow-up too
+        await eng.create_contact(
+            ws_name, body, "system:followup", sla_override=sla or None, gateway=raw.get("gw")
+        )

@@ -24,7 +24,14 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import extend
 
-from router.config import CONFIG_DECODER, Defaults, RoutingConfig
+from router.config import (
+    CONFIG_DECODER,
+    MAX_WINDOW_S,
+    WINDOW_UNITS,
+    Defaults,
+    RoutingConfig,
+    window_seconds,
+)
 from router.errors import BadRequest, FieldProblem, InvalidInput
 from sla.checks import sla_problems
 
@@ -110,6 +117,8 @@ def _decode_json(body: bytes) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from None
     except RecursionError:
         raise BadRequest("malformed JSON: nested too deeply") from None
+    except UnicodeDecodeError:  # msgspec lets some invalid UTF-8 in strings through as this
+        raise BadRequest("malformed JSON: not valid UTF-8") from None
 
 
 def _schema_problems(doc: Any) -> list[FieldProblem]:
@@ -274,8 +283,31 @@ def _semantic_problems(doc: dict[str, Any], broken: frozenset[str]) -> list[Fiel
         problems += _pool_problems(["pools", name], _obj(pool), declared)
     problems += _rules_problems(_seq(doc.get("rules")), declared)
     problems += _defaults_problems(_obj(doc.get("defaults")), declared)
+    problems += _retention_problems(_obj(doc.get("retention")), _obj(doc.get("defaults")))
     problems += (FieldProblem(_path(where), msg) for where, msg in sla_problems(doc))
     return problems
+
+
+def _retention_problems(
+    retention: dict[str, Any], defaults: dict[str, Any]
+) -> Iterator[FieldProblem]:
+    for name, window in retention.items():
+        # the schema checks the spelling; only the length is left
+        if (
+            isinstance(window, str)
+            and window[-1:] in WINDOW_UNITS
+            and window[:-1].isdigit()
+            and window_seconds(window) > MAX_WINDOW_S
+        ):
+            yield FieldProblem(_path(["retention", name]), "at most 3650 days")
+    if retention.get("contacts") == "keep":
+        yield FieldProblem(
+            "retention.contacts", 'contact data must expire: give a window such as "30d"'
+        )
+    if retention.get("contacts") is not None and defaults.get("retention") is not None:
+        yield FieldProblem(
+            "defaults.retention", "superseded by retention.contacts: give only one of them"
+        )
 
 
 def _duplicate_skills(skills: object) -> Iterator[FieldProblem]:

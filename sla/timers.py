@@ -6,18 +6,27 @@ lease in one script, applies each effect with the routing `fire` script
 (which also acknowledges it), and a timer whose owner died is claimed again by
 another replica once its lease runs out. Effects check the contact's state,
 so a timer fired twice changes nothing the second time.
+
+On shutdown a replica stops claiming, lets the round in progress finish and
+hands back every lease it still holds (also those of a claim whose reply it
+never read), so the other replicas fire them at once rather than after the
+lease runs out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.aio import cancel_requested
 from router.keys import WORKSPACES, WsKeys
@@ -25,7 +34,15 @@ from router.keys import WORKSPACES, WsKeys
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 500
-LEASE_MS = 5_000
+LEASE_MS = 5_000  # default; ROUTER_TIMER_LEASE
+# Seconds a stopping worker waits for its round in progress (claims and fires
+# in flight) before cancelling it; what is left is handed back.
+STOP_GRACE = 2.0
+# Seconds a stopping worker keeps trying to hand its leases back while Redis
+# fails (a dropped link, a failover); after that they run out and re-fire.
+HANDBACK_RETRY = 5.0
+# Failures of the link to Redis, not of the timer itself.
+TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 # Timers applied per fire call: they share one script prelude and round trip,
 # while each call stays short enough not to hold Redis up (a few ms).
 FIRE_BATCH = 32
@@ -43,6 +60,7 @@ class TimerWorker:
         fire: Fire,
         poll: float = 0.02,
         on_fired: Callable[[int], None] | None = None,
+        lease_ms: int = LEASE_MS,
     ) -> None:
         self._on_fired = on_fired  # lag ms of each fired timer (metrics)
         self._client = client
@@ -50,48 +68,67 @@ class TimerWorker:
         self._handback = handback
         self._fire = fire
         self._poll = poll
+        self._lease_ms = lease_ms
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.fired = 0
         self.late = 0
-        self._held: dict[str, set[str]] = {}
         self._claims = 0  # claim ids: the same id on a retried call returns the same timers
+        # Per workspace, the id of a claim whose reply never came (a timeout, a
+        # dropped connection): the next claim there reuses it, so timers the lost
+        # call leased come back now instead of after the lease.
+        self._unanswered: dict[str, int] = {}
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
 
     async def claim_once(self, ws: WsKeys) -> int:
-        self._claims += 1
+        claim_id = self._unanswered.get(ws.name)
+        if claim_id is None:
+            self._claims += 1
+            claim_id = self._unanswered[ws.name] = self._claims
         res = await self._claim(
             keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
-            args=[CLAIM_BATCH, LEASE_MS, self.owner, self._claims],
+            args=[CLAIM_BATCH, self._lease_ms, self.owner, claim_id],
         )
+        del self._unanswered[ws.name]
         now = int(res[0])
         members = res[2::3]
         if not members:
             return 0
-        held = self._held.setdefault(ws.name, set())
-        held.update(members)
         timers = list(zip(members, (int(d) for d in res[3::3]), strict=True))
         chunks = [timers[i : i + FIRE_BATCH] for i in range(0, len(timers), FIRE_BATCH)]
         results = await asyncio.gather(
             *(self._fire(ws, chunk) for chunk in chunks), return_exceptions=True
         )
+        failed: list[str] = []
         for chunk, r in zip(chunks, results, strict=True):
             if isinstance(r, BaseException):
-                log.warning(
-                    "timer effects failed (%s); their leases will expire and re-fire",
-                    type(r).__name__,
-                )
+                log.warning("timer effects failed (%s)", type(r).__name__)
+                if isinstance(r, TRANSIENT):
+                    failed += (m for m, _ in chunk)
                 continue
-            for m, due in chunk:
-                held.discard(m)
+            for _, due in chunk:
                 self.fired += 1
                 if now - due > 250:
                     self.late += 1
                 if self._on_fired is not None:
                     self._on_fired(now - due)
+        if failed:
+            # Lost on the way to or from Redis: fired again at the next poll
+            # rather than after the lease (a fire that did go through left no
+            # lease, so this skips it). If Redis is still failing, the leases run
+            # out and another replica re-fires. Other errors (a script error)
+            # wait for the lease, so a timer that cannot fire is not retried hot.
+            with contextlib.suppress(Exception):
+                await self._handback(
+                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
+                    args=[self.owner, *failed],
+                )
         return len(members)
 
     async def run(self) -> None:
-        """Polls every workspace until cancelled."""
-        while not cancel_requested():
+        """Polls every workspace until stopped or cancelled."""
+        self._task = asyncio.current_task()
+        while not cancel_requested() and not self._stopping:
             busy = False
             try:
                 for name in cast(set[str], await self._client.smembers(WORKSPACES)):
@@ -105,17 +142,36 @@ class TimerWorker:
             if not busy:
                 await asyncio.sleep(self._poll)
 
+    async def stop(self, grace: float = STOP_GRACE, retry_for: float = HANDBACK_RETRY) -> int:
+        """Stops claiming; the round in progress may finish within `grace` seconds
+        (its fires acknowledge what it claimed), then every lease still held is
+        handed back, retried for `retry_for` seconds. Returns how many were."""
+        self._stopping = True
+        task = self._task
+        if task is not None and not task.done():
+            _, pending = await asyncio.wait({task}, timeout=grace)
+            if pending:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        deadline = time.monotonic() + retry_for
+        while True:
+            try:
+                return await self.hand_back()
+            except Exception as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("handing back timer leases failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(0.25)
+
     async def hand_back(self) -> int:
-        """Returns unacknowledged leases so another replica fires them now."""
+        """Returns every lease this worker holds, unacknowledged ones it knows of
+        and any it lost track of, so another replica fires them now."""
         n = 0
-        for name, members in self._held.items():
-            if members:
-                ws = WsKeys(name)
-                n += int(
-                    await self._handback(
-                        keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
-                        args=[self.owner, *members],
-                    )
+        for name in cast(set[str], await self._client.smembers(WORKSPACES)):
+            ws = WsKeys(name)
+            n += int(
+                await self._handback(
+                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info], args=[self.owner]
                 )
-        self._held.clear()
+            )
         return n

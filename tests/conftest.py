@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,13 +13,32 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from router.api.app import create_app
+from router.auth import mint
 from router.localredis import LocalRedis
-from router.settings import Settings, demo_token_spec
+from router.settings import DEMO_JWT_SECRET, Settings, demo_token_spec
 
 GW = {"Authorization": "Bearer demo-gateway"}
+# A static agent token: it acts only as agent "agent-desktop" (its name). A test
+# acting for agent X uses agent_headers(X) / AG_FOR(X), a signed token for X.
 AG = {"Authorization": "Bearer demo-agent"}
-SUP = {"Authorization": "Bearer demo-supervisor"}
+SUP = {"Authorization": "Bearer demo-supervisor"}  # static: sees every team
 ADM = {"Authorization": "Bearer demo-admin"}
+# Signs the tests' agent and supervisor tokens; the test services and the router
+# processes of tests/procs.py verify with it (ROUTER_JWT_SECRET).
+JWT_SECRET = DEMO_JWT_SECRET
+
+
+@functools.cache
+def agent_token(aid: str) -> str:
+    return mint(JWT_SECRET, aid, "agent", ttl=24 * 3600)
+
+
+def agent_headers(aid: str) -> dict[str, str]:
+    """Bearer headers of agent `aid`'s desktop (a signed token with sub = aid)."""
+    return {"Authorization": "Bearer " + agent_token(aid)}
+
+
+AG_FOR = agent_headers
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +72,8 @@ def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def settings(redis_url: str) -> Settings:
     # each test's service is its own metrics group: another test's never exports for it
     return Settings.from_env(
-        {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_METRICS_GROUP": uuid.uuid4().hex},
+        {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+         "ROUTER_JWT_SECRET": JWT_SECRET},
         redis_url=redis_url, timer_poll=0.01,
     )
 
@@ -98,7 +119,7 @@ async def add_agent(api: TestClient, ws: str, aid: str, skills: dict[str, int], 
     assert r.status == 200, await r.text()
     if available:
         r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state",
-                           json={"state": "available"}, headers=AG)
+                           json={"state": "available"}, headers=agent_headers(aid))
         assert r.status == 200, await r.text()
     return await r.json()  # type: ignore[no-any-return]
 
@@ -112,5 +133,10 @@ async def create(api: TestClient, ws: str, cid: str, channel: str = "voice",  # 
 
 
 async def act(api: TestClient, ws: str, cid: str, action: str, **body: Any) -> Any:  # type: ignore[type-arg]
+    aid = body.get("agent_id")
+    if action in ("accept", "reject", "complete", "respond") and isinstance(aid, str):
+        headers = agent_headers(aid)  # the agent's own desktop acts
+    else:
+        headers = AG if action in ("accept", "reject", "complete") else GW
     return await api.post(f"/v1/workspaces/{ws}/contacts/{cid}/{action}", json=body,
-                          headers=AG if action in ("accept", "reject", "complete") else GW)
+                          headers=headers)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import aiohttp
 
 from router.localredis import free_port
-from router.settings import demo_token_spec
+from router.settings import DEMO_JWT_SECRET, demo_token_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,12 +29,17 @@ class Replica:
     """One `router serve` process on a free loopback port, logging to a file."""
 
     def __init__(self, redis_url: str, log_dir: Path, index: int,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 client_ssl: ssl.SSLContext | None = None) -> None:
+        """`client_ssl`: the replica serves HTTPS (ROUTER_TLS_* in `env`), reached with it."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.client_ssl = client_ssl
+        self.url = f"{'https' if client_ssl else 'http'}://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"replica-{index}.log"
         self.env = dict(os.environ)
+        # the tests' signed agent tokens (tests/conftest.py agent_headers) verify here
         self.env.update({"REDIS_URL": redis_url, "ROUTER_TOKENS": demo_token_spec(),
+                         "ROUTER_JWT_SECRET": DEMO_JWT_SECRET,
                          "PYTHONUNBUFFERED": "1", **(env or {})})
         self.proc = self._spawn()
 
@@ -96,7 +102,7 @@ async def wait_ready(replicas: list[Replica], within: float = 60.0) -> None:
                     raise RuntimeError(f"replica on port {r.port} exited with "
                                        f"{r.proc.returncode}:\n{r.log_tail()}")
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with http.get(r.url + "/readyz",
+                    async with http.get(r.url + "/readyz", ssl=r.client_ssl or True,
                                         timeout=aiohttp.ClientTimeout(total=2)) as resp:
                         if resp.status == 200:
                             break

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.conftest import ADM, AG, GW, SUP, act, add_agent, create, put_config, small_config
+from tests.conftest import ADM, AG_FOR, GW, SUP, act, add_agent, create, put_config, small_config
 
+# "ag" is agent a1's desktop, "ghost" the desktop of an agent that does not exist;
+# contacts or agents outside a caller's scope are 403 (tests/test_access.py), so
+# the unknown-id and conflict cases use callers whose scope covers them.
 ROLES: dict[str, dict[str, str]] = {
-    "gw": GW, "ag": AG, "sup": SUP, "adm": ADM, "none": {},
+    "gw": GW, "ag": AG_FOR("a1"), "ghost": AG_FOR("nope"), "sup": SUP, "adm": ADM, "none": {},
     "bad": {"Authorization": "Bearer not-a-token"}, "basic": {"Authorization": "Basic YTpi"},
 }
 CONTACT = {"id": "new", "channel": "voice", "customer": {"id": "cu-1"}}
@@ -162,31 +165,33 @@ CASES: dict[str, dict[str, tuple[Any, ...]]] = {
         "ghost ws accept": ("POST", "!" + C + "/off/accept", "ag", {"agent_id": "a1"}, 404, "ws",
                             None),
         "ghost ws bad config": ("PUT", "!", "adm", {"tiers": {}}, 422, None, None),
-        "unknown contact": ("GET", C + "/nope", "gw", None, 404, "contact_id", None),
+        "unknown contact": ("GET", C + "/nope", "sup", None, 404, "contact_id", None),
         "bad contact id": ("GET", C + "/no%20pe", "gw", None, 404, "contact_id", None),
-        "accept unknown": ("POST", C + "/nope/accept", "ag", {"agent_id": "a1"}, 404,
+        "accept unknown": ("POST", C + "/nope/accept", "sup", {"agent_id": "a1"}, 404,
                            "contact_id", None),
-        "abandon unknown": ("POST", C + "/nope/abandon", "gw", {}, 404, "contact_id", None),
-        "transfer unknown": ("POST", C + "/nope/transfer", "gw", {"pool": "cards"}, 404,
+        "abandon unknown": ("POST", C + "/nope/abandon", "sup", {}, 404, "contact_id", None),
+        "transfer unknown": ("POST", C + "/nope/transfer", "sup", {"pool": "cards"}, 404,
                              "contact_id", None),
         "unknown agent": ("GET", "/agents/nope", "sup", None, 404, "agent_id", None),
-        "unknown agent state": ("POST", "/agents/nope/state", "ag", {"state": "available"}, 404,
-                                "agent_id", None),
-        "unknown agent offers": ("GET", "/agents/nope/offers", "ag", None, 404, "agent_id", None),
-        "unknown agent ws": ("GET", "/agents/nope/ws", "ag", None, 404, "agent_id", None),
+        "unknown agent state": ("POST", "/agents/nope/state", "ghost", {"state": "available"},
+                                404, "agent_id", None),
+        "unknown agent offers": ("GET", "/agents/nope/offers", "ghost", None, 404, "agent_id",
+                                 None),
+        "unknown agent ws": ("GET", "/agents/nope/ws", "ghost", None, 404, "agent_id", None),
         "unknown pool": ("GET", "/pools/nope", "sup", None, 404, "pool_id", None),
         "unknown action": ("POST", C + "/q/explode", "gw", {}, 404, None, None),
         "wrong method": ("DELETE", C + "/q", "adm", None, 405, None, None),
     },
     "conflict": {  # illegal transitions
-        "accept queued": ("POST", C + "/q/accept", "ag", {"agent_id": "a1"}, 409, None, "queued"),
+        "accept queued": ("POST", C + "/q/accept", "sup", {"agent_id": "a1"}, 409, None, "queued"),
         "complete offered": ("POST", C + "/off/complete", "ag", {"agent_id": "a1"}, 409, None,
                              "offered"),
-        "accept by other": ("POST", C + "/off/accept", "ag", {"agent_id": "a2"}, 409, None,
+        "accept by other": ("POST", C + "/off/accept", "sup", {"agent_id": "a2"}, 409, None,
                             "offered"),
-        "reject by other": ("POST", C + "/off/reject", "ag", {"agent_id": "a2"}, 409, None,
+        "reject by other": ("POST", C + "/off/reject", "sup", {"agent_id": "a2"}, 409, None,
                             "offered"),
-        "reject queued": ("POST", C + "/q/reject", "ag", {"agent_id": "a1"}, 409, None, "queued"),
+        "reject queued": ("POST", C + "/q/reject", "sup", {"agent_id": "a1"}, 409, None,
+                          "queued"),
         "abandon completed": ("POST", C + "/done/abandon", "gw", {}, 409, None, "completed"),
         "complete completed": ("POST", C + "/done/complete", "ag", {"agent_id": "a1"}, 409, None,
                                "completed"),

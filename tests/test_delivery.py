@@ -7,14 +7,14 @@ from typing import Any
 
 import msgspec
 
-from tests.conftest import AG, SUP, add_agent, create, put_config, small_config
+from tests.conftest import AG_FOR, SUP, add_agent, create, put_config, small_config
 
 
 async def test_long_poll_wakes_when_an_offer_arrives(api: Any, ws: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
     poll = asyncio.create_task(api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=10",
-                                       headers=AG))
+                                       headers=AG_FOR("a1")))
     await asyncio.sleep(0.2)
     assert not poll.done()
     await create(api, ws, "c1")
@@ -26,16 +26,16 @@ async def test_long_poll_wakes_when_an_offer_arrives(api: Any, ws: str) -> None:
 async def test_long_poll_returns_empty_after_wait(api: Any, ws: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
-    r = await api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=0.2", headers=AG)
+    r = await api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=0.2", headers=AG_FOR("a1"))
     assert r.status == 200 and (await r.json())["offers"] == []
-    r = await api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=600", headers=AG)
+    r = await api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=600", headers=AG_FOR("a1"))
     assert r.status == 422 and (await r.json())["field"] == "wait"
 
 
 async def test_websocket_pushes_state_and_offers(api: Any, ws: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
-    sock = await api.ws_connect(f"/v1/workspaces/{ws}/agents/a1/ws", headers=AG)
+    sock = await api.ws_connect(f"/v1/workspaces/{ws}/agents/a1/ws", headers=AG_FOR("a1"))
     first = msgspec.json.decode(await asyncio.wait_for(sock.receive_bytes(), 5))
     assert first["agent"]["state"] == "available" and first["offers"] == []
     await create(api, ws, "c1")

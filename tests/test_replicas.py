@@ -17,7 +17,7 @@ import os
 import random
 import resource
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import pytest
 import uvloop
 from redis.asyncio import Redis
 
-from tests.conftest import ADM, AG, GW, SUP, small_config
+from tests.conftest import ADM, AG_FOR, GW, SUP, small_config
+from tests.invariants import check_redis_left_nothing, read_events, replay
 from tests.procs import Replica, start_replicas, stop_replicas, wait_ready
 
 # The issue asks for 20,000; ROUTER_REPLICA_CONTACTS overrides it explicitly
@@ -44,9 +45,6 @@ LIVE_CONTACTS = 340
 SEED = 20_000
 WEIGHTS = {"voice": 100, "chat": 25}
 TERMINAL = frozenset({"completed", "abandoned"})
-HOLDING_EVENTS = frozenset({"contact.offered"})
-RELEASING_EVENTS = frozenset({"contact.rejected", "contact.offer_timeout", "contact.completed",
-                              "contact.abandoned", "contact.transferred"})
 # Contacts all queued this long while nothing is in service are stuck: the
 # agents are re-announced available to drain them (counted; 0 in a healthy run).
 STUCK_AFTER = 5.0
@@ -162,7 +160,8 @@ class Driver:
             r = random.Random(seed)
             await self.expect(r, "PUT", f"/agents/{aid}", SUP,
                               {"skills": {"cards": 5}, "capacity": 100})
-            await self.expect(r, "POST", f"/agents/{aid}/state", AG, {"state": "available"})
+            await self.expect(r, "POST", f"/agents/{aid}/state", AG_FOR(aid),
+                              {"state": "available"})
 
         await asyncio.gather(*(one(aid, seed) for aid, seed in zip(ids, seeds, strict=True)))
         return ids
@@ -182,7 +181,7 @@ class Driver:
             self.stats["drains"] += 1
             self.problems.append(f"{len(waiting)} contacts queued for > {STUCK_AFTER} s with "
                                  f"nothing in service: {sorted(waiting)[:5]}")
-            await asyncio.gather(*(self.expect(rng, "POST", f"/agents/{a}/state", AG,
+            await asyncio.gather(*(self.expect(rng, "POST", f"/agents/{a}/state", AG_FOR(a),
                                                {"state": "available"}) for a in agents))
 
     # --- contacts -------------------------------------------------------------
@@ -211,7 +210,7 @@ class Driver:
     async def act(self, p: Plan, rng: random.Random, action: str, aid: str,
                   racing: bool) -> dict[str, Any]:
         """accept / reject / complete as agent `aid`; returns the contact as it is now."""
-        status, data = await self.call(rng, "POST", f"/contacts/{p.cid}/{action}", AG,
+        status, data = await self.call(rng, "POST", f"/contacts/{p.cid}/{action}", AG_FOR(aid),
                                        {"agent_id": aid})
         if status == 200:
             self.stats[action] += 1
@@ -326,105 +325,6 @@ class Driver:
             for p in plans:
                 await room.acquire()
                 tg.create_task(one(p))
-
-
-# --- stream replay ------------------------------------------------------------
-
-
-async def read_events(client: Redis, key: str, chunk: int = 10_000) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    start = "-"
-    while True:
-        rows = await client.xrange(key, min=start, max="+", count=chunk)
-        out += [DECODE(fields["e"]) for _, fields in rows]
-        if len(rows) < chunk:
-            return out
-        start = "(" + rows[-1][0]
-
-
-def replay(events: list[dict[str, Any]]) -> dict[str, Any]:
-    """Replays loads per agent and holders per contact; returns counts and problems."""
-    problems: list[str] = []
-    created: Counter[str] = Counter()
-    ended: Counter[str] = Counter()
-    types: Counter[str] = Counter()
-    pulled = 0  # offers made by an agent that freed capacity taking queued work
-    abandoned_from: Counter[str] = Counter()
-    cap: dict[str, int] = {}
-    load: defaultdict[str, int] = defaultdict(int)
-    peak: defaultdict[str, int] = defaultdict(int)
-    holder: dict[str, tuple[str, int]] = {}  # contact -> (agent, weight)
-
-    def problem(msg: str, ev: dict[str, Any]) -> None:
-        if len(problems) < 50:
-            problems.append(f"{msg}: {ev}")
-
-    for ev in events:
-        t, cid, aid = ev["type"], ev.get("contact"), ev.get("agent")
-        types[t] += 1
-        if t in ("agent.created", "agent.updated"):
-            cap[aid] = ev["cap"]
-            if ev["load"] != load[aid]:
-                problem(f"agent {aid} load {ev['load']} != replayed {load[aid]}", ev)
-        elif t == "contact.created":
-            created[cid] += 1
-        elif t in ("contact.completed", "contact.abandoned", "contact.expired"):
-            ended[cid] += 1
-            if t == "contact.abandoned":
-                abandoned_from[ev.get("previous", "?")] += 1
-        if t in HOLDING_EVENTS or (t == "contact.assigned" and ev.get("auto")):
-            pulled += str((ev.get("explain") or {}).get("why", "")).startswith("agent freed")
-            if cid in holder:
-                problem(f"{cid} offered to {aid} while held by {holder[cid][0]}", ev)
-            holder[cid] = (aid, ev["w"])
-            load[aid] += ev["w"]
-            peak[aid] = max(peak[aid], load[aid])
-            if load[aid] > cap.get(aid, 0):
-                problem(f"agent {aid} over capacity: {load[aid]} > {cap.get(aid)}", ev)
-            if ev["load"] != load[aid]:
-                problem(f"agent {aid} recorded load {ev['load']} != replayed {load[aid]}", ev)
-        elif t in RELEASING_EVENTS:
-            released = ev.get("released", 0)
-            held = holder.pop(cid, None)
-            if held is None:
-                if released:
-                    problem(f"{cid} released {released} but no agent held it", ev)
-                if t in ("contact.completed", "contact.rejected", "contact.offer_timeout"):
-                    problem(f"{cid} {t} without a holder", ev)
-                continue
-            if held[0] != aid or held[1] != released:
-                problem(f"{cid} held by {held} but {t} released {released} from {aid}", ev)
-            load[aid] -= released
-            if "load" in ev and ev["load"] != load[aid]:
-                problem(f"agent {aid} recorded load {ev['load']} != replayed {load[aid]}", ev)
-            if load[aid] < 0:
-                problem(f"agent {aid} load went negative", ev)
-    return {"problems": problems, "created": created, "ended": ended, "types": types,
-            "abandoned_from": abandoned_from, "pulled": pulled, "load": load, "peak": peak,
-            "holder": holder, "cap": cap}
-
-
-async def check_redis_left_nothing(client: Redis, ws: str, agents: list[str],
-                                   may_miss: set[str]) -> list[str]:
-    """No load, no holds, no queue entries; agents available (or `missed` for
-    those whose offers timed out, which is what the engine does then)."""
-    tag = "{ws:" + ws + "}"
-    problems = []
-    pipe = client.pipeline(transaction=False)
-    for aid in agents:
-        pipe.hgetall(f"{tag}:a:{aid}")
-    for aid, h in zip(agents, await pipe.execute(), strict=True):
-        held = sorted(k for k in h if k.startswith("h:"))
-        if h.get("load") != "0" or held:
-            problems.append(f"agent {aid}: load {h.get('load')}, holds {held[:5]}")
-        if h.get("st") != "available" and not (h.get("st") == "missed" and aid in may_miss):
-            problems.append(f"agent {aid} ended in state {h.get('st')}")
-    for pattern in (":q:*", ":qa:*", ":aq:*"):
-        async for key in client.scan_iter(match=tag + pattern, count=1000):
-            n = await client.zcard(key)
-            if n:
-                problems.append(f"{key} still has {n} entries: {await client.zrange(key, 0, 4)}")
-    return problems
 
 
 def test_replay_catches_double_booking() -> None:

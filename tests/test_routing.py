@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import AG, SUP, act, add_agent, create, put_config, small_config
+from tests.conftest import AG_FOR, SUP, act, add_agent, create, put_config, small_config
 
 
 async def offered_to(api: Any, ws: str, aid: str) -> list[str]:
-    r = await api.get(f"/v1/workspaces/{ws}/agents/{aid}/offers", headers=AG)
+    r = await api.get(f"/v1/workspaces/{ws}/agents/{aid}/offers", headers=AG_FOR(aid))
     assert r.status == 200
     return [o["id"] for o in (await r.json())["offers"]]
 
@@ -47,7 +47,8 @@ async def test_vip_served_first_only_while_offset_covers_gap(api: Any, ws: str) 
     assert vip["rank"] < s_old["rank"] < s_new["rank"]
     waited_longer = vip["enqueued_at"] - s_old["enqueued_at"]
     assert abs((s_old["rank"] - vip["rank"]) - (120 - waited_longer)) < 0.01
-    await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"}, headers=AG)
+    await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"},
+                   headers=AG_FOR("a1"))
     order = [await serve_next(api, ws, "a1") for _ in range(3)]
     assert order == ["vip", "s-old", "s-new"]
 

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.conftest import AG, SUP, act, add_agent, create, put_config, small_config
+from tests.conftest import AG_FOR, SUP, act, add_agent, create, put_config, small_config
 
 ROUTE_LOANS_LATER = {"name": "bullseye", "when": {"intent": ["card_issue"]},
                      "stages": [{"pools": ["cards"]}, {"pools": ["loans"], "after": 0.5}]}
@@ -39,14 +39,14 @@ async def agent(api: Any, ws: str, aid: str) -> dict[str, Any]:
 
 
 async def offers(api: Any, ws: str, aid: str) -> list[str]:
-    r = await api.get(f"/v1/workspaces/{ws}/agents/{aid}/offers", headers=AG)
+    r = await api.get(f"/v1/workspaces/{ws}/agents/{aid}/offers", headers=AG_FOR(aid))
     assert r.status == 200, await r.text()
     return [o["id"] for o in (await r.json())["offers"]]
 
 
 async def set_state(api: Any, ws: str, aid: str, state: str) -> None:
     r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state", json={"state": state},
-                       headers=AG)
+                       headers=AG_FOR(aid))
     assert r.status == 200, await r.text()
 
 

@@ -14,13 +14,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from router.audit.sealer import make_sealer
+from router.auth import AUTH, Authenticator, authorize
 from router.engine import Engine
 from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavailable
 from router.keys import WsKeys
 from router.metrics import Metrics, StateExporter
 from router.notify import Notifier
 from router.redisclient import make_client
-from router.settings import Settings, Token, token_hash
+from router.serving import DRAIN, Drain, drain_middleware
+from router.settings import Settings, Token
 from sla.timers import TimerWorker
 from sla.webhooks import Webhook, WebhookDispatcher
 
@@ -72,10 +75,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         request.app[METRICS].redis_errors.labels("http").inc()
         return error_response(Unavailable("the state store is unreachable; retry shortly"))
     except web.HTTPRequestEntityTooLarge:
-        return problem(413, "Payload too large", "request body is too large", "too-large")
+        limit = request.app[SETTINGS].max_body  # also ends chunked bodies (no Content-Length)
+        detail = f"the request body is over the limit of {limit} bytes (ROUTER_MAX_BODY)"
+        return problem(413, "Payload too large", detail, "too-large", limit=limit)
     except web.HTTPException as exc:
         if exc.status >= 400:
-            return problem(exc.status, exc.reason, exc.text or exc.reason, "http")
+            response = problem(exc.status, exc.reason, exc.text or exc.reason, "http")
+            if "Allow" in exc.headers:  # a 405 must list the methods (RFC 9110)
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
         raise
     except Exception:
         log.exception("unhandled error on %s", request.match_info.route.resource)
@@ -102,26 +110,22 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
 
 
-def _token(request: web.Request) -> Token | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value:
-        return None
-    return request.app[SETTINGS].tokens.get(token_hash(value.strip()))
-
-
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS or getattr(handler, "open_access", False):
+    route = request.match_info.handler
+    if request.path in OPEN_PATHS or getattr(route, "open_access", False):
         return await handler(request)
-    token = _token(request)
-    if token is None:
-        raise Unauthorized("a valid bearer token is required")
-    roles = getattr(handler, "roles", None)
-    if roles is not None and token.role not in roles and token.role != "admin":
-        raise Forbidden(f"role {token.role!r} may not do this; needs one of {sorted(roles)}")
-    request[TOKEN] = token
-    return await handler(request)
+    auth = request.app[AUTH]
+    token: Token | None = None
+    try:
+        token = auth.identify(request.headers.get("Authorization", ""))
+        request[TOKEN] = token
+        if request.match_info.http_exception is None:  # unknown route: its 404 / 405
+            authorize(token, route, request.match_info.get("ws"))
+        return await handler(request)
+    except (Unauthorized, Forbidden) as exc:  # from here or a handler's scope check
+        auth.denied(request.app.get(REDIS), request, token, exc)
+        raise
 
 
 def actor(request: web.Request) -> str:
@@ -160,6 +164,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         fire,
         poll=settings.timer_poll,
         on_fired=metrics.observe_timer,
+        lease_ms=round(settings.timer_lease * 1000),
     )
 
     async def subscriptions(ws: str) -> Mapping[str, Webhook]:
@@ -173,6 +178,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     app[EXPORTER] = exporter
+    sealer = make_sealer(client, metrics.registry, settings)  # audit trail (router/audit/)
     try:
         await engine.scripts.load_all(client)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -183,6 +189,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         asyncio.create_task(engine.configs.watch(), name="config-watch"),
         asyncio.create_task(timers.run(), name="timers"),
         asyncio.create_task(exporter.run(), name="metrics-lease"),
+        asyncio.create_task(sealer.run(), name="audit-sealer"),
     ]
     await webhooks.start()
     yield
@@ -191,11 +198,39 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     with contextlib.suppress(Exception):
+        await sealer.release()  # another replica seals from now on, without waiting
+    with contextlib.suppress(Exception):
         await timers.hand_back()
     with contextlib.suppress(Exception):
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
     await engine.close()
     await client.aclose()
+
+
+async def _auth_background(app: web.Application) -> AsyncIterator[None]:
+    auth = app[AUTH]
+    watcher = asyncio.create_task(auth.watch_file(), name="tokens-file")
+    yield
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    await auth.drain()
+
+
+async def _hand_over(app: web.Application) -> None:
+    # On shutdown, once the listener is closed and before aiohttp waits for the
+    # requests in flight: stop claiming timers and hand back the leases held, so
+    # other replicas fire them now rather than when the leases run out; wake
+    # every long-poll so it answers now rather than being cut when the drain
+    # times out.
+    if NOTIFIER in app:
+        app[NOTIFIER].close()
+    if TIMERS in app:
+        try:
+            n = await app[TIMERS].stop()
+        except Exception as exc:  # Redis unreachable: the leases run out, others re-fire
+            log.warning("handing back timer leases failed (%s)", type(exc).__name__)
+        else:
+            log.info("shutting down: %d timer lease(s) handed back", n)
 
 
 async def _release_metrics_lease(app: web.Application) -> None:
@@ -206,15 +241,26 @@ async def _release_metrics_lease(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    from router.api.ratelimit import ratelimit_middleware
     from router.api.routes import setup_routes
 
     app = web.Application(
-        middlewares=[metrics_middleware, errors_middleware, auth_middleware],
+        middlewares=[
+            metrics_middleware,
+            errors_middleware,
+            drain_middleware,  # requests in flight, for the drain on shutdown
+            auth_middleware,
+            ratelimit_middleware(settings),  # after auth: limits the caller's token
+        ],
         client_max_size=settings.max_body,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[DRAIN] = Drain()
+    app[AUTH] = Authenticator(settings, app[METRICS].registry)
     app.cleanup_ctx.append(_background)
+    app.cleanup_ctx.append(_auth_background)  # torn down first: drains before Redis closes
     app.on_shutdown.append(_release_metrics_lease)
+    app.on_shutdown.append(_hand_over)
     setup_routes(app)
     return app

@@ -236,11 +236,13 @@ def _gone(request: web.Request) -> bool:
 
 
 async def _start_cursor(client: Redis, key: str, request: web.Request) -> str:
+    # A malformed `after` is refused even when Last-Event-ID (a reconnect) wins.
+    after = parse_cursor(request.query["after"]) if "after" in request.query else None
     given = request.headers.get("Last-Event-ID")
     if given:
         return parse_cursor(given.strip(), "Last-Event-ID")
-    if "after" in request.query:
-        return parse_cursor(request.query["after"])
+    if after is not None:
+        return after
     last = await client.xrevrange(key, count=1)
     return str(last[0][0]) if last else "0-0"
 

@@ -8,6 +8,8 @@ import msgspec
 from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
+from router.api.openapi_links import add_links
+from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
 from router.config import RoutingConfig, StoredConfig
 from router.model import (
@@ -34,6 +36,9 @@ _TYPES: tuple[Any, ...] = (
     AgentRef,
     AbandonIn,
     TransferIn,
+    ReasonIn,
+    RatingIn,
+    ClockIn,
     ContactIn,
     ContactOut,
     PoolStats,
@@ -41,6 +46,7 @@ _TYPES: tuple[Any, ...] = (
     ForecastOut,
     CloudEvent,
     EventPage,
+    Board,
 )
 _PROBLEM = {
     "type": "object",
@@ -111,25 +117,66 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
+_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}
+# What-if inputs of staffing and forecast: (minimum, maximum, description).
+_WFM: dict[str, tuple[float, float, str]] = {
+    "rate": (0, 10_000, "Arrivals per second"),
+    "aht": (1, 86_400, "Average handle time in seconds"),
+    "patience": (1, 86_400, "Average patience in seconds before abandoning"),
+    "shrinkage": (0, 0.95, "Share of paid time off the phones (default 0.3)"),
+    "max_occupancy": (0.05, 1, "Highest occupancy planned for (default 0.85)"),
+}
+
+
+def _wfm_params(*names: str) -> list[dict[str, Any]]:
+    return [
+        _query(n, {"type": "number", "minimum": _WFM[n][0], "maximum": _WFM[n][1]}, _WFM[n][2])
+        for n in names
+    ]
+
+
 def _event_params(page: bool = True) -> list[dict[str, Any]]:
     cursor = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
     params = [
         _query("after", cursor, "Event id to read after (the `next` of the previous page)"),
-        _query("type", {"type": "string"}, "Exact event type, or a prefix ending in . or *"),
+        _query(
+            "type",
+            {"type": "string", "pattern": "^([A-Za-z0-9_.-]{1,100}\\*?)?$"},
+            "Exact event type, or a prefix ending in . or *",
+        ),
     ]
     if page:
         limit = {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 100}
         params.append(_query("limit", limit, "Entries read (a filtered page may be shorter)"))
     else:
+        # empty: as if not sent (browsers send it only once an event had an id)
+        resume = {"type": "string", "pattern": "^([0-9]{1,20}(-[0-9]{1,20})?)?$"}
         params.append(
-            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": cursor}
+            {"name": "Last-Event-ID", "in": "header", "required": False, "schema": resume}
         )
     return params
 
 
-def _event_stream_op() -> dict[str, Any]:
-    op = _op("Server-sent events (CloudEvents in data)", {}, params=_event_params(page=False))
-    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+def _stream_op(
+    summary: str, data: Any, params: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """A server-sent event stream; the schema is one event, its `data` the JSON of `data`."""
+    op = _op(summary, {}, params=params)
+    event = {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "event": {"type": "string"},
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": data,
+            },
+        },
+    }
+    op["responses"]["200"]["content"] = {"text/event-stream": {"schema": event}}
     return op
 
 
@@ -138,6 +185,25 @@ def build() -> dict[str, Any]:
         _TYPES, ref_template="#/components/schemas/{name}"
     )
     components["Problem"] = _PROBLEM
+    # Exactly one of pool or agent_id (the handler refuses both and neither);
+    # a null counts as absent.
+    components["TransferIn"]["oneOf"] = [
+        {"required": [a], "properties": {a: {"type": "string"}, b: {"type": "null"}}}
+        for a, b in (("pool", "agent_id"), ("agent_id", "pool"))
+    ]
+    offers = {
+        "type": "object",
+        "required": ["agent_id", "offers"],
+        "properties": {
+            "agent_id": {"type": "string"},
+            "offers": {"type": "array", "items": _ref(ContactOut)},
+        },
+    }
+    pools = {
+        "type": "object",
+        "required": ["pools"],
+        "properties": {"pools": {"type": "array", "items": _ref(PoolStats)}},
+    }
     b = "/v1/workspaces/{ws}"
     routes: list[tuple[str, str, dict[str, Any]]] = [
         (
@@ -162,7 +228,7 @@ def build() -> dict[str, Any]:
             b + "/agents/{agent_id}/offers",
             _op(
                 "Pending offers (long-poll)",
-                {"type": "object"},
+                offers,
                 params=[
                     {
                         "name": "wait",
@@ -184,7 +250,7 @@ def build() -> dict[str, Any]:
             _op("Create a contact (idempotent on id)", _ref(ContactOut), ContactIn, status=201),
         ),
         ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
-        ("get", b + "/pools", _op("Live statistics of every pool", {"type": "object"})),
+        ("get", b + "/pools", _op("Live statistics of every pool", pools)),
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
         (
             "get",
@@ -193,13 +259,9 @@ def build() -> dict[str, Any]:
                 "A day's arrivals per 15 minutes from recorded arrivals, and agents needed",
                 _ref(ForecastOut),
                 params=[
-                    {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                    for n, t in (
-                        ("day", "string"),
-                        ("channel", "string"),
-                        ("patience", "number"),
-                        ("shrinkage", "number"),
-                    )
+                    _query("day", {"type": "string", "format": "date"}, "1970-01-01 or later"),
+                    _query("channel", _NAME, "Only arrivals of this channel (the pool serves it)"),
+                    *_wfm_params("patience", "shrinkage"),
                 ],
             ),
         ),
@@ -209,10 +271,7 @@ def build() -> dict[str, Any]:
             _op(
                 "Agents needed (Erlang C and A) from live traffic; what-if by query",
                 _ref(StaffingOut),
-                params=[
-                    {"name": n, "in": "query", "required": False, "schema": {"type": "number"}}
-                    for n in ("rate", "aht", "patience", "shrinkage", "max_occupancy")
-                ],
+                params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
             ),
         ),
         (
@@ -220,7 +279,15 @@ def build() -> dict[str, Any]:
             b + "/events",
             _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params()),
         ),
-        ("get", b + "/events/stream", _event_stream_op()),
+        (
+            "get",
+            b + "/events/stream",
+            _stream_op(
+                "Server-sent events (CloudEvents in data)",
+                _ref(CloudEvent),
+                _event_params(page=False),
+            ),
+        ),
         (
             "get",
             b + "/wallboard",
@@ -232,7 +299,7 @@ def build() -> dict[str, Any]:
         (
             "get",
             b + "/wallboard/stream",
-            _op("Wallboard tiles as server-sent events (event: tiles)", {"type": "string"}),
+            _stream_op("Wallboard tiles as server-sent events (event: tiles)", _ref(Board)),
         ),
     ]
     for action, typ in (
@@ -277,6 +344,12 @@ def build() -> dict[str, Any]:
     for method, path, op in routes:
         op["parameters"] = _path_params(path) + op["parameters"]
         paths.setdefault(path, {})[method] = op
+    # A retried create answers 200 with the contact it made the first time.
+    created = paths[b + "/contacts"]["post"]["responses"]
+    created["200"] = {**created["201"], "description": "The existing contact (a retry)"}
+    page = paths[b + "/wallboard"]["get"]["responses"]["200"]
+    page["content"] = {"text/html": {"schema": {"type": "string"}}}
+    add_links(paths, b)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Contact router", "version": "1"},

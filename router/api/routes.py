@@ -10,9 +10,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from router.access import action_failed, check_action, check_agent, visible_contact
 from router.api.app import (
     ENGINE,
     EXPORTER,
@@ -20,10 +21,18 @@ from router.api.app import (
     NOTIFIER,
     REDIS,
     SETTINGS,
+    TOKEN,
     Handler,
     actor,
 )
-from router.errors import BadRequest, FieldProblem, InvalidInput, NotFound
+from router.errors import (
+    BadRequest,
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+)
 from router.model import (
     AbandonIn,
     AgentIn,
@@ -36,6 +45,7 @@ from router.model import (
     TransferIn,
 )
 from router.pools import pool_stats
+from router.privacy import present
 from router.validation import parse_config
 
 T = TypeVar("T")
@@ -72,6 +82,10 @@ def decode_error(exc: msgspec.ValidationError) -> InvalidInput:
     if missing:
         path = f"{path}.{missing.group(1)}".lstrip(".")
         text = "required field is missing"
+    if text.startswith("Invalid enum value"):
+        # msgspec quotes the value; a problem names the field, never repeats input
+        # (it may be personal data put in the wrong field).
+        text = "not one of the allowed values"
     return InvalidInput([FieldProblem(path, text)])
 
 
@@ -163,30 +177,26 @@ async def get_config(request: web.Request) -> web.Response:
 
 @roles("supervisor")
 async def put_agent(request: web.Request) -> web.Response:
-    agent = await request.app[ENGINE].upsert_agent(
-        path_id(request, "ws"),
-        path_id(request, "agent_id"),
-        await body(request, AgentIn),
-        actor(request),
-    )
+    ws, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    parsed = await body(request, AgentIn)
+    await check_agent(request, ws, aid, new=parsed)
+    agent = await request.app[ENGINE].upsert_agent(ws, aid, parsed, actor(request))
     return json_response(agent)
 
 
 @roles("agent", "supervisor")
 async def get_agent(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    return json_response(
-        await engine.get_agent(path_id(request, "ws"), path_id(request, "agent_id"))
-    )
+    ws, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    await check_agent(request, ws, aid)
+    return json_response(await request.app[ENGINE].get_agent(ws, aid))
 
 
 @roles("agent", "supervisor")
 async def post_agent_state(request: web.Request) -> web.Response:
+    ws, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    await check_agent(request, ws, aid)
     agent = await request.app[ENGINE].set_agent_state(
-        path_id(request, "ws"),
-        path_id(request, "agent_id"),
-        await body(request, AgentStateIn),
-        actor(request),
+        ws, aid, await body(request, AgentStateIn), actor(request)
     )
     return json_response(agent)
 
@@ -201,6 +211,7 @@ async def get_offers(request: web.Request) -> web.Response:
         raise InvalidInput([FieldProblem("wait", "must be a number of seconds")]) from None
     if not 0 <= wait <= request.app[SETTINGS].long_poll_max:
         raise InvalidInput([FieldProblem("wait", "must be between 0 and 60 seconds")])
+    await check_agent(request, ws, aid)
     engine = request.app[ENGINE]
     with request.app[NOTIFIER].listen(ws, aid) as event:
         offers = await engine.agent_offers(ws, aid)
@@ -208,21 +219,24 @@ async def get_offers(request: web.Request) -> web.Response:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), wait)
             offers = await engine.agent_offers(ws, aid)
-    return json_response({"agent_id": aid, "offers": offers})
+    tok = request[TOKEN]
+    return json_response({"agent_id": aid, "offers": [present(tok, c) for c in offers]})
 
 
 @roles("agent", "supervisor")
 async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     """WebSocket push: the agent's state and offers, sent on every change."""
     ws_name, aid = path_id(request, "ws"), path_id(request, "agent_id")
+    await check_agent(request, ws_name, aid)
     engine = request.app[ENGINE]
     await engine.get_agent(ws_name, aid)
+    tok = request[TOKEN]
     sock = web.WebSocketResponse(heartbeat=20)
     await sock.prepare(request)
 
     async def push() -> None:
         agent = await engine.get_agent(ws_name, aid)
-        offers = await engine.agent_offers(ws_name, aid)
+        offers = [present(tok, c) for c in await engine.agent_offers(ws_name, aid)]
         await sock.send_bytes(_ENC.encode({"type": "agent", "agent": agent, "offers": offers}))
 
     async def reader() -> None:
@@ -230,7 +244,8 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
 
-    with request.app[NOTIFIER].listen(ws_name, aid) as event:
+    notifier = request.app[NOTIFIER]
+    with notifier.listen(ws_name, aid) as event:
         read_task = asyncio.create_task(reader())
         try:
             await push()
@@ -238,13 +253,15 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), 15)
                 event.clear()
-                if sock.closed:
+                if sock.closed or notifier.closing:
                     break
                 await push()
         finally:
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await read_task
+    if notifier.closing and not sock.closed:  # shutting down: the desktop reconnects elsewhere
+        await sock.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
     return sock
 
 
@@ -253,32 +270,36 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
 
 @roles("gateway")
 async def post_contact(request: web.Request) -> web.Response:
+    tok = request[TOKEN]
     contact = await request.app[ENGINE].create_contact(
-        path_id(request, "ws"), await body(request, ContactIn), actor(request)
+        path_id(request, "ws"), await body(request, ContactIn), actor(request), gateway=tok.name
     )
-    return json_response(contact, status=201 if contact.created else 200)
+    if not contact.created and contact.gateway != tok.name and tok.role != "admin":
+        # idempotent retries are the creating gateway's; another's id is not shown
+        raise Forbidden(f"contact id {contact.id!r} belongs to another gateway", field="id")
+    return json_response(present(tok, contact), status=201 if contact.created else 200)
 
 
 @roles("gateway", "agent", "supervisor")
 async def get_contact(request: web.Request) -> web.Response:
-    contact = await request.app[ENGINE].get_contact(
-        path_id(request, "ws"), path_id(request, "contact_id")
-    )
-    return json_response(contact)
+    contact = await visible_contact(request, path_id(request, "ws"), path_id(request, "contact_id"))
+    return json_response(present(request[TOKEN], contact))
 
 
 def _action(name: str, typ: type[Any], args: Callable[[Any], list[str]], *who: str) -> Handler:
     @roles(*who)
     async def handler(request: web.Request) -> web.Response:
+        ws, cid = path_id(request, "ws"), path_id(request, "contact_id")
         parsed = await body(request, typ)
-        contact = await request.app[ENGINE].contact_action(
-            path_id(request, "ws"),
-            path_id(request, "contact_id"),
-            name,
-            args(parsed),
-            actor(request),
-        )
-        return json_response(contact)
+        await check_action(request, ws, cid, name, getattr(parsed, "agent_id", None))
+        try:
+            contact = await request.app[ENGINE].contact_action(
+                ws, cid, name, args(parsed), actor(request)
+            )
+        except (NotFound, Conflict) as exc:
+            await action_failed(request, ws, cid, exc)
+            raise
+        return json_response(present(request[TOKEN], contact))
 
     handler.__name__ = f"contact_{name}"
     return handler
@@ -308,11 +329,11 @@ CONTACT_ACTIONS: dict[str, Handler] = {
 @roles("gateway", "supervisor")
 async def contact_resume(request: web.Request) -> web.Response:
     """Resumes a paused SLA clock with the budget it had left."""
+    ws, cid = path_id(request, "ws"), path_id(request, "contact_id")
     parsed = await body(request, ClockIn)
-    contact = await request.app[ENGINE].sla.resume_clock(
-        path_id(request, "ws"), path_id(request, "contact_id"), parsed.clock, actor(request)
-    )
-    return json_response(contact)
+    await check_action(request, ws, cid, "resume", None)
+    contact = await request.app[ENGINE].sla.resume_clock(ws, cid, parsed.clock, actor(request))
+    return json_response(present(request[TOKEN], contact))
 
 
 CONTACT_ACTIONS["resume"] = contact_resume

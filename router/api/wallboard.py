@@ -98,7 +98,10 @@ class Boards:
 BOARDS = web.AppKey("boards", Boards)
 
 
-async def wallboard_page(_: web.Request) -> web.Response:
+async def wallboard_page(request: web.Request) -> web.Response:
+    # a malformed workspace name is a 404 like on every route; whether the
+    # workspace exists is not told (the page needs no token)
+    path_id(request, "ws")
     return web.Response(body=_PAGE, content_type="text/html", headers={
         "Cache-Control": "no-cache",
         "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "

@@ -63,6 +63,12 @@ def _number(request: web.Request, name: str, low: float, high: float) -> float |
     return value
 
 
+def _shrinkage(request: web.Request) -> float:
+    # 0 is a valid what-if (no breaks or training), not "use the default"
+    value = _number(request, "shrinkage", 0, 0.95)
+    return DEFAULT_SHRINKAGE if value is None else value
+
+
 @roles("supervisor")
 async def get_staffing(request: web.Request) -> web.Response:
     """Agents needed for the pool's service-level target: arrival rate from the
@@ -88,7 +94,7 @@ async def get_staffing(request: web.Request) -> web.Response:
         target=ServiceTarget(
             percent=pool.service_level.percent, seconds=pool.service_level.seconds
         ),
-        shrinkage=_number(request, "shrinkage", 0, 0.95) or DEFAULT_SHRINKAGE,
+        shrinkage=_shrinkage(request),
         max_occupancy=_number(request, "max_occupancy", 0.05, 1) or DEFAULT_MAX_OCCUPANCY,
         source={
             "rate": "query" if q_rate is not None else "live 15m",
@@ -171,13 +177,19 @@ async def get_forecast(request: web.Request) -> web.Response:
         day = dt.date.fromisoformat(request.query.get("day", str(today + dt.timedelta(days=1))))
     except ValueError:
         raise InvalidInput([FieldProblem("day", "must be a date YYYY-MM-DD")]) from None
+    if day < EPOCH:  # nothing is recorded before; and date arithmetic ends at year 1
+        raise InvalidInput([FieldProblem("day", "must be 1970-01-01 or later")])
     history = await recorded_arrivals(client, ws, pid, channel, day)
     if not history:
         raise InvalidInput([FieldProblem("day", "no recorded arrivals in the 8 weeks before")])
     try:
         fc = smoothed_forecast(history, day)
     except ForecastError:  # fewer days than the model needs: last week's pattern
-        fc = seasonal_naive(history, day)
+        try:
+            fc = seasonal_naive(history, day)
+        except ForecastError:  # e.g. a pool whose arrivals began this week
+            detail = f"no {day:%A} with recorded arrivals in the 8 weeks before"
+            raise InvalidInput([FieldProblem("day", detail)]) from None
     live = (await pool_windows(client, ws, [pid], now_ms))[pid]["1h"]
     aht = live.average_handle_time or pool.handle_time
     target = ServiceTarget(percent=pool.service_level.percent, seconds=pool.service_level.seconds)
@@ -188,7 +200,7 @@ async def get_forecast(request: web.Request) -> web.Response:
                              max_occupancy=DEFAULT_MAX_OCCUPANCY).agents  # fmt: skip
 
     agents = forecast_agents(fc, aht, agents_for)
-    shrinkage = _number(request, "shrinkage", 0, 0.95) or DEFAULT_SHRINKAGE
+    shrinkage = _shrinkage(request)
     return json_response(ForecastOut(
         pool=pid, channel=channel, day=str(day), method=fc.method, history_days=len(history),
         aht=aht, target=target, patience=patience, expected=list(fc.expected),

@@ -28,20 +28,33 @@ local function sla_expand(c, pools)
   return c.st
 end
 
+-- Outcomes of a stopped clock (lib.lua sla_stop), which bumps the generation once.
+local STOPPED = { met = true, missed = true, cancelled = true }
+
 local function sla_fire(c, clock, idx, g, due)
   local key = ksla(c.id)
   local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', 'policy', clock .. '.due',
-                       clock .. '.f' .. idx)
-  -- stale generation, a clock no longer running, or a step that already fired
-  if s[2] ~= g or not RUNNING[s[1]] or s[5] then return { 0, 'stale' } end
+                       clock .. '.f' .. idx, clock .. '.end')
+  if s[5] then return { 0, 'stale' } end  -- the step already fired
+  -- A step that came due before its clock stopped (the answer or the end came
+  -- while its timer lagged or its replica died holding the lease) is recorded
+  -- all the same, late; the clock keeps its outcome.
+  local after_stop = STOPPED[s[1]] and tonumber(s[2]) == tonumber(g) + 1
+    and s[6] ~= false and due <= tonumber(s[6])
+  -- otherwise: a stale generation or a clock no longer running
+  if not after_stop and (s[2] ~= g or not RUNNING[s[1]]) then return { 0, 'stale' } end
   local def = rt('sla:' .. s[3] .. ':' .. clock .. ':' .. idx)
   if not def then return { 0, 'stale' } end
   local bar = string.find(def, '|', 1, true)
   local step_kind = string.sub(def, 1, bar - 1)
   local a = fields(string.sub(def, bar + 1), ';')
-  local st = s[1]
-  if step_kind == 'breach' then st = 'breached' elseif st == 'active' then st = 'warned' end
-  redis.call('HSET', key, clock .. '.st', st, clock .. '.f' .. idx, NOW)
+  if after_stop then
+    redis.call('HSET', key, clock .. '.f' .. idx, NOW)
+  else
+    local st = s[1]
+    if step_kind == 'breach' then st = 'breached' elseif st == 'active' then st = 'warned' end
+    redis.call('HSET', key, clock .. '.st', st, clock .. '.f' .. idx, NOW)
+  end
   if step_kind == 'breach' then  -- breaches today, per pool (wallboard); UTC days
     local day = TAG .. ':stats:day:' .. math.floor(NOW / 86400000)
     local where = (c.pool and c.pool ~= '') and c.pool or (reached_pools(c)[1] or '')
@@ -52,11 +65,14 @@ local function sla_fire(c, clock, idx, g, due)
                  (step_kind == 'breach' and 'sla.breached' or 'sla.escalated'),
                contact = c.id, clock = clock, step = tonumber(idx), policy = s[3],
                due = tonumber(s[4]), state = c.st, agent = c.agent ~= '' and c.agent or nil,
-               late_ms = NOW - due }
-  local boost = tonumber(a[1]) or 0
+               late_ms = NOW - due, after_stop = after_stop or nil }
+  -- boost, expand and reassign act on the wait this clock measured: not once it stopped
+  local boost = after_stop and 0 or (tonumber(a[1]) or 0)
   if boost > 0 then ev.boost_ms = boost; ev.rank = sla_boost(c, boost) end
-  if a[2] and a[2] ~= '' then ev.expand = split(a[2], ','); ev.expanded = sla_expand(c, a[2]) end
-  if a[3] == '1' then
+  if not after_stop and a[2] and a[2] ~= '' then
+    ev.expand = split(a[2], ','); ev.expanded = sla_expand(c, a[2])
+  end
+  if not after_stop and a[3] == '1' then
     ev.reassign = true
     if c.st == 'offered' then
       ev.reassigned_from = c.agent

@@ -357,7 +357,11 @@ local function sla_stop(cid, clock, reached)
                        'policy', clock .. '.due')
   if not (RUNNING[s[1]] or s[1] == 'paused') then return end
   for _, i in ipairs(split(s[3], ',')) do
-    redis.call('ZREM', K_TIMERS, sla_member(cid, clock, i, s[2]))
+    -- A step already due stays: the clock ran past it, so it is still recorded
+    -- when its timer fires (late; see fire.lua). Only future steps are dropped.
+    local m = sla_member(cid, clock, i, s[2])
+    local due = redis.call('ZSCORE', K_TIMERS, m)
+    if due == false or tonumber(due) > NOW then redis.call('ZREM', K_TIMERS, m) end
   end
   local result = 'cancelled'
   -- by the clock, not by whether the breach timer has fired yet (it may lag)
@@ -651,7 +655,8 @@ local function finish(c, st)
   -- the customer left (or waited too long): no clock can be met any more; a
   -- completed case keeps its resolve clock until the gateway resolves it
   if st ~= 'completed' then sla_stop_all(c, false) end
-  local ttl = rt_num('retention_s', 604800)
+  -- retention.contacts of the config (router/config.py), 30 days by default
+  local ttl = rt_num('retention_s', 2592000)
   redis.call('EXPIRE', kc(c.id), ttl)
   redis.call('EXPIRE', ktl(c.id), ttl)
   redis.call('EXPIRE', ksla(c.id), ttl)
