@@ -42,6 +42,7 @@ from router.config import RoutingConfig
 from router.configstore import ConfigStore
 from router.errors import NotFound
 from router.keys import WORKSPACES, WsKeys
+from router.leases import LEASE_LUA, RELEASE_LUA
 from router.pools import PoolStats, pool_stats
 from router.stats import WindowStats, pool_windows
 
@@ -52,15 +53,6 @@ LEASE_MS = 30_000
 RENEW_EVERY = 10.0
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-# Take the lease if free, or renew it if ours; returns 1 when we hold it.
-_LEASE_LUA = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-"""
 
 
 class Metrics:
@@ -144,7 +136,8 @@ class StateExporter:
         self._client = client
         self._configs = configs
         self._state = state
-        self._lease = client.register_script(_LEASE_LUA)
+        self._lease = client.register_script(LEASE_LUA)
+        self._release = client.register_script(RELEASE_LUA)
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def hold(self) -> bool:
@@ -162,8 +155,7 @@ class StateExporter:
     async def release(self) -> None:
         """On shutdown: let another replica take over at its next scrape."""
         with contextlib.suppress(Exception):
-            if await self._client.get(self._key) == self.owner:
-                await self._client.delete(self._key)
+            await self._release(keys=[self._key], args=[self.owner])
 
     async def refresh(self) -> None:
         if not await self.hold():

@@ -52,6 +52,7 @@ from router.audit.records import (
 )
 from router.audit.segments import Exporter, ExportError
 from router.keys import WORKSPACES, WsKeys
+from router.leases import LEASE_LUA, RELEASE_LUA
 from router.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def _lua(name: str) -> str:
 
 
 # Read once at import; registered per client (redis-py handles EVALSHA/NOSCRIPT).
-SEAL_LUA, LEASE_LUA, RELEASE_LUA = _lua("seal"), _lua("lease"), _lua("release")
+SEAL_LUA = _lua("seal")
 
 
 class AuditMetrics(Collector):

@@ -1,4 +1,5 @@
--- Takes a sealing lease if free, or renews it if ours.
+-- Takes a lease (one replica does a job: sealing, exporting metrics) if free,
+-- or renews it if ours.
 -- KEYS: [1] lease   ARGV: [1] owner, [2] lease ms   Returns 1 when held.
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then
