@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,45 @@ def redis_usec(url: str) -> tuple[float, int]:
             sum(int(v["calls"]) for v in stats.values()))  # type: ignore[union-attr]  # fmt: skip
 
 
+def pause_counts(hosts: list[str]) -> Counter[str]:
+    """The routers' event-loop lag histogram and GC pauses (router/pauses.py), summed."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Counter[str] = Counter()
+    for host in hosts:
+        with urllib.request.urlopen(host + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for fam in text_string_to_metric_families(text):
+            for smp in fam.samples:
+                if smp.name == "router_event_loop_lag_seconds_bucket":
+                    out["lag_le_" + smp.labels["le"]] += smp.value
+                elif smp.name in ("router_gc_pause_seconds_sum", "router_gc_pause_seconds_count"):
+                    kind = "sum" if smp.name.endswith("_sum") else "count"
+                    out[f"{kind}_gen{smp.labels['generation']}"] += smp.value
+    return out
+
+
+def pause_report(before: Counter[str], after: Counter[str]) -> dict[str, Any]:
+    """During one step: share of 100 ms loop ticks that ran over 5 / 25 ms late, the
+    worst lag bucket reached, and GC pauses by generation (count, total ms)."""
+    d = {k: after[k] - before[k] for k in after}
+    ticks = d.get("lag_le_+Inf", 0)
+    bounds = sorted((float(k[7:]), v) for k, v in d.items()
+                    if k.startswith("lag_le_") and k != "lag_le_+Inf")  # fmt: skip
+    worst = next((b for b, v in bounds if v >= ticks), float("inf")) if ticks else 0.0
+    under = dict(bounds)
+    return {
+        "router_loop_ticks": int(ticks),
+        "router_loop_late_5ms": round(1 - under.get(0.005, 0) / ticks, 4) if ticks else None,
+        "router_loop_late_25ms": round(1 - under.get(0.025, 0) / ticks, 4) if ticks else None,
+        "router_loop_lag_max_bucket_ms": worst * 1000,
+        "router_gc": {g: {"count": int(d.get(f"count_gen{g}", 0)),
+                          "ms": round(d.get(f"sum_gen{g}", 0) * 1000, 1)} for g in "012"},
+    }  # fmt: skip
+
+
 def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
          pids: dict[str, int], redis_url: str) -> dict[str, Any]:  # fmt: skip
     cmd = [sys.executable, "-m", "benchmarks.lifecycle", "--urls", ",".join(hosts),
@@ -87,6 +127,7 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
            "--handle", str(a.handle)]  # fmt: skip
     if a.jwt_secret:
         cmd += ["--jwt-secret", a.jwt_secret]
+    pauses = pause_counts(hosts)
     cpu = CpuWindow(pids)
     cpu.start()
     u0, c0 = redis_usec(redis_url)
@@ -100,6 +141,7 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
         raise RuntimeError(f"load generator failed:\n{out.stderr[-3000:]}")
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     res["cpu_cores"] = usage
+    res["pauses"] = pause_report(pauses, pause_counts(hosts))
     u1, c1 = redis_usec(redis_url)
     # whole run (connect, warm-up, window, tail) over all lifecycles it completed
     done = max(1, res.get("status", {}).get("complete 200", 0))
@@ -210,10 +252,24 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def late(s: dict[str, Any]) -> str:
+    share = s.get("pauses", {}).get("router_loop_late_5ms")
+    return "-" if share is None else f"{share:.1%}"
+
+
+def gc_text(s: dict[str, Any]) -> str:
+    gcs = s.get("pauses", {}).get("router_gc")
+    if not gcs:
+        return "-"
+    return ", ".join(f"g{g}: {v['count']}, {v['ms']:.0f}" for g, v in gcs.items())
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| routers | offered/s | lifecycles/s | create p50 / p99 ms | decision p50 / p99 ms "
              "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
-             "| loadgen cores | Redis µs / lifecycle | verdict |", "|" + "---|" * 13]  # fmt: skip
+             "| loadgen cores | Redis µs / lifecycle | router loop >5 ms late "
+             "| router GC pauses (n, ms) | loadgen lag p99 ms | verdict |",
+             "|" + "---|" * 16]  # fmt: skip
     for res in results:
         for s in res["steps"] + ([res["half"] | {"verdict": "half load"}] if res["half"] else []):
             c = s["cpu_cores"]
@@ -229,7 +285,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {s.get('accept', {}).get('p99_ms', '-')} "
                 f"| {s.get('complete', {}).get('p99_ms', '-')} | {s['error_rate']:.2%} "
                 f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
-                f"| {s.get('redis_us_per_lifecycle', '-')} | {s['verdict']} |"
+                f"| {s.get('redis_us_per_lifecycle', '-')} | {late(s)} | {gc_text(s)} "
+                f"| {s.get('loadgen_loop_lag', {}).get('p99_ms', '-')} | {s['verdict']} |"
             )
     return "\n".join(lines)
 

@@ -10,7 +10,11 @@ create -> offer -> accept -> complete -> the agent takes the next.
 Measured over `--duration` seconds after `--warmup`: latency of each request
 kind, the routing decision (contact sent -> offer pushed to the agent, only for
 contacts offered at once, i.e. a free agent existed), lifecycles completed per
-second, errors by kind. Prints one JSON object.
+second, errors by kind, and the generator's own event-loop lag (how late a
+10 ms sleep woke): a late generator adds its lag to every latency it measures,
+so a tail it shares with its own loop is not the server's. The generator keeps
+its garbage collector's pauses short as the router does (router/pauses.py).
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import msgspec
 import uvloop
 
 from benchmarks.loadgen import percentile
+from router.pauses import apply_gc_policy
+from router.settings import Settings
 
 CHANNELS = ["voice"] * 6 + ["chat"] * 3 + ["app"]
 TIERS = ["standard"] * 7 + ["gold"] * 2 + ["vip"]
@@ -187,16 +193,28 @@ class Load:
                 agents += [asyncio.create_task(self.agent(s, j, events[j]))
                            for j in range(i, min(i + 200, self.a.agents))]  # fmt: skip
                 await asyncio.gather(*(e.wait() for e in events[i : i + 200]))
+            apply_gc_policy(Settings.gc_thresholds)  # 5,000 sockets: as the router does
+            lag = asyncio.create_task(self.loop_lag())
             # the window starts after every desktop is connected
             shift = time.perf_counter() + self.a.warmup - self.win.start
             self.win.start += shift
             self.win.end += shift
             await self.gateway(s)
+            lag.cancel()
             await asyncio.sleep(1)
             for t in agents:
                 t.cancel()
             await asyncio.gather(*agents, return_exceptions=True)
         return self.report()
+
+    async def loop_lag(self, every: float = 0.01) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            t0 = loop.time()
+            await asyncio.sleep(every)
+            t1 = loop.time()
+            if self.win.inside(time.perf_counter()):
+                self.win.lat.setdefault("loadgen_loop_lag", []).append(max(0.0, t1 - t0 - every))
 
     def report(self) -> dict[str, Any]:
         d = self.a.duration

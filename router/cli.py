@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_ssl_context,
     )
     from router.localredis import LocalRedis
+    from router.pauses import apply_gc_policy
     from router.serving import run_app
     from router.settings import DEMO_JWT_SECRET, Settings, SettingsError, demo_token_spec
 
@@ -46,6 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
             _banner(settings.host, settings.port, url, https=ssl_context is not None)
         app = create_app(settings)
         install_log_filters()
+        apply_gc_policy(settings.gc_thresholds)  # router/pauses.py: after the app is built
         run_app(  # router/serving.py: a drain lets every request in flight finish
             app,
             host=settings.host,

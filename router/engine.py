@@ -226,15 +226,18 @@ class Engine:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         return agent_out(raw)
 
+    async def agent_view(self, ws_name: str, aid: str) -> tuple[AgentOut, list[ContactOut]]:
+        """The agent and the contacts currently offered to it (not yet accepted),
+        read in one script call that shares the replica's pipeline."""
+        await self.configs.get(ws_name)
+        res = await self.batcher.call(self.scripts["agent_view"], (WsKeys(ws_name).agent(aid),), ())
+        if not res:
+            raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
+        return agent_out(_pairs(res[0])), [contact_out(_pairs(r), False) for r in res[1:]]
+
     async def agent_offers(self, ws_name: str, aid: str) -> list[ContactOut]:
         """Contacts currently offered to the agent (not yet accepted)."""
-        agent = await self.get_agent(ws_name, aid)
-        ws = WsKeys(ws_name)
-        pipe = self.client.pipeline(transaction=False)
-        for cid in agent.contacts:
-            pipe.hgetall(ws.contact(cid))
-        rows = await pipe.execute() if agent.contacts else []
-        return [contact_out(r, False) for r in rows if r and r.get("st") == "offered"]
+        return (await self.agent_view(ws_name, aid))[1]
 
     # --- contacts -------------------------------------------------------------
 

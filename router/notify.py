@@ -49,6 +49,9 @@ class Notifier:
     def close(self) -> None:
         """Wakes every waiter for good: the replica is draining its requests."""
         self.closing = True
+        self._wake_all()
+
+    def _wake_all(self) -> None:
         for waiters in self._waiters.values():
             for ev in waiters:
                 ev.set()
@@ -63,6 +66,10 @@ class Notifier:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(NOTIFY_CHANNEL)
+                # Pub/sub delivers at most once: whatever was published while
+                # this replica was not subscribed is lost, so every waiter
+                # re-reads its state now.
+                self._wake_all()
                 async for msg in pubsub.listen():
                     if msg.get("type") == "message":
                         self._wake(msg["data"])

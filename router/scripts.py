@@ -31,6 +31,8 @@ ROUTING_SCRIPTS = (
     "rate",
 )
 TIMER_SCRIPTS = ("claim", "handback", "ack")
+# Read-only router scripts that need nothing from the routing library.
+STANDALONE_SCRIPTS = ("agent_view",)
 
 
 def _read(package: str, name: str) -> str:
@@ -47,6 +49,8 @@ class Scripts:
             self.by_name[name] = client.register_script(lib + "\n" + _read("router", name))
         for name in TIMER_SCRIPTS:
             self.by_name[name] = client.register_script(_read("sla", name))
+        for name in STANDALONE_SCRIPTS:
+            self.by_name[name] = client.register_script(_read("router", name))
 
     def __getitem__(self, name: str) -> AsyncScript:
         return self.by_name[name]

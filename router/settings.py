@@ -162,6 +162,9 @@ class Settings:
     # Seconds a claimed timer stays leased to its replica: one that dies holding
     # it has it re-fired by another after this (a clean shutdown hands it back).
     timer_lease: float = 5.0
+    # Garbage-collector thresholds (router/pauses.py): CPython's young ones
+    # (short pauses), and full collections a hundred times rarer than its 10.
+    gc_thresholds: tuple[int, int, int] = (700, 10, 1000)
     redis_timeout: float = 2.0
     # Seconds a webhook delivery read by a replica may stay unacknowledged
     # before another replica takes it over (the first one is presumed dead).
@@ -215,6 +218,7 @@ class Settings:
             "timer_poll": num("ROUTER_TIMER_POLL", 0.02),
             "timer_lease": max(0.1, num("ROUTER_TIMER_LEASE", 5.0)),
             "redis_timeout": num("ROUTER_REDIS_TIMEOUT", 2.0),
+            "gc_thresholds": _gc_thresholds(e.get("ROUTER_GC_THRESHOLDS", "")),
             "webhook_claim_idle": num("ROUTER_WEBHOOK_CLAIM_IDLE", 60.0),
             "metrics_group": e.get("ROUTER_METRICS_GROUP", "default"),
             "rate_limits": rate_limits_from(e),
@@ -237,6 +241,17 @@ class Settings:
         if values.get("jwt_previous_secret") and len(str(values["jwt_previous_secret"])) < 32:
             raise SettingsError("ROUTER_JWT_PREVIOUS_SECRET must be at least 32 characters")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _gc_thresholds(text: str) -> tuple[int, int, int]:
+    if not text:
+        return Settings.gc_thresholds
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts) or int(parts[0]) < 1:
+        raise SettingsError(
+            f"ROUTER_GC_THRESHOLDS must be three whole numbers, the first above 0 (got {text!r})"
+        )
+    return int(parts[0]), int(parts[1]), int(parts[2])
 
 
 DEMO_TOKENS = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from tests.conftest import AG_FOR, SUP, add_agent, create, put_config, small_config
+from tests.conftest import AG_FOR, SUP, act, add_agent, create, put_config, small_config
 
 
 async def test_long_poll_wakes_when_an_offer_arrives(api: Any, ws: str) -> None:
@@ -111,3 +111,72 @@ async def test_config_change_recomputes_membership_and_is_an_event(api: Any, ws:
     updates = [e for e in events if e["type"] == "config.updated"]
     assert [e["version"] for e in updates] == [1, 2]
     assert all(e["actor"] == "admin:admin" for e in updates)
+
+
+async def _push(sock: Any, wait: float = 5) -> dict[str, Any]:
+    return msgspec.json.decode(await asyncio.wait_for(sock.receive_bytes(), wait))  # type: ignore[no-any-return]
+
+
+async def test_websocket_pushes_each_change_to_its_agent_only(api: Any, ws: str) -> None:
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    await add_agent(api, ws, "a2", {"cards": 5}, available=False)
+    sock = await api.ws_connect(f"/v1/workspaces/{ws}/agents/a1/ws", headers=AG_FOR("a1"))
+    assert (await _push(sock))["offers"] == []
+    await create(api, ws, "c1")
+    assert [o["id"] for o in (await _push(sock))["offers"]] == ["c1"]
+    await act(api, ws, "c1", "accept", agent_id="a1")
+    accepted = await _push(sock)
+    assert accepted["offers"] == [] and accepted["agent"]["contacts"] == ["c1"]
+    # another agent's change, and no change at all, push nothing to this desktop
+    r = await api.post(f"/v1/workspaces/{ws}/agents/a2/state", json={"state": "available"},
+                      headers=AG_FOR("a2"))
+    assert r.status == 200
+    try:
+        extra = await _push(sock, wait=0.5)
+    except TimeoutError:
+        extra = None
+    assert extra is None
+    await act(api, ws, "c1", "complete", agent_id="a1")
+    done = await _push(sock)
+    assert done["agent"]["contacts"] == [] and done["agent"]["load"] == 0
+    await sock.close()
+
+
+async def test_desktops_reread_after_the_notification_link_drops(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    """Pub/sub delivers at most once: whatever was published while a replica's
+    subscription was down is lost, so every desktop is re-sent its state."""
+    from redis.asyncio import Redis
+
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    sock = await api.ws_connect(f"/v1/workspaces/{ws}/agents/a1/ws", headers=AG_FOR("a1"))
+    assert (await _push(sock))["offers"] == []
+    admin = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # a change nobody hears (written behind the router's back), then the link drops
+        await admin.hset(f"{{ws:{ws}}}:a:a1", "reason", "lunch")
+        assert await admin.client_kill_filter(_type="pubsub") >= 1
+        pushed = await _push(sock)
+        assert pushed["agent"]["reason"] == "lunch"
+    finally:
+        await admin.aclose()
+    await sock.close()
+
+
+async def test_pauses_and_loop_lag_are_exported(api: Any) -> None:
+    import gc
+
+    def count(text: str, series: str) -> float:
+        return sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith(series))  # fmt: skip
+
+    before = await (await api.get("/metrics")).text()
+    gc.collect()
+    await asyncio.sleep(0.35)
+    after = await (await api.get("/metrics")).text()
+    gen2 = 'router_gc_pause_seconds_count{generation="2"}'
+    assert count(after, gen2) > count(before, gen2)
+    assert count(after, "router_event_loop_lag_seconds_count") >= 2

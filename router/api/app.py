@@ -21,6 +21,7 @@ from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavai
 from router.keys import WsKeys
 from router.metrics import Metrics, StateExporter
 from router.notify import Notifier
+from router.pauses import PauseMeter
 from router.redisclient import make_client
 from router.serving import DRAIN, Drain, drain_middleware
 from router.settings import Settings, Token
@@ -185,6 +186,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         # Start anyway: /readyz answers 503 and loads them once Redis answers.
         log.warning("loading scripts failed (%s); /readyz will retry", type(exc).__name__)
     tasks = [
+        asyncio.create_task(PauseMeter(metrics.registry).run(), name="pause-meter"),
         asyncio.create_task(notifier.run(), name="notifier"),
         asyncio.create_task(engine.configs.watch(), name="config-watch"),
         asyncio.create_task(timers.run(), name="timers"),

@@ -36,10 +36,12 @@ from router.errors import (
 from router.model import (
     AbandonIn,
     AgentIn,
+    AgentOut,
     AgentRef,
     AgentStateIn,
     ClockIn,
     ContactIn,
+    ContactOut,
     RatingIn,
     ReasonIn,
     TransferIn,
@@ -229,33 +231,38 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
     ws_name, aid = path_id(request, "ws"), path_id(request, "agent_id")
     await check_agent(request, ws_name, aid)
     engine = request.app[ENGINE]
-    await engine.get_agent(ws_name, aid)
+    view = await engine.agent_view(ws_name, aid)  # 404 before the upgrade
     tok = request[TOKEN]
     sock = web.WebSocketResponse(heartbeat=20)
     await sock.prepare(request)
 
-    async def push() -> None:
-        agent = await engine.get_agent(ws_name, aid)
-        offers = [present(tok, c) for c in await engine.agent_offers(ws_name, aid)]
-        await sock.send_bytes(_ENC.encode({"type": "agent", "agent": agent, "offers": offers}))
+    async def push(view: tuple[AgentOut, list[ContactOut]]) -> None:
+        agent, offers = view
+        msg = {"type": "agent", "agent": agent, "offers": [present(tok, c) for c in offers]}
+        await sock.send_bytes(_ENC.encode(msg))
 
     async def reader() -> None:
         async for msg in sock:
             if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
                 break
 
+    # Pushes only on a notification: every change to the agent or its offers
+    # publishes one, and the notifier wakes every waiter after (re)subscribing,
+    # so nothing is missed without re-reading thousands of idle desktops on a
+    # timer. Notifications that arrive while a push is under way coalesce into
+    # one more push.
     notifier = request.app[NOTIFIER]
     with notifier.listen(ws_name, aid) as event:
         read_task = asyncio.create_task(reader())
+        read_task.add_done_callback(lambda _: event.set())  # the desktop left
         try:
-            await push()
-            while not read_task.done():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), 15)
+            await push(view)
+            while True:
+                await event.wait()
                 event.clear()
-                if sock.closed or notifier.closing:
+                if read_task.done() or sock.closed or notifier.closing:
                     break
-                await push()
+                await push(await engine.agent_view(ws_name, aid))
         finally:
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

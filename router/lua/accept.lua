@@ -14,4 +14,5 @@ if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end
 stat_answer(c, c.pool)
 record({ type = 'contact.assigned', contact = c.id, agent = c.agent, pool = c.pool,
          state = 'assigned', wait_ms = NOW - tonumber(c.enq) })
+notify_agent(c.agent)  -- the offer leaves the desktop's list (every open desktop)
 return { 1, contact_reply(c) }
