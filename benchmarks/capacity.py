@@ -69,6 +69,42 @@ async def setup(redis_url: str, n_agents: int) -> None:
         await client.aclose()
 
 
+async def clear_backlog(redis_url: str) -> int:
+    """Abandons every contact a step left behind (queued, offered or held by an
+    agent whose desktop went away mid-lifecycle), as callers hanging up would.
+    A saturated step leaves a backlog that the next step's agents would
+    otherwise serve, counting it there and inflating its latencies."""
+    from redis.asyncio import Redis
+
+    from router.engine import Engine
+    from router.keys import WsKeys
+
+    client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
+    engine = Engine(client)
+    ws = WsKeys(WORKSPACE)
+    try:
+        await engine.scripts.load_all(client)
+        left: set[str] = set()
+        async for key in client.scan_iter(match=ws.tag + ":qa:*", count=1000):
+            left.update(await client.zrange(key, 0, -1))
+        aids = sorted(await client.smembers(ws.agents))
+        pipe = client.pipeline(transaction=False)
+        for aid in aids:
+            pipe.hkeys(ws.agent(aid))
+        for fields in await pipe.execute():
+            left.update(f[2:] for f in fields if f.startswith("h:"))
+        ids = sorted(left)
+        def abandon(cid: str) -> Any:
+            return engine.contact_action(WORKSPACE, cid, "abandon", [""], "admin:bench")
+
+        for i in range(0, len(ids), 500):
+            await asyncio.gather(*map(abandon, ids[i : i + 500]), return_exceptions=True)
+        return len(ids)
+    finally:
+        await engine.close()
+        await client.aclose()
+
+
 def redis_usec(url: str) -> tuple[float, int]:
     """Redis' own time in commands so far (µs, from INFO commandstats) and their count."""
     import redis
@@ -128,6 +164,7 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
     if a.jwt_secret:
         cmd += ["--jwt-secret", a.jwt_secret]
     pauses = pause_counts(hosts)
+    left = asyncio.run(clear_backlog(redis_url))
     cpu = CpuWindow(pids)
     cpu.start()
     u0, c0 = redis_usec(redis_url)
@@ -142,6 +179,7 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
     res: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     res["cpu_cores"] = usage
     res["pauses"] = pause_report(pauses, pause_counts(hosts))
+    res["backlog_abandoned_before"] = left
     u1, c1 = redis_usec(redis_url)
     # whole run (connect, warm-up, window, tail) over all lifecycles it completed
     done = max(1, res.get("status", {}).get("complete 200", 0))
