@@ -4,7 +4,7 @@ Starts a private redis-server and `--replicas` routers with `--agents` agent
 desktops (the capacity search's set-up), switches SLOWLOG to log every command
 (`slowlog-log-slower-than 0`), runs one open-loop step of
 `benchmarks/lifecycle.py` and prints Redis' own execution time per completed
-lifecycle, EVALSHA calls named by script. Commands run inside a script are
+lifecycle, FCALL and EVALSHA calls named by function or script. Commands run inside a script are
 logged as well, so they are listed apart (their time is already in the
 script's). Logging every command costs Redis time itself: read the shares, not
 the absolute sum.
@@ -77,9 +77,11 @@ def main() -> None:
         for e in entries:
             cmd = e["command"].decode(errors="replace").split(" ")
             name = cmd[0].upper()
-            into = scripts if name in ("EVALSHA", "EVAL") else inner
+            into = scripts if name in ("EVALSHA", "EVAL", "FCALL") else inner
             if name == "EVALSHA":
                 name = names.get(cmd[1], "script " + cmd[1][:8])
+            elif name == "FCALL":  # routing functions: `<name>_<digest>`
+                name = cmd[1].rsplit("_", 1)[0]
             into[name][0] += 1
             into[name][1] += int(e["duration"])
         # every lifecycle of the run, warm-up and tail included, ends in one complete

@@ -1,6 +1,6 @@
 """Coalesces concurrent script calls into one pipeline per event-loop tick.
 
-Every request needs one EVALSHA; sending the calls that arrive in the same
+Every request needs one FCALL (or EVALSHA); sending the calls that arrive in the same
 loop iteration as one non-transactional pipeline turns N round trips into
 one, which is where most of the per-request cost goes on a small machine.
 """
@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
-Call = tuple[AsyncScript, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+from router.scripts import Lua, missing
+
+Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
@@ -26,7 +26,7 @@ class ScriptBatcher:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    async def call(self, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, fut))
@@ -50,7 +50,7 @@ class ScriptBatcher:
         try:
             pipe = self._client.pipeline(transaction=False)
             for script, keys, args, _ in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                script.queue(pipe, keys, args)
             results = await pipe.execute(raise_on_error=False)
         except BaseException as exc:  # connection lost: every caller learns it
             for *_, fut in batch:
@@ -62,8 +62,8 @@ class ScriptBatcher:
         for (script, keys, args, fut), result in zip(batch, results, strict=True):
             if fut.done():
                 continue
-            if isinstance(result, NoScriptError):
-                # Redis restarted or flushed scripts: the Script object reloads it.
+            if isinstance(result, Exception) and missing(result):
+                # Redis restarted empty or was flushed: the call loads the code.
                 try:
                     fut.set_result(await script(keys=keys, args=args))
                 except Exception as exc:

@@ -332,5 +332,24 @@ class Engine:
             raise Conflict("the clock changed while resuming; retry", state="paused")
         return contact_out(_pairs(res[1]), False)
 
+    async def fire_timers(self, ws: WsKeys, timers: list[tuple[str, int]]) -> object:
+        """Applies and acknowledges due timers (`sla.timers.TimerWorker`'s effect):
+        follow-ups here in Python, every other kind in one `fire` script call."""
+        args: list[object] = []
+        for member, due in timers:
+            if member.startswith("followup|"):
+                # Python effect, acknowledged after it: a crash in between re-fires
+                # it, and the follow-up's id is derived from the timer (idempotent).
+                await self.sla.create_followup(ws.name, member)
+                await self.batcher.call(
+                    self.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
+                )
+            else:
+                args += (member, due)
+        if not args:
+            return None
+        keys = (ws.runtime, ws.timer_leases, ws.timer_lease_info)
+        return await self.batcher.call(self.scripts["fire"], keys, args)
+
     async def close(self) -> None:
         await self.batcher.close()

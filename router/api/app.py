@@ -18,7 +18,6 @@ from router.audit.sealer import make_sealer
 from router.auth import AUTH, Authenticator, authorize
 from router.engine import Engine
 from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavailable
-from router.keys import WsKeys
 from router.metrics import Metrics, StateExporter
 from router.notify import Notifier
 from router.pauses import PauseMeter
@@ -141,28 +140,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     engine = Engine(client, observe=metrics.decision)
     notifier = Notifier(client)
 
-    async def fire(ws: WsKeys, timers: list[tuple[str, int]]) -> object:
-        args: list[object] = []
-        for member, due in timers:
-            if member.startswith("followup|"):
-                # Python effect, acknowledged after it: a crash in between re-fires
-                # it, and the follow-up's id is derived from the timer (idempotent).
-                await engine.sla.create_followup(ws.name, member)
-                await engine.batcher.call(
-                    engine.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
-                )
-            else:
-                args += (member, due)
-        if not args:
-            return None
-        keys = (ws.runtime, ws.timer_leases, ws.timer_lease_info)
-        return await engine.batcher.call(engine.scripts["fire"], keys, args)
-
     timers = TimerWorker(
         client,
         engine.scripts["claim"],
         engine.scripts["handback"],
-        fire,
+        engine.fire_timers,
         poll=settings.timer_poll,
         on_fired=metrics.observe_timer,
         lease_ms=round(settings.timer_lease * 1000),

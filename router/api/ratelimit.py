@@ -41,6 +41,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from router.api.app import ENGINE, METRICS, REDIS, TOKEN, Handler, problem
+from router.scripts import Script
 from router.settings import Settings, Token
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ class RateLimiter:
             name: None if spec == "off" else parse(spec) for name, spec in overrides.items()
         }
         self.enabled = bool(self._roles) or any(self._names.values())
-        self._script: AsyncScript | None = None
+        self._script: Script | None = None
         self._prefix: Callable[[str], str] = str
         # token -> (its limit, its key without the window); bounded, since
         # identity-provider tokens bring an open set of names.
@@ -97,7 +98,7 @@ class RateLimiter:
             return self._names[token.name]
         return self._roles.get(token.role)
 
-    def _incr_script(self, app: web.Application) -> AsyncScript:
+    def _incr_script(self, app: web.Application) -> Script:
         script = self._script
         if script is None:
             # The limits storage on the service's own connection pool: same
@@ -112,7 +113,7 @@ class RateLimiter:
             registered: object = bridge.lua_incr_expire
             assert isinstance(registered, AsyncScript)
             self._prefix = bridge.prefixed_key
-            self._script = script = registered
+            self._script = script = Script(registered)
         return script
 
     async def hit(self, app: web.Application, token: Token) -> Decision | None:

@@ -139,11 +139,10 @@ async def readyz(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     try:
         await client.ping()
-        shas = [s.sha for s in engine.scripts.by_name.values()]
-        loaded = await client.script_exists(*shas)
+        loaded = await engine.scripts.loaded(client)
     except Exception:
         return json_response({"status": "unavailable", "redis": False}, status=503)
-    if not all(loaded):
+    if not loaded:
         with contextlib.suppress(Exception):
             await engine.scripts.load_all(client)
         return json_response({"status": "loading", "redis": True, "scripts": False}, status=503)

@@ -1,4 +1,5 @@
--- Shared routing library, prepended to every routing script when it is loaded.
+-- Shared routing library: the top of the `router` Redis Functions library
+-- (router/scripts.py appends each routing script as a registered function).
 --
 -- KEYS[1] is always the workspace's runtime hash `{ws:<name>}:rt`. Every other
 -- key is built from its hash tag, so all keys live on one Cluster slot; which
@@ -9,11 +10,11 @@
 --
 -- Time comes from Redis TIME so that every replica ranks and expires alike.
 
-local RT_KEY = KEYS[1]
-local TAG = string.sub(RT_KEY, 1, -4)
-local t_ = redis.call('TIME')
-local NOW = tonumber(t_[1]) * 1000 + math.floor(tonumber(t_[2]) / 1000)
-local ACTOR = 'system'
+-- Per-call state: set by begin() at the start of every function call (the
+-- library's top level runs once, when it is loaded, not per call).
+local KEYS, ARGV, RT_KEY, TAG, NOW, ACTOR
+local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS
+local RT, CHANNELS, POOLS, NOTIFIED
 -- Queue entries / ready agents looked at per pool and channel per decision.
 local SCAN_LIMIT = 16
 -- Epoch subtracted from idle times so a strategy score fits a double exactly.
@@ -21,8 +22,6 @@ local EPOCH = 1700000000000
 local SCORE_STEP = 1000000000000
 local MAX_PULLS = 50
 
-local K_EVENTS = TAG .. ':events'
-local K_TIMERS = TAG .. ':timers'
 local NOTIFY = 'router:notify'
 
 local function kc(cid) return TAG .. ':c:' .. cid end
@@ -37,7 +36,6 @@ local function kps(pool) return TAG .. ':ps:' .. pool end
 local function kaq(aid) return TAG .. ':aq:' .. aid end
 local function kla(cust) return TAG .. ':la:' .. cust end
 local function ksla(cid) return TAG .. ':c:' .. cid .. ':sla' end
-local K_SLA_RUN = TAG .. ':sla:run'
 
 local function split(s, sep)
   local out = {}
@@ -56,7 +54,6 @@ end
 
 -- Runtime config ------------------------------------------------------------
 
-local RT = {}
 local function rt(field)
   local v = RT[field]
   if v == nil then
@@ -72,7 +69,6 @@ local function rt_num(field, default)
   return default
 end
 
-local CHANNELS = {}
 -- ch:<name> = "weight|offer_timeout_ms|auto_accept|wrap_up_ms|max_wait_ms"
 local function channel(name)
   local c = CHANNELS[name]
@@ -89,7 +85,6 @@ local function channel(name)
   return c
 end
 
-local POOLS = {}
 -- pool:<name> = "strategy|ch1,ch2|max_queue|handle_time_ms|service_level_ms"
 local function pool(name)
   local p = POOLS[name]
@@ -114,7 +109,6 @@ end
 -- running counts per event type and labels in one hash, and per-pool, per-minute
 -- buckets (answered, answered within target, wait, abandoned, handled, handle
 -- time, arrived) that sliding service-level windows are summed from.
-local K_COUNTS = TAG .. ':stats:counts'
 local STAT_TTL = 7200
 local ARRIVALS_TTL = 70 * 86400  -- ten weeks: enough history for weekly seasonality
 local COUNTED = {
@@ -163,7 +157,6 @@ end
 -- One notification per agent per script call: a completion that also hands the
 -- agent its next offer changes the agent twice, and every replica parses each
 -- message, so a second one would only cost.
-local NOTIFIED = {}
 local function notify_agent(aid)
   if NOTIFIED[aid] then return end
   NOTIFIED[aid] = true
@@ -748,4 +741,19 @@ local function holder_check(c, aid, wanted)
   if not wanted[c.st] then return { -2, c.st, 'not allowed in state ' .. c.st } end
   if c.agent ~= aid then return { -2, c.st, 'contact is held by another agent' } end
   return nil
+end
+
+-- Starts a function call: its keys and arguments, the time, fresh caches.
+local function begin(keys, argv)
+  KEYS, ARGV = keys, argv
+  RT_KEY = keys[1]
+  TAG = string.sub(RT_KEY, 1, -4)
+  local t = redis.call('TIME')
+  NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  ACTOR = 'system'
+  K_EVENTS = TAG .. ':events'
+  K_TIMERS = TAG .. ':timers'
+  K_SLA_RUN = TAG .. ':sla:run'
+  K_COUNTS = TAG .. ':stats:counts'
+  RT, CHANNELS, POOLS, NOTIFIED = {}, {}, {}, {}
 end
