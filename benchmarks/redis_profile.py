@@ -37,7 +37,7 @@ def script_names(url: str) -> dict[str, str]:
 
     from redis.asyncio import Redis
 
-    names = {s.sha: n for n, s in Scripts(Redis.from_url(url)).by_name.items()}
+    names = {s.sha: n for n, s in Scripts(Redis.from_url(url)).scripts.items()}
     for name, text in (("audit seal", SEAL_LUA), ("lease", LEASE_LUA),
                        ("lease release", RELEASE_LUA)):  # fmt: skip
         names[sha1(text.encode()).hexdigest()] = name
