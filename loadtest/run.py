@@ -31,7 +31,8 @@ from typing import Any
 import aiohttp
 
 from loadtest.reconcile import read_events, reconcile
-from loadtest.workspace import REFUSED, WORKSPACE, agents, config
+from loadtest.workspace import REFUSED, WORKSPACE
+from loadtest.workspace import setup as setup_workspace
 from router.keys import WsKeys
 from router.localredis import LocalRedis, free_port
 from router.redisclient import make_client
@@ -44,18 +45,8 @@ GW = {"Authorization": "Bearer demo-gateway"}
 
 
 async def setup(url: str, a: argparse.Namespace) -> None:
-    async with aiohttp.ClientSession() as http:
-        base = f"{url}/v1/workspaces/{WORKSPACE}"
-        async with http.put(base, json=config(a.compress), headers=ADM) as r:
-            assert r.status == 200, await r.text()
-        sem = asyncio.Semaphore(32)
-
-        async def one(aid: str, body: dict[str, object]) -> None:
-            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=ADM) as r:
-                assert r.status == 200, await r.text()
-
-        # with W workers the agent ids are interleaved; a worker can get one more
-        await asyncio.gather(*(one(aid, body) for aid, body in agents(a.agents + a.workers)))
+    # with W workers the agent ids are interleaved; a worker can get one more
+    await setup_workspace(url, a.agents + a.workers, a.compress, ADM["Authorization"][7:])
 
 
 async def drain(url: str, prefix: str, client: Any) -> dict[str, int]:

@@ -1,8 +1,16 @@
 """The load-test workspace: the demo bank's routing with short wrap-ups (the day
-is compressed) and as many agents as asked, their skills drawn like the demo's."""
+is compressed) and as many agents as asked, their skills drawn like the demo's.
+
+    python -m loadtest.workspace --url http://router:8080 --agents 200   # set it up
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import os
+
+import aiohttp
 import msgspec
 
 from router.demo import demo_agents, demo_config
@@ -38,3 +46,33 @@ def agents(n: int) -> list[tuple[str, dict[str, object]]]:
             )
         )
     return out
+
+
+async def setup(url: str, n_agents: int, compress: float, admin_token: str) -> None:
+    """Puts the workspace's config and `n_agents` agents through the API."""
+    adm = {"Authorization": "Bearer " + admin_token}
+    async with aiohttp.ClientSession() as http:
+        base = f"{url}/v1/workspaces/{WORKSPACE}"
+        async with http.put(base, json=config(compress), headers=adm) as r:
+            assert r.status == 200, await r.text()
+        sem = asyncio.Semaphore(32)
+
+        async def one(aid: str, body: dict[str, object]) -> None:
+            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=adm) as r:
+                assert r.status == 200, await r.text()
+
+        await asyncio.gather(*(one(aid, body) for aid, body in agents(n_agents)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description="Set up the load-test workspace on a router.")
+    p.add_argument("--url", default="http://127.0.0.1:8080")
+    p.add_argument("--agents", type=int, default=int(os.environ.get("LT_AGENTS", "200")))
+    p.add_argument("--compress", type=float, default=float(os.environ.get("LT_COMPRESS", "60")))
+    p.add_argument("--admin-token", default=os.environ.get("LT_ADMIN_TOKEN", "demo-admin"))
+    a = p.parse_args()
+    asyncio.run(setup(a.url, a.agents, a.compress, a.admin_token))
+
+
+if __name__ == "__main__":
+    main()
