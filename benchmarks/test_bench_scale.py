@@ -105,7 +105,7 @@ async def server_us(client: Redis) -> list[int]:
     for r in rows:
         cmd = r["command"]
         cmd = cmd.decode() if isinstance(cmd, bytes) else cmd
-        if cmd.upper().startswith("EVALSHA"):
+        if cmd.upper().startswith(("FCALL", "EVALSHA")):  # routing functions, or scripts
             out.append(int(r["duration"]))
     return sorted(out)
 
