@@ -29,14 +29,14 @@ import msgspec
 import uvloop
 from redis.asyncio import Redis
 
-from router.api.routes import json_response
-from router.engine import Engine, _pairs, contact_out
-from router.keys import WsKeys
-from router.localredis import LocalRedis
-from router.model import AgentRef, ContactIn, Customer
-from router.rules import plan_route
-from router.settings import token_hash
-from router.validation import parse_config
+from router.api.common import json_response
+from router.routing.engine import Engine, _pairs, contact_out
+from router.routing.model import AgentRef, ContactIn, Customer
+from router.routing.rules import plan_route
+from router.routing.validation import parse_config
+from router.runtime.settings import token_hash
+from router.store.keys import WsKeys
+from router.store.local import LocalRedis
 
 NUMBER, REPEAT = 200, 10  # sequential script calls per batch, batches
 
@@ -60,8 +60,9 @@ def best(fn: Callable[[], object], number: int = 2000, repeat: int = 10) -> floa
     return round(min(times) * 1e6, 2)
 
 
-async def abest(fn: Callable[[int], Awaitable[object]], number: int = NUMBER,
-                repeat: int = REPEAT) -> dict[str, float]:
+async def abest(
+    fn: Callable[[int], Awaitable[object]], number: int = NUMBER, repeat: int = REPEAT
+) -> dict[str, float]:
     """Fastest per-call batch (µs), and the fastest and 10th-percentile single call."""
     batch, single = [], []
     i = 0
@@ -74,12 +75,16 @@ async def abest(fn: Callable[[int], Awaitable[object]], number: int = NUMBER,
             i += 1
         batch.append((time.perf_counter() - t0) / number)
     single.sort()
-    return {"batch_us": round(min(batch) * 1e6, 1), "min_us": round(single[0] * 1e6, 1),
-            "p10_us": round(single[len(single) // 10] * 1e6, 1)}
+    return {
+        "batch_us": round(min(batch) * 1e6, 1),
+        "min_us": round(single[0] * 1e6, 1),
+        "p10_us": round(single[len(single) // 10] * 1e6, 1),
+    }
 
 
-async def server_us(client: Redis, fn: Callable[[], Awaitable[dict[str, float]]]
-                    ) -> dict[str, float]:
+async def server_us(
+    client: Redis, fn: Callable[[], Awaitable[dict[str, float]]]
+) -> dict[str, float]:
     """Also Redis' own execution time of each EVALSHA (no round trip), from a SLOWLOG
     that records every command: its minimum and 10th percentile, and the mean from
     INFO commandstats (which any stall of the host inflates)."""
@@ -93,6 +98,7 @@ async def server_us(client: Redis, fn: Callable[[], Awaitable[dict[str, float]]]
     ev = stats.get("cmdstat_fcall") or stats.get("cmdstat_evalsha", {})
     log = await client.slowlog_get(100_000)
     await client.config_set("slowlog-log-slower-than", 10_000)
+
     def name(e: dict[str, Any]) -> str:
         cmd = e["command"]
         return (cmd.decode() if isinstance(cmd, bytes) else str(cmd)).upper()
@@ -105,11 +111,19 @@ async def server_us(client: Redis, fn: Callable[[], Awaitable[dict[str, float]]]
     res["redis_exec_mean_us"] = round(float(ev.get("usec_per_call", 0.0)), 1)
     calls = max(1, int(ev.get("calls", 1)))
     # commands a script runs, per script call (INFO commandstats counts them too)
-    res["commands_per_call"] = {k[len("cmdstat_"):]: round(v["calls"] / calls, 2)
-                                for k, v in sorted(stats.items(), key=lambda kv: -kv[1]["calls"])
-                                if k.startswith("cmdstat_") and k not in (
-                                    "cmdstat_evalsha", "cmdstat_fcall", "cmdstat_config",
-                                    "cmdstat_slowlog", "cmdstat_info")}
+    res["commands_per_call"] = {
+        k[len("cmdstat_") :]: round(v["calls"] / calls, 2)
+        for k, v in sorted(stats.items(), key=lambda kv: -kv[1]["calls"])
+        if k.startswith("cmdstat_")
+        and k
+        not in (
+            "cmdstat_evalsha",
+            "cmdstat_fcall",
+            "cmdstat_config",
+            "cmdstat_slowlog",
+            "cmdstat_info",
+        )
+    }
     return res
 
 
@@ -122,11 +136,21 @@ async def run() -> dict[str, Any]:
     calls = NUMBER * REPEAT
     try:
         # workspaces: offered (enough ready agents), queued (none), freed (one chain)
-        await e2e._setup(url, "bdo", e2e.admission_config(),
-                         [(f"o{i:05d}", {"cards": 5}) for i in range(calls + 10)], [])
+        await e2e._setup(
+            url,
+            "bdo",
+            e2e.admission_config(),
+            [(f"o{i:05d}", {"cards": 5}) for i in range(calls + 10)],
+            [],
+        )
         await e2e._setup(url, "bdq", e2e.admission_config(), [], [])
-        await e2e._setup(url, "bdf", e2e.freed_config(1), [("bdf-a-0000", {"k000": 5})],
-                         [(f"bdf-c-0000-{n:06d}", "i000") for n in range(calls + 10)])
+        await e2e._setup(
+            url,
+            "bdf",
+            e2e.freed_config(1),
+            [("bdf-a-0000", {"k000": 5})],
+            [(f"bdf-c-0000-{n:06d}", "i000") for n in range(calls + 10)],
+        )
         engine = Engine(client)
         await engine.scripts.load_all(client)
         for name in ("bdo", "bdq", "bdf"):
@@ -136,55 +160,77 @@ async def run() -> dict[str, Any]:
         r = out["redis_us"]
         one = await client.script_load("return 1")
         r["EVALSHA return 1"] = await server_us(
-            client, lambda: abest(lambda i: client.evalsha(one, 0)))
+            client, lambda: abest(lambda i: client.evalsha(one, 0))
+        )
 
-        # what an EVAL of the routing code would pay on every call: router/lua/lib.lua's
+        # what an EVAL of the routing code would pay on every call: router/routing/lua/lib.lua's
         # top level (~70 local functions and tables); as a Functions library it runs once
-        from router.scripts import _read
+        from router.routing.library import shared_code
 
-        lib_only = await client.script_load(_read("router", "lib") + "\nreturn 1")
+        lib_only = await client.script_load(shared_code() + "\nreturn 1")
         rt_key = WsKeys("bdq").runtime
         r["lib.lua + return 1"] = await server_us(
-            client, lambda: abest(lambda i: client.evalsha(lib_only, 1, rt_key)))
+            client, lambda: abest(lambda i: client.evalsha(lib_only, 1, rt_key))
+        )
 
         def creator(ws_name: str, prefix: str) -> Callable[[int], Awaitable[Any]]:
             async def create(i: int) -> Any:
-                body = ContactIn(id=f"{prefix}{i}", channel="voice", intent="card",
-                                 customer=Customer(id=f"cu-{i}"))
+                body = ContactIn(
+                    id=f"{prefix}{i}",
+                    channel="voice",
+                    intent="card",
+                    customer=Customer(id=f"cu-{i}"),
+                )
                 return await engine.create_contact(ws_name, body, "gateway:b")
+
             return create
 
         # Engine.create_contact = Python work + one script round trip (batcher, 1 caller)
         r["create -> offered (Engine.create_contact)"] = await server_us(
-            client, lambda: abest(creator("bdo", "o-")))
+            client, lambda: abest(creator("bdo", "o-"))
+        )
         r["create -> queued (Engine.create_contact)"] = await server_us(
-            client, lambda: abest(creator("bdq", "q-")))
+            client, lambda: abest(creator("bdq", "q-"))
+        )
 
         async def complete(i: int) -> Any:
-            c = await engine.contact_action("bdf", f"bdf-c-0000-{i:06d}", "complete",
-                                            ["bdf-a-0000"], "agent:b")
+            c = await engine.contact_action(
+                "bdf", f"bdf-c-0000-{i:06d}", "complete", ["bdf-a-0000"], "agent:b"
+            )
             assert c.state == "completed", c.state
             return c
 
         r["complete -> next assigned (Engine.contact_action)"] = await server_us(
-            client, lambda: abest(complete))
+            client, lambda: abest(complete)
+        )
 
         # --- Python pieces ------------------------------------------------------------
         py = out["python_us"]
         cfg = parse_config(json.dumps(e2e.admission_config()).encode())
-        body = (b'{"id":"c-1","channel":"voice","intent":"card",'
-                b'"customer":{"id":"cu-1","tier":"vip"}}')
+        body = (
+            b'{"id":"c-1","channel":"voice","intent":"card","customer":{"id":"cu-1","tier":"vip"}}'
+        )
         dec = msgspec.json.Decoder(ContactIn)
         contact = dec.decode(body)
         py["decode POST contacts body (msgspec)"] = best(lambda: dec.decode(body))
         ref = msgspec.json.Decoder(AgentRef)
         py["decode POST complete body (msgspec)"] = best(
-            lambda: ref.decode(b'{"agent_id":"bdf-a-0000"}'))
+            lambda: ref.decode(b'{"agent_id":"bdf-a-0000"}')
+        )
         py["auth: token_hash (sha256 of the bearer token)"] = best(
-            lambda: token_hash("demo-gateway"))
-        py["plan_route (rules)"] = best(lambda: plan_route(
-            cfg, channel="voice", tier="vip", intent="card", language=None, flags=[],
-            attributes={}))
+            lambda: token_hash("demo-gateway")
+        )
+        py["plan_route (rules)"] = best(
+            lambda: plan_route(
+                cfg,
+                channel="voice",
+                tier="vip",
+                intent="card",
+                language=None,
+                flags=[],
+                attributes={},
+            )
+        )
         # replay real script replies: the Engine's Python work around the script call
         ws = WsKeys("bdo")
         offered = await client.hgetall(ws.contact("o-0"))
@@ -197,15 +243,17 @@ async def run() -> dict[str, Any]:
             return replies["complete" if script is engine.scripts["complete"] else "create"]
 
         engine.batcher.call = replay  # type: ignore[method-assign]
-        t = await abest(lambda i: engine.create_contact("bdo", contact, "gateway:b"),
-                        number=2000)
+        t = await abest(lambda i: engine.create_contact("bdo", contact, "gateway:b"), number=2000)
         py["Engine.create_contact, script reply replayed"] = t["batch_us"]
-        t = await abest(lambda i: engine.contact_action(
-            "bdf", "x", "complete", ["bdf-a-0000"], "agent:b"), number=2000)
+        t = await abest(
+            lambda i: engine.contact_action("bdf", "x", "complete", ["bdf-a-0000"], "agent:b"),
+            number=2000,
+        )
         py["Engine.contact_action(complete), script reply replayed"] = t["batch_us"]
         rendered = contact_out(_pairs(flat), True)
         py["contact_out(_pairs(reply)) (inside the Engine call above)"] = best(
-            lambda: contact_out(_pairs(flat), True))
+            lambda: contact_out(_pairs(flat), True)
+        )
         py["json_response(ContactOut) (render)"] = best(lambda: json_response(rendered, 201))
         return out
     finally:

@@ -32,8 +32,8 @@ from typing import Any
 
 from benchmarks.e2e import CpuWindow, machine, proc_cpu
 from loadtest.workspace import WORKSPACE, agents, config
-from router.localredis import LocalRedis
-from router.settings import DEMO_JWT_SECRET
+from router.runtime.settings import DEMO_JWT_SECRET
+from router.store.local import LocalRedis
 from tests.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
 
 AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
@@ -43,9 +43,9 @@ async def setup(redis_url: str, n_agents: int) -> None:
     """Config and available agents straight through the engine (5,000 agents in seconds)."""
     from redis.asyncio import Redis
 
-    from router.engine import Engine
-    from router.model import AgentIn, AgentStateIn
-    from router.validation import parse_config
+    from router.routing.engine import Engine
+    from router.routing.model import AgentIn, AgentStateIn
+    from router.routing.validation import parse_config
 
     client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
     engine = Engine(client)
@@ -76,8 +76,8 @@ async def clear_backlog(redis_url: str) -> int:
     otherwise serve, counting it there and inflating its latencies."""
     from redis.asyncio import Redis
 
-    from router.engine import Engine
-    from router.keys import WsKeys
+    from router.routing.engine import Engine
+    from router.store.keys import WsKeys
 
     client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
     engine = Engine(client)
@@ -94,6 +94,7 @@ async def clear_backlog(redis_url: str) -> int:
         for fields in await pipe.execute():
             left.update(f[2:] for f in fields if f.startswith("h:"))
         ids = sorted(left)
+
         def abandon(cid: str) -> Any:
             return engine.contact_action(WORKSPACE, cid, "abandon", [""], "admin:bench")
 
@@ -116,7 +117,7 @@ def redis_usec(url: str) -> tuple[float, int]:
 
 
 def pause_counts(hosts: list[str]) -> Counter[str]:
-    """The routers' event-loop lag histogram and GC pauses (router/pauses.py), summed."""
+    """The routers' event-loop lag histogram and GC pauses (router/runtime/pauses.py), summed."""
     import urllib.request
 
     from prometheus_client.parser import text_string_to_metric_families
@@ -342,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--handle", type=float, default=0.0, help="mean handle time, seconds")
     p.add_argument("--max-error-rate", type=float, default=0.01)
     p.add_argument("--max-p99-ms", type=float, default=100.0)
-    p.add_argument("--jwt-secret", default=DEMO_JWT_SECRET,
-                   help="the routers' ROUTER_JWT_SECRET: one signed token per agent desktop")
+    p.add_argument(
+        "--jwt-secret",
+        default=DEMO_JWT_SECRET,
+        help="the routers' ROUTER_JWT_SECRET: one signed token per agent desktop",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "capacity")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "capacity.png")
     a = p.parse_args(argv)
@@ -352,8 +356,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in (int(x) for x in a.replicas.split(",")):
         print(f"{n} router process(es), {a.agents} agents", flush=True)
         results.append(search(a, n))
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "command": " ".join(["python -m benchmarks.capacity", *(argv or sys.argv[1:])])}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": machine(),
+        "command": " ".join(["python -m benchmarks.capacity", *(argv or sys.argv[1:])]),
+    }
     (a.out / "capacity.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
     table = markdown(results)
     (a.out / "capacity.md").write_text(table + "\n")

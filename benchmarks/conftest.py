@@ -1,6 +1,6 @@
 """Fixtures of the micro and scale benchmarks: a private redis-server, one event
 loop for the session, and helpers that build `create.lua` arguments exactly as
-`router.engine.Engine.create_contact` does (without its config fetch).
+`router.routing.engine.Engine.create_contact` does (without its config fetch).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from router.config import RoutingConfig
-from router.engine import Engine
-from router.localredis import LocalRedis
-from router.model import ContactIn, Customer
-from router.rules import plan_route
-from router.slaops import start_plan
-from router.validation import parse_config
+from router.routing.config import RoutingConfig
+from router.routing.engine import Engine
+from router.routing.model import ContactIn, Customer
+from router.routing.rules import plan_route
+from router.routing.slaops import start_plan
+from router.routing.validation import parse_config
+from router.store.local import LocalRedis
 
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
@@ -47,8 +47,12 @@ def bench_config(wrap_up: float = 0.0, capacity_channel_weight: int = 25) -> Rou
             "loans": {"skills": [{"skill": "loans", "min": 1}], "channels": ["voice", "chat"]},
         },
         "sla_policies": {
-            "std": {"answer": {"target": 60, "ladder": [
-                {"at": 0.5, "actions": [{"do": "boost", "seconds": 30}]}]}},
+            "std": {
+                "answer": {
+                    "target": 60,
+                    "ladder": [{"at": 0.5, "actions": [{"do": "boost", "seconds": 30}]}],
+                }
+            },
         },
         "rules": [],
         "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"},
@@ -59,19 +63,32 @@ def bench_config(wrap_up: float = 0.0, capacity_channel_weight: int = 25) -> Rou
 def create_args(cfg: RoutingConfig, body: ContactIn, version: int = 1) -> list[Any]:
     """ARGV of `create.lua` for a contact, as Engine.create_contact builds it."""
     plan = plan_route(
-        cfg, channel=body.channel, tier=body.customer.tier, intent=body.intent,
-        language=body.customer.language, flags=body.customer.flags,
-        attributes=body.attributes, skills=body.skills,
+        cfg,
+        channel=body.channel,
+        tier=body.customer.tier,
+        intent=body.intent,
+        language=body.customer.language,
+        flags=body.customer.flags,
+        attributes=body.attributes,
+        skills=body.skills,
     )
     sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, None)
     payload: dict[str, object] = {
-        "id": body.id, "ch": body.channel, "tier": plan.tier, "intent": body.intent or "",
-        "lang": body.customer.language or "", "cust": body.customer.id,
+        "id": body.id,
+        "ch": body.channel,
+        "tier": plan.tier,
+        "intent": body.intent or "",
+        "lang": body.customer.language or "",
+        "cust": body.customer.id,
         "stages": "|".join(f"{round(s.after * 1000)}:{','.join(s.pools)}" for s in plan.stages),
-        "off": round(plan.priority_offset * 1000), "toff": round(plan.tier_offset * 1000),
-        "roff": round(plan.rule_offset * 1000), "sla": sla or "", "rules": ",".join(plan.rules),
+        "off": round(plan.priority_offset * 1000),
+        "toff": round(plan.tier_offset * 1000),
+        "roff": round(plan.rule_offset * 1000),
+        "sla": sla or "",
+        "rules": ",".join(plan.rules),
         "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
-        "attrs": _JSON.encode(body.attributes).decode(), "cfgv": version,
+        "attrs": _JSON.encode(body.attributes).decode(),
+        "cfgv": version,
     }
     if plan.overflow_wait is not None:
         payload["ovf"] = round(plan.overflow_wait * 1000)
@@ -146,28 +163,36 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     _summary(terminalreporter, scale_rows, memory_rows)
 
 
-def _summary(terminalreporter: Any, SCALE_ROWS: list[dict[str, Any]],
-             MEMORY_ROWS: list[dict[str, Any]]) -> None:
+def _summary(
+    terminalreporter: Any, SCALE_ROWS: list[dict[str, Any]], MEMORY_ROWS: list[dict[str, Any]]
+) -> None:
     if SCALE_ROWS:
         tr = terminalreporter
         tr.section("decision cost at scale (Redis-side, SLOWLOG, microseconds)")
-        tr.write_line(f"{'script':<22}{'agents':>8}{'queued':>9}{'n':>5}{'min':>8}{'p50':>8}"
-                      f"{'p90':>8}{'client p50':>12}")
+        tr.write_line(
+            f"{'script':<22}{'agents':>8}{'queued':>9}{'n':>5}{'min':>8}{'p50':>8}"
+            f"{'p90':>8}{'client p50':>12}"
+        )
         for r in SCALE_ROWS:
-            tr.write_line(f"{r['script']:<22}{r['agents']:>8}{r['queued']:>9}{r['n']:>5}"
-                          f"{r['min_us']:>8}{r['p50_us']:>8}{r['p90_us']:>8}"
-                          f"{r['client_p50_us']:>12.0f}")
+            tr.write_line(
+                f"{r['script']:<22}{r['agents']:>8}{r['queued']:>9}{r['n']:>5}"
+                f"{r['min_us']:>8}{r['p50_us']:>8}{r['p90_us']:>8}"
+                f"{r['client_p50_us']:>12.0f}"
+            )
         by: dict[str, list[dict[str, Any]]] = {}
         for r in SCALE_ROWS:
             by.setdefault(r["script"], []).append(r)
         for name, rows in by.items():
             if len(rows) > 1:
                 lo, hi = rows[0], rows[-1]
-                tr.write_line(f"growth {name}: p50 x{hi['p50_us'] / lo['p50_us']:.2f}, "
-                              f"min x{hi['min_us'] / lo['min_us']:.2f} "
-                              f"({lo['agents']}/{lo['queued']} -> {hi['agents']}/{hi['queued']})")
+                tr.write_line(
+                    f"growth {name}: p50 x{hi['p50_us'] / lo['p50_us']:.2f}, "
+                    f"min x{hi['min_us'] / lo['min_us']:.2f} "
+                    f"({lo['agents']}/{lo['queued']} -> {hi['agents']}/{hi['queued']})"
+                )
     if MEMORY_ROWS:
         terminalreporter.section("Redis memory (INFO memory used_memory delta)")
         for r in MEMORY_ROWS:
             terminalreporter.write_line(
-                f"{r['what']:<58} n={r['n']:>7}  {r['bytes_each']:>7.1f} bytes each")
+                f"{r['what']:<58} n={r['n']:>7}  {r['bytes_each']:>7.1f} bytes each"
+            )

@@ -8,7 +8,7 @@ What runs (every server and load generator is its own process on loopback):
   hello       baseline 1: benchmarks/hello_server.py (aiohttp + uvloop, one process)
   evalsha     baseline 2: EVALSHA of `return 1` via redis-py asyncio (benchmarks/evalsha.py)
   admission   POST /v1/workspaces/{ws}/contacts on `python -m router serve` (one process)
-              with a private redis-server (router.localredis.LocalRedis); a pool of ready
+              with a private redis-server (router.store.local.LocalRedis); a pool of ready
               agents takes the first contacts, the rest queue
   freed       POST .../contacts/{cid}/complete: every agent is busy and has a queue of
               waiting contacts; each completion hands the agent its next contact inside
@@ -46,8 +46,8 @@ from typing import Any
 
 import redis
 
-from router.localredis import LocalRedis, free_port
-from router.settings import demo_token_spec
+from router.runtime.settings import demo_token_spec
+from router.store.local import LocalRedis, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -95,8 +95,7 @@ class CpuWindow:
         out = {k: round((p1[k] - self.p0[k]) / wall, 3) for k in self.pids}
         out.update({k: round(v / wall, 3) for k, v in (reaped or {}).items()})
         busy = (s1[0] - self.s0[0]) / wall
-        out["other"] = round(max(0.0, busy - sum(out[k] for k in {*self.pids, *(reaped or {})})),
-                             3)
+        out["other"] = round(max(0.0, busy - sum(out[k] for k in {*self.pids, *(reaped or {})})), 3)
         out["steal"] = round((s1[1] - self.s0[1]) / wall, 3)
         out["wall_s"] = round(wall, 3)
         return out
@@ -127,16 +126,23 @@ def wait_quiet(own: dict[str, int], limit: float, max_wait: float) -> tuple[floa
         share = cpu_share()
         if (level <= limit and share >= 0.9) or time.monotonic() >= deadline:
             return level, share
-        print(f"  machine busy: other processes use {level:.2f} cores, a spinning thread "
-              f"gets {100 * share:.0f}% of a core; waiting", flush=True)
+        print(
+            f"  machine busy: other processes use {level:.2f} cores, a spinning thread "
+            f"gets {100 * share:.0f}% of a core; waiting",
+            flush=True,
+        )
         time.sleep(2)
 
 
 # --------------------------------------------------------------------------- processes
 
 
-def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None,
-              headers: dict[str, str] | None = None) -> None:
+def wait_http(
+    url: str,
+    timeout: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> None:
     req = urllib.request.Request(url, headers=headers or {})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -241,10 +247,13 @@ def freed_config(agents: int) -> dict[str, Any]:
             "voice": {"weight": 100, "offer_timeout": 3600, "auto_accept": True, "wrap_up": 0}
         },
         "skills": [f"k{i}" for i in ids],
-        "pools": {f"p{i}": {"skills": [{"skill": f"k{i}", "min": 1}], "channels": ["voice"]}
-                  for i in ids},
-        "rules": [{"name": f"r{i}", "when": {"intent": [f"i{i}"]}, "stages": [{"pools": [f"p{i}"]}]}
-                  for i in ids],
+        "pools": {
+            f"p{i}": {"skills": [{"skill": f"k{i}", "min": 1}], "channels": ["voice"]} for i in ids
+        },
+        "rules": [
+            {"name": f"r{i}", "when": {"intent": [f"i{i}"]}, "stages": [{"pools": [f"p{i}"]}]}
+            for i in ids
+        ],
         "defaults": {"tier": "standard", "stages": []},
     }
 
@@ -254,14 +263,19 @@ async def _gather_chunks(coros: list[Any], chunk: int = 500) -> None:
         await asyncio.gather(*coros[i : i + chunk])
 
 
-async def _setup(url: str, ws: str, cfg: dict[str, Any], agents: list[tuple[str, dict[str, int]]],
-                 contacts: list[tuple[str, str]]) -> None:
+async def _setup(
+    url: str,
+    ws: str,
+    cfg: dict[str, Any],
+    agents: list[tuple[str, dict[str, int]]],
+    contacts: list[tuple[str, str]],
+) -> None:
     """Config, available agents, then contacts (id, intent) in order, through the engine."""
     from redis.asyncio import Redis
 
-    from router.engine import Engine
-    from router.model import AgentIn, AgentStateIn, ContactIn, Customer
-    from router.validation import parse_config
+    from router.routing.engine import Engine
+    from router.routing.model import AgentIn, AgentStateIn, ContactIn, Customer
+    from router.routing.validation import parse_config
 
     client = Redis.from_url(url, decode_responses=True, max_connections=64, socket_timeout=60)
     engine = Engine(client)
@@ -278,27 +292,47 @@ async def _setup(url: str, ws: str, cfg: dict[str, Any], agents: list[tuple[str,
         # order: ranks tie within a millisecond and ids sort in order), so each chunk
         # is one pipeline (the batcher flushes at 512) and chunks go one after another.
         for i in range(0, len(contacts), 500):
-            await asyncio.gather(*(
-                engine.create_contact(
-                    ws, ContactIn(id=cid, channel="voice", intent=intent,
-                                  customer=Customer(id="cu-" + cid)), "gateway:bench")
-                for cid, intent in contacts[i : i + 500]
-            ))
+            await asyncio.gather(
+                *(
+                    engine.create_contact(
+                        ws,
+                        ContactIn(
+                            id=cid,
+                            channel="voice",
+                            intent=intent,
+                            customer=Customer(id="cu-" + cid),
+                        ),
+                        "gateway:bench",
+                    )
+                    for cid, intent in contacts[i : i + 500]
+                )
+            )
     finally:
         await engine.close()
         await client.aclose()
 
 
 def setup_admission(url: str, ws: str, agents: int) -> None:
-    asyncio.run(_setup(url, ws, admission_config(),
-                       [(f"adm-{i:05d}", {"cards": 5}) for i in range(agents)], []))
+    asyncio.run(
+        _setup(
+            url, ws, admission_config(), [(f"adm-{i:05d}", {"cards": 5}) for i in range(agents)], []
+        )
+    )
 
 
 def setup_freed(url: str, ws: str, agents: int, per_agent: int) -> None:
-    contacts = [(f"{ws}-c-{a:04d}-{n:06d}", f"i{a:03d}")
-                for n in range(per_agent) for a in range(agents)]
-    asyncio.run(_setup(url, ws, freed_config(agents),
-                       [(f"{ws}-a-{a:04d}", {f"k{a:03d}": 5}) for a in range(agents)], contacts))
+    contacts = [
+        (f"{ws}-c-{a:04d}-{n:06d}", f"i{a:03d}") for n in range(per_agent) for a in range(agents)
+    ]
+    asyncio.run(
+        _setup(
+            url,
+            ws,
+            freed_config(agents),
+            [(f"{ws}-a-{a:04d}", {f"k{a:03d}": 5}) for a in range(agents)],
+            contacts,
+        )
+    )
 
 
 def check_freed(r: redis.Redis, ws: str, agents: int) -> None:
@@ -328,17 +362,25 @@ def redis_info(r: redis.Redis) -> dict[str, Any]:
         # connection costs the client milliseconds to set up
         "connections_opened": info.get("total_connections_received", 0),
         # commands run by scripts are counted too: where a script's time goes
-        "commandstats": {k[len("cmdstat_"):]: {"calls": v["calls"], "usec": v["usec"]}
-                         for k, v in info.items() if k.startswith("cmdstat_")},
+        "commandstats": {
+            k[len("cmdstat_") :]: {"calls": v["calls"], "usec": v["usec"]}
+            for k, v in info.items()
+            if k.startswith("cmdstat_")
+        },
     }
 
 
 class LoadRun:
     """One load-generator process, with CPU and Redis sampled over its measured window."""
 
-    def __init__(self, r: redis.Redis, pids: dict[str, int], duration: float,
-                 on_start: Callable[[], None] | None = None,
-                 on_end: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        r: redis.Redis,
+        pids: dict[str, int],
+        duration: float,
+        on_start: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
         self.r = r
         self.pids = pids
         self.duration = duration
@@ -353,8 +395,9 @@ class LoadRun:
     def run(self, cmd: list[str], marks: bool) -> dict[str, Any]:
         self.r.config_resetstat()
         rusage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=ROOT)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+        )
         assert proc.stdout is not None
         window = CpuWindow({**self.pids, "loadgen": proc.pid})
         mid: dict[str, Any] = {}
@@ -392,47 +435,87 @@ class LoadRun:
         info = redis_info(self.r)
         info["instantaneous_ops_per_sec"] = mid.get("instantaneous_ops_per_sec")
         return {
-            "stdout": "".join(lines), "cpu": cpu, "redis": info,
-            "loadgen_cpu_total_s": round((rusage1.ru_utime + rusage1.ru_stime)
-                                         - (rusage0.ru_utime + rusage0.ru_stime), 2),
+            "stdout": "".join(lines),
+            "cpu": cpu,
+            "redis": info,
+            "loadgen_cpu_total_s": round(
+                (rusage1.ru_utime + rusage1.ru_stime) - (rusage0.ru_utime + rusage0.ru_stime), 2
+            ),
         }
 
 
-def python_load(lr: LoadRun, mode: str, url: str, args: argparse.Namespace,
-                extra: list[str]) -> dict[str, Any]:
-    cmd = [PY, str(HERE / "loadgen.py"), mode, "--url", url, "--concurrency",
-           str(args.concurrency), "--duration", str(args.duration), "--warmup", str(args.warmup),
-           *extra]
+def python_load(
+    lr: LoadRun, mode: str, url: str, args: argparse.Namespace, extra: list[str]
+) -> dict[str, Any]:
+    cmd = [
+        PY,
+        str(HERE / "loadgen.py"),
+        mode,
+        "--url",
+        url,
+        "--concurrency",
+        str(args.concurrency),
+        "--duration",
+        str(args.duration),
+        "--warmup",
+        str(args.warmup),
+        *extra,
+    ]
     raw = lr.run(cmd, marks=True)
     res = json.loads(raw["stdout"].strip().splitlines()[-1])
     res.update(cpu=raw["cpu"], redis=raw["redis"], loadgen_cpu_total_s=raw["loadgen_cpu_total_s"])
     return res
 
 
-def wrk_load(lr: LoadRun, script: str, url: str, threads: int, args: argparse.Namespace,
-             extra: list[str], duration: float | None = None) -> dict[str, Any]:
+def wrk_load(
+    lr: LoadRun,
+    script: str,
+    url: str,
+    threads: int,
+    args: argparse.Namespace,
+    extra: list[str],
+    duration: float | None = None,
+) -> dict[str, Any]:
     d = args.duration if duration is None else duration
-    cmd = ["wrk", f"-t{threads}", f"-c{args.concurrency}", f"-d{d:g}s", "--timeout", "10s",
-           "--latency", "-s", str(HERE / "wrk" / script), url]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{args.concurrency}",
+        f"-d{d:g}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(HERE / "wrk" / script),
+        url,
+    ]
     if extra:
         cmd += ["--", *extra]
     raw = lr.run(cmd, marks=False)
     line = next((x for x in raw["stdout"].splitlines() if x.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no report:\n{raw['stdout'][-2000:]}")
-    w = json.loads(line[len("WRKJSON "):])
+    w = json.loads(line[len("WRKJSON ") :])
     secs = w["duration_us"] / 1e6
     errors = {k[4:]: v for k, v in w.items() if k.startswith("err_") and v}
     return {
-        "tool": "wrk", "concurrency": args.concurrency, "threads": threads,
-        "duration_s": round(secs, 3), "requests": w["requests"],
+        "tool": "wrk",
+        "concurrency": args.concurrency,
+        "threads": threads,
+        "duration_s": round(secs, 3),
+        "requests": w["requests"],
         "rps": round(w["requests"] / secs, 1),
         "min_ms": w.get("min_us", float("nan")) / 1000,
         "p10_ms": w.get("p10_us", float("nan")) / 1000,
-        "p50_ms": w["p50_us"] / 1000, "p90_ms": w["p90_us"] / 1000,
-        "p99_ms": w["p99_us"] / 1000, "max_ms": w["max_us"] / 1000,
-        "errors": errors, "exhausted": bool(w["exhausted"]),
-        "cpu": raw["cpu"], "redis": raw["redis"], "loadgen_cpu_total_s": raw["loadgen_cpu_total_s"],
+        "p50_ms": w["p50_us"] / 1000,
+        "p90_ms": w["p90_us"] / 1000,
+        "p99_ms": w["p99_us"] / 1000,
+        "max_ms": w["max_us"] / 1000,
+        "errors": errors,
+        "exhausted": bool(w["exhausted"]),
+        "cpu": raw["cpu"],
+        "redis": raw["redis"],
+        "loadgen_cpu_total_s": raw["loadgen_cpu_total_s"],
     }
 
 
@@ -473,13 +556,17 @@ class Bench:
         self.r = redis.Redis.from_url(self.local.url, decode_responses=True, socket_timeout=120)
         self.redis_version = self.r.info("server")["redis_version"]
         self.hello_port = free_port()
-        self.hello = subprocess.Popen([PY, str(HERE / "hello_server.py"), "--port",
-                                       str(self.hello_port)], cwd=ROOT)
+        self.hello = subprocess.Popen(
+            [PY, str(HERE / "hello_server.py"), "--port", str(self.hello_port)], cwd=ROOT
+        )
         wait_http(f"http://127.0.0.1:{self.hello_port}/", timeout=180, proc=self.hello)
         self.router_port = free_port()
         self.router = self.start_router(self.router_port)
-        self.own = {"hello": self.hello.pid, "router": self.router.pid,
-                    "redis": self.local.proc.pid}
+        self.own = {
+            "hello": self.hello.pid,
+            "router": self.router.pid,
+            "redis": self.local.proc.pid,
+        }
 
     def stop(self) -> None:
         stop_proc(self.router)
@@ -488,11 +575,13 @@ class Bench:
             self.local.stop()
 
     def _lr(self, server: str) -> LoadRun:
-        return LoadRun(self.r, {server: self.own[server], "redis": self.own["redis"]},
-                       self.args.duration)
+        return LoadRun(
+            self.r, {server: self.own[server], "redis": self.own["redis"]}, self.args.duration
+        )
 
-    def attempt(self, prepare: Callable[[], Any], load: Callable[[Any], dict[str, Any]],
-                label: str) -> dict[str, Any]:
+    def attempt(
+        self, prepare: Callable[[], Any], load: Callable[[Any], dict[str, Any]], label: str
+    ) -> dict[str, Any]:
         """prepare() then load() until the run was not disturbed by other processes
         (at most 1 + --retries times); returns the least disturbed run."""
         a = self.args
@@ -508,12 +597,15 @@ class Bench:
             tries.append(res)
             if not res["noisy"] or len(tries) > a.retries:
                 break
-            self.log(f"  {label}: other processes took {res['noise_cores']:.2f} cores during "
-                     f"the run ({res.get('rps')} req/s); retrying")
+            self.log(
+                f"  {label}: other processes took {res['noise_cores']:.2f} cores during "
+                f"the run ({res.get('rps')} req/s); retrying"
+            )
         best = min(tries, key=lambda r: r["noise_cores"])
         best["attempts"] = len(tries)
-        best["rejected"] = [{k: r.get(k) for k in ("rps", "p99_ms", "noise_cores")}
-                            for r in tries if r is not best]
+        best["rejected"] = [
+            {k: r.get(k) for k in ("rps", "p99_ms", "noise_cores")} for r in tries if r is not best
+        ]
         return best
 
     def admission_agents(self, hello_rps: float | None) -> int:
@@ -531,9 +623,11 @@ class Bench:
     def record(self, rnd: int, path: str, tool: str, res: dict[str, Any], **extra: Any) -> None:
         res.update(round=rnd, path=path, tool=res.get("tool", tool), loader=tool, **extra)
         self.results.append(res)
-        self.log(f"  {path:<9} {tool:<6} {res['rps']:>9.1f} req/s  p50 {res['p50_ms']:.2f} ms  "
-                 f"p99 {res['p99_ms']:.2f} ms  cpu {res['cpu']}  noise {res['noise_cores']}"
-                 f"{' (NOISY)' if res['noisy'] else ''}")
+        self.log(
+            f"  {path:<9} {tool:<6} {res['rps']:>9.1f} req/s  p50 {res['p50_ms']:.2f} ms  "
+            f"p99 {res['p99_ms']:.2f} ms  cpu {res['cpu']}  noise {res['noise_cores']}"
+            f"{' (NOISY)' if res['noisy'] else ''}"
+        )
 
     def round(self, rnd: int) -> None:
         a = self.args
@@ -563,9 +657,20 @@ class Bench:
 
         def evalsha_load(_: Any) -> dict[str, Any]:
             raw = self._lr("router").run(
-                [PY, str(HERE / "evalsha.py"), "--url", url, "--concurrency",
-                 str(a.concurrency), "--duration", str(a.evalsha_duration),
-                 "--warmup", str(min(a.warmup, 1.0))], marks=False)
+                [
+                    PY,
+                    str(HERE / "evalsha.py"),
+                    "--url",
+                    url,
+                    "--concurrency",
+                    str(a.concurrency),
+                    "--duration",
+                    str(a.evalsha_duration),
+                    "--warmup",
+                    str(min(a.warmup, 1.0)),
+                ],
+                marks=False,
+            )
             ev: dict[str, Any] = json.loads(raw["stdout"].strip().splitlines()[-1])
             ev.update(cpu=raw["cpu"], redis=raw["redis"])
             return ev
@@ -574,9 +679,11 @@ class Bench:
         ev.update(round=rnd, path="evalsha")
         self.results.append(ev)
         for k in ("sequential", "concurrent", "batched"):
-            self.log(f"  evalsha {k:<10} {ev[k]['ops_per_s']:>9.1f} ops/s  "
-                     f"p50 {ev[k]['p50_us']} us  p99 {ev[k]['p99_us']} us  "
-                     f"noise {ev['noise_cores']}")
+            self.log(
+                f"  evalsha {k:<10} {ev[k]['ops_per_s']:>9.1f} ops/s  "
+                f"p50 {ev[k]['p50_us']} us  p99 {ev[k]['p99_us']} us  "
+                f"noise {ev['noise_cores']}"
+            )
 
         self.log(f"round {rnd}: admission (POST contacts)")
         for tool in self.tools:
@@ -594,16 +701,31 @@ class Bench:
 
             def adm_load(ws: str, tool: str = tool, agents: int = agents) -> dict[str, Any]:
                 if tool == "python":
-                    res = python_load(self._lr("router"), "create", f"{router}/v1/workspaces/{ws}",
-                                      a, ["--prefix", ws])
+                    res = python_load(
+                        self._lr("router"),
+                        "create",
+                        f"{router}/v1/workspaces/{ws}",
+                        a,
+                        ["--prefix", ws],
+                    )
                 else:
-                    res = wrk_load(self._lr("router"), "create.lua", router, 2, a,
-                                   [f"/v1/workspaces/{ws}", "demo-gateway", ws])
+                    res = wrk_load(
+                        self._lr("router"),
+                        "create.lua",
+                        router,
+                        2,
+                        a,
+                        [f"/v1/workspaces/{ws}", "demo-gateway", ws],
+                    )
                 tag = "{ws:" + ws + "}"
                 queued = int(self.r.zcard(f"{tag}:qa:cards"))
                 matched = agents - int(self.r.zcard(f"{tag}:r:cards:voice"))
-                res["outcome"] = {"matched": matched, "queued": queued, "agents": agents,
-                                  "matched_share": round(matched / max(1, matched + queued), 3)}
+                res["outcome"] = {
+                    "matched": matched,
+                    "queued": queued,
+                    "agents": agents,
+                    "matched_share": round(matched / max(1, matched + queued), 3),
+                }
                 self.r.srem("router:workspaces", ws)  # stop the router's timer polls of it
                 return res
 
@@ -616,10 +738,15 @@ class Bench:
             n = 0
             # Enough waiting contacts that no chain runs out: no path outruns hello world,
             # and completing is assumed to be at most 3x as fast as admitting.
-            bound = min(x for x in (hello_rps.get(tool), 3 * adm_rps.get(tool, 0)) if x) \
-                if hello_rps.get(tool) or adm_rps.get(tool) else a.freed_rps_bound
-            per_agent = a.per_agent or math.ceil(
-                bound * (a.duration + a.warmup + 1) * 1.1 / a.concurrency) + 5
+            bound = (
+                min(x for x in (hello_rps.get(tool), 3 * adm_rps.get(tool, 0)) if x)
+                if hello_rps.get(tool) or adm_rps.get(tool)
+                else a.freed_rps_bound
+            )
+            per_agent = (
+                a.per_agent
+                or math.ceil(bound * (a.duration + a.warmup + 1) * 1.1 / a.concurrency) + 5
+            )
 
             def freed_prepare(tool: str = tool, per_agent: int = per_agent) -> str:
                 nonlocal n
@@ -636,14 +763,37 @@ class Bench:
 
             def freed_load(ws: str, tool: str = tool, per_agent: int = per_agent) -> dict[str, Any]:
                 if tool == "python":
-                    res = python_load(self._lr("router"), "complete",
-                                      f"{router}/v1/workspaces/{ws}", a,
-                                      ["--token", "demo-admin", "--prefix", f"{ws}-c",
-                                       "--agent-prefix", f"{ws}-a", "--per-agent", str(per_agent)])
+                    res = python_load(
+                        self._lr("router"),
+                        "complete",
+                        f"{router}/v1/workspaces/{ws}",
+                        a,
+                        [
+                            "--token",
+                            "demo-admin",
+                            "--prefix",
+                            f"{ws}-c",
+                            "--agent-prefix",
+                            f"{ws}-a",
+                            "--per-agent",
+                            str(per_agent),
+                        ],
+                    )
                 else:
-                    res = wrk_load(self._lr("router"), "complete.lua", router, a.concurrency, a,
-                                   [f"/v1/workspaces/{ws}", "demo-admin", f"{ws}-c", f"{ws}-a",
-                                    str(per_agent)])
+                    res = wrk_load(
+                        self._lr("router"),
+                        "complete.lua",
+                        router,
+                        a.concurrency,
+                        a,
+                        [
+                            f"/v1/workspaces/{ws}",
+                            "demo-admin",
+                            f"{ws}-c",
+                            f"{ws}-a",
+                            str(per_agent),
+                        ],
+                    )
                 res["outcome"] = {"per_agent": per_agent, "agents": a.concurrency}
                 self.r.srem("router:workspaces", ws)
                 return res
@@ -672,8 +822,10 @@ class Bench:
             n = 0
             # one agent's chain must outlast the run: bounded by hello world, and assumed
             # at most 3x as fast as admission
-            top = min(seq.get("hello", {}).get("rps") or 3000,
-                      3 * (seq.get("admission", {}).get("rps") or 1000))
+            top = min(
+                seq.get("hello", {}).get("rps") or 3000,
+                3 * (seq.get("admission", {}).get("rps") or 1000),
+            )
             per_agent = math.ceil(top * (a.service_time + a.warmup + 1) * 1.2) + 5
 
             def prepare(path: str = path, per_agent: int = per_agent) -> str:
@@ -693,28 +845,46 @@ class Bench:
 
             def load(ws: str, path: str = path, per_agent: int = per_agent) -> dict[str, Any]:
                 server = "hello" if path == "hello" else "router"
-                lr = LoadRun(self.r, {server: self.own[server], "redis": self.own["redis"]},
-                             a.service_time)
+                lr = LoadRun(
+                    self.r, {server: self.own[server], "redis": self.own["redis"]}, a.service_time
+                )
                 base = f"/v1/workspaces/{ws}"
                 if tool == "wrk":
                     if path == "hello":
                         res = wrk_load(lr, "get.lua", hello_url, 1, one, [])
                     elif path == "admission":
-                        res = wrk_load(lr, "create.lua", router, 1, one,
-                                       [base, "demo-gateway", ws])
+                        res = wrk_load(lr, "create.lua", router, 1, one, [base, "demo-gateway", ws])
                     else:
-                        res = wrk_load(lr, "complete.lua", router, 1, one,
-                                       [base, "demo-admin", f"{ws}-c", f"{ws}-a", str(per_agent)])
+                        res = wrk_load(
+                            lr,
+                            "complete.lua",
+                            router,
+                            1,
+                            one,
+                            [base, "demo-admin", f"{ws}-c", f"{ws}-a", str(per_agent)],
+                        )
                 else:
                     if path == "hello":
                         res = python_load(lr, "get", hello_url, one, [])
                     elif path == "admission":
                         res = python_load(lr, "create", router + base, one, ["--prefix", ws])
                     else:
-                        res = python_load(lr, "complete", router + base, one,
-                                          ["--token", "demo-admin", "--prefix", f"{ws}-c",
-                                           "--agent-prefix", f"{ws}-a", "--per-agent",
-                                           str(per_agent)])
+                        res = python_load(
+                            lr,
+                            "complete",
+                            router + base,
+                            one,
+                            [
+                                "--token",
+                                "demo-admin",
+                                "--prefix",
+                                f"{ws}-c",
+                                "--agent-prefix",
+                                f"{ws}-a",
+                                "--per-agent",
+                                str(per_agent),
+                            ],
+                        )
                 self.r.srem("router:workspaces", ws)
                 return annotate(res, server)
 
@@ -757,40 +927,85 @@ class Bench:
 
             def load(ws: str, path: str = path) -> dict[str, Any]:
                 mode = "create" if path == "admission" else "complete"
-                extra = ["--prefix", ws] if path == "admission" else [
-                    "--token", "demo-admin", "--prefix", f"{ws}-c", "--agent-prefix", f"{ws}-a",
-                    "--per-agent", str(per_agent)]
-                cmd = [PY, str(HERE / "loadgen.py"), mode, "--url", f"{router}/v1/workspaces/{ws}",
-                       "--hello-url", hello_url, "--slice", str(a.slice), "--concurrency",
-                       str(a.concurrency), "--duration", str(a.duration), "--warmup",
-                       str(a.warmup), *extra]
-                lr = LoadRun(self.r, {"router": self.own["router"], "hello": self.own["hello"],
-                                      "redis": self.own["redis"]}, 2 * a.duration)
+                extra = (
+                    ["--prefix", ws]
+                    if path == "admission"
+                    else [
+                        "--token",
+                        "demo-admin",
+                        "--prefix",
+                        f"{ws}-c",
+                        "--agent-prefix",
+                        f"{ws}-a",
+                        "--per-agent",
+                        str(per_agent),
+                    ]
+                )
+                cmd = [
+                    PY,
+                    str(HERE / "loadgen.py"),
+                    mode,
+                    "--url",
+                    f"{router}/v1/workspaces/{ws}",
+                    "--hello-url",
+                    hello_url,
+                    "--slice",
+                    str(a.slice),
+                    "--concurrency",
+                    str(a.concurrency),
+                    "--duration",
+                    str(a.duration),
+                    "--warmup",
+                    str(a.warmup),
+                    *extra,
+                ]
+                lr = LoadRun(
+                    self.r,
+                    {
+                        "router": self.own["router"],
+                        "hello": self.own["hello"],
+                        "redis": self.own["redis"],
+                    },
+                    2 * a.duration,
+                )
                 raw = lr.run(cmd, marks=False)
                 out = json.loads(raw["stdout"].strip().splitlines()[-1])
                 res = dict(out[mode])
-                res.update(tool="aiohttp-client", hello=out["hello"], paired_ratio=out["ratio"],
-                           exhausted=out["exhausted"], cpu=raw["cpu"], redis=raw["redis"])
+                res.update(
+                    tool="aiohttp-client",
+                    hello=out["hello"],
+                    paired_ratio=out["ratio"],
+                    exhausted=out["exhausted"],
+                    cpu=raw["cpu"],
+                    redis=raw["redis"],
+                )
                 self.r.srem("router:workspaces", ws)
                 return res
 
             res = self.attempt(prepare, load, f"paired-{path}")
             res["server_cpu_us_per_req"] = res["redis_cpu_us_per_req"] = float("nan")
             self.record(rnd, f"paired-{path}", "python", res)
-            self.log(f"    hello in the same run: {res['hello']['rps']} req/s, p99 "
-                     f"{res['hello']['p99_ms']} ms -> ratio {res['paired_ratio']}")
+            self.log(
+                f"    hello in the same run: {res['hello']['rps']} req/s, p99 "
+                f"{res['hello']['p99_ms']} ms -> ratio {res['paired_ratio']}"
+            )
 
     def start_router(self, port: int, stats: Path | None = None) -> subprocess.Popen[bytes]:
         """`python -m router serve`; with `stats`, under benchmarks/profiled_router.py."""
         # the admin token completes for thousands of agent desktops here: no per-token limit
-        env = dict(os.environ, REDIS_URL=self.local.url if self.local else "",
-                   ROUTER_TOKENS=demo_token_spec(), ROUTER_RATE_LIMIT_OVERRIDES="admin=off")
+        env = dict(
+            os.environ,
+            REDIS_URL=self.local.url if self.local else "",
+            ROUTER_TOKENS=demo_token_spec(),
+            ROUTER_RATE_LIMIT_OVERRIDES="admin=off",
+        )
         env.pop("ROUTER_HOST", None)
         env.pop("ROUTER_PORT", None)
         head = [str(HERE / "profiled_router.py"), str(stats)] if stats else ["-m", "router"]
         cmd = [PY, *head, "serve", "--host", "127.0.0.1", "--port", str(port)]
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env,
-                                stderr=subprocess.DEVNULL if self.args.quiet_router else None)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stderr=subprocess.DEVNULL if self.args.quiet_router else None
+        )
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout=180, proc=proc)
         except BaseException:
@@ -828,8 +1043,9 @@ class Bench:
                         setup_admission(url, ws, self.admission_agents(None))
                         wait_http_auth(f"{base_url}/v1/workspaces/{ws}")
                     else:
-                        per_agent = math.ceil(bound * (a.duration + a.warmup + 1) * 1.1
-                                              / a.concurrency)
+                        per_agent = math.ceil(
+                            bound * (a.duration + a.warmup + 1) * 1.1 / a.concurrency
+                        )
                         self.log(f"  setting up {a.concurrency} agents x {per_agent} contacts")
                         setup_freed(url, ws, a.concurrency, per_agent)
                         wait_http_auth(f"{base_url}/v1/workspaces/{ws}")
@@ -840,23 +1056,50 @@ class Bench:
                     spy = None
                     if profiler == "py-spy":
                         spy = subprocess.Popen(
-                            ["py-spy", "record", "--pid", str(router.pid), "--rate", "100",
-                             "--format", "raw", "--output", str(raw_file),
-                             "--duration", str(math.ceil(a.duration + a.warmup + 1))],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            [
+                                "py-spy",
+                                "record",
+                                "--pid",
+                                str(router.pid),
+                                "--rate",
+                                "100",
+                                "--format",
+                                "raw",
+                                "--output",
+                                str(raw_file),
+                                "--duration",
+                                str(math.ceil(a.duration + a.warmup + 1)),
+                            ],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                        )
                         time.sleep(0.5)
                     hooks: dict[str, Callable[[], None]] = {}
                     if profiler == "cprofile":  # profile the measured window only
-                        hooks = {"on_start": functools.partial(router.send_signal, signal.SIGUSR1),
-                                 "on_end": functools.partial(router.send_signal, signal.SIGUSR2)}
+                        hooks = {
+                            "on_start": functools.partial(router.send_signal, signal.SIGUSR1),
+                            "on_end": functools.partial(router.send_signal, signal.SIGUSR2),
+                        }
                     lr = LoadRun(self.r, own, a.duration, **hooks)
                     if path == "admission":
                         res = python_load(lr, "create", base, a, ["--prefix", ws])
                     else:
-                        res = python_load(lr, "complete", base, a,
-                                          ["--token", "demo-admin", "--prefix", f"{ws}-c",
-                                           "--agent-prefix", f"{ws}-a", "--per-agent",
-                                           str(per_agent)])
+                        res = python_load(
+                            lr,
+                            "complete",
+                            base,
+                            a,
+                            [
+                                "--token",
+                                "demo-admin",
+                                "--prefix",
+                                f"{ws}-c",
+                                "--agent-prefix",
+                                f"{ws}-a",
+                                "--per-agent",
+                                str(per_agent),
+                            ],
+                        )
                     if spy is not None:
                         try:
                             spy.wait(60)
@@ -868,11 +1111,15 @@ class Bench:
                         time.sleep(1)  # let the router write its stats
                     stop_proc(router)
                 annotate(res, "router")
-                text = [f"{path} under {profiler}: {res['rps']} req/s (p50 {res['p50_ms']} ms, "
-                        f"p99 {res['p99_ms']} ms); CPU cores {res['cpu']}; router "
-                        f"{res['server_cpu_us_per_req']} µs/req, redis "
-                        f"{res['redis_cpu_us_per_req']} µs/req", "",
-                        redis_breakdown(res["redis"], res["requests"] or 1), ""]
+                text = [
+                    f"{path} under {profiler}: {res['rps']} req/s (p50 {res['p50_ms']} ms, "
+                    f"p99 {res['p99_ms']} ms); CPU cores {res['cpu']}; router "
+                    f"{res['server_cpu_us_per_req']} µs/req, redis "
+                    f"{res['redis_cpu_us_per_req']} µs/req",
+                    "",
+                    redis_breakdown(res["redis"], res["requests"] or 1),
+                    "",
+                ]
                 if profiler == "py-spy" and raw_file.exists():
                     text.append(summarize_profile(raw_file))
                 if profiler == "cprofile" and stats_file.exists():
@@ -889,14 +1136,20 @@ def _profile_hello(bench: Bench, out: Path) -> None:
     a = bench.args
     port = free_port()
     stats_file = out / "hello.pstats"
-    proc = subprocess.Popen([PY, str(HERE / "hello_server.py"), "--port", str(port),
-                             "--profile-out", str(stats_file)], cwd=ROOT)
+    proc = subprocess.Popen(
+        [PY, str(HERE / "hello_server.py"), "--port", str(port), "--profile-out", str(stats_file)],
+        cwd=ROOT,
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_http(url, timeout=180, proc=proc)
-        lr = LoadRun(bench.r, {"hello": proc.pid, "redis": bench.own["redis"]}, a.duration,
-                     on_start=functools.partial(proc.send_signal, signal.SIGUSR1),
-                     on_end=functools.partial(proc.send_signal, signal.SIGUSR2))
+        lr = LoadRun(
+            bench.r,
+            {"hello": proc.pid, "redis": bench.own["redis"]},
+            a.duration,
+            on_start=functools.partial(proc.send_signal, signal.SIGUSR1),
+            on_end=functools.partial(proc.send_signal, signal.SIGUSR2),
+        )
         res = python_load(lr, "get", url, a, [])
         time.sleep(1)
     finally:
@@ -911,12 +1164,16 @@ def _profile_hello(bench: Bench, out: Path) -> None:
 def redis_breakdown(info: dict[str, Any], requests: int, top: int = 12) -> str:
     """Redis time per request by command (commands run inside scripts included)."""
     stats = info.get("commandstats", {})
-    lines = ["Redis time per request by command (script-invoked commands included; "
-             "evalsha's own time includes theirs):"]
+    lines = [
+        "Redis time per request by command (script-invoked commands included; "
+        "evalsha's own time includes theirs):"
+    ]
     for cmd, v in sorted(stats.items(), key=lambda kv: -kv[1]["usec"])[:top]:
-        lines.append(f"  {cmd:<14} {v['calls'] / requests:6.2f} calls/req "
-                     f"{v['usec'] / requests:8.1f} µs/req  ({v['usec'] / max(1, v['calls']):.1f} "
-                     f"µs/call)")
+        lines.append(
+            f"  {cmd:<14} {v['calls'] / requests:6.2f} calls/req "
+            f"{v['usec'] / requests:8.1f} µs/req  ({v['usec'] / max(1, v['calls']):.1f} "
+            f"µs/call)"
+        )
     return "\n".join(lines)
 
 
@@ -926,6 +1183,7 @@ def wait_http_auth(url: str, timeout: float = 15.0) -> None:
 
 
 # --------------------------------------------------------------------------- profile summary
+
 
 def summarize_profile(raw_file: Path, top: int = 25) -> str:
     """Self and inclusive sample shares by function, and self time by library, from
@@ -948,8 +1206,11 @@ def summarize_profile(raw_file: Path, top: int = 25) -> str:
         lib[_library(leaf)] += n
     if not total:
         return "no samples"
-    lines = [f"samples: {total} (busy time only; idle waits are not sampled)",
-             "", "self time by library:"]
+    lines = [
+        f"samples: {total} (busy time only; idle waits are not sampled)",
+        "",
+        "self time by library:",
+    ]
     lines += [f"  {100 * n / total:5.1f}%  {k}" for k, n in lib.most_common()]
     lines += ["", f"top {top} functions by self time:"]
     lines += [f"  {100 * n / total:5.1f}%  {k}" for k, n in self_t.most_common(top)]
@@ -962,9 +1223,9 @@ def summarize_profile(raw_file: Path, top: int = 25) -> str:
 # call counts per request are exact whatever the machine's load.
 COUNTED = (
     ("HTTP responses written", "_writelines", "aiohttp/http_writer.py"),
-    ("bearer tokens hashed", "token_hash", "router/settings.py"),
-    ("routes planned (rules)", "plan_route", "router/rules.py"),
-    ("contacts rendered", "contact_out", "router/engine.py"),
+    ("bearer tokens hashed", "token_hash", "router/runtime/settings.py"),
+    ("routes planned (rules)", "plan_route", "router/routing/rules.py"),
+    ("contacts rendered", "contact_out", "router/routing/engine.py"),
     ("Redis pipelines packed", "pack_commands", "redis/asyncio/connection.py"),
     ("Redis commands packed (pipelined or not)", "pack_command", "redis/asyncio/connection.py"),
     ("Redis replies parsed", "read_response", "redis/_parsers/hiredis.py"),
@@ -985,9 +1246,11 @@ def summarize_pstats(stats_file: Path, requests: int = 0, top: int = 30) -> str:
     counts: list[str] = []
     if requests:
         calls = sum(v[1] for v in rows.values())
-        counts = [f"per request ({requests} requests in the window; exact counts):",
-                  f"  {calls / requests:8.1f}  Python function calls (coroutine resumptions "
-                  "count as calls)"]
+        counts = [
+            f"per request ({requests} requests in the window; exact counts):",
+            f"  {calls / requests:8.1f}  Python function calls (coroutine resumptions "
+            "count as calls)",
+        ]
         for label, func, where in COUNTED:
             n = sum(v[1] for k, v in rows.items() if k[2] == func and where in k[0])
             counts.append(f"  {n / requests:8.2f}  {label} ({func})")
@@ -1001,18 +1264,32 @@ def summarize_pstats(stats_file: Path, requests: int = 0, top: int = 30) -> str:
                 break
         return f"{func} ({file}:{line})" if file != "~" else func
 
-    lines = [*counts,
-             f"cProfile: {total:.2f} s CPU in total (includes the profiler's overhead)",
-             "", f"top {top} by own time:  % | calls | own s"]
+    lines = [
+        *counts,
+        f"cProfile: {total:.2f} s CPU in total (includes the profiler's overhead)",
+        "",
+        f"top {top} by own time:  % | calls | own s",
+    ]
     by_own = sorted(rows.items(), key=lambda kv: -kv[1][2])[:top]
     lines += [f"  {100 * v[2] / total:5.1f}%  {v[1]:>9}  {v[2]:7.2f}  {name(k)}" for k, v in by_own]
     lines += ["", f"top {top} by cumulative time (% of total own time)"]
     by_cum = sorted(rows.items(), key=lambda kv: -kv[1][3])
     shown = 0
     for k, v in by_cum:
-        if k[2] in ("<module>", "run_app", "_run_code", "_run_module_as_main", "main", "_serve",
-                    "run", "runctx", "run_until_complete", "run_forever", "exec", "<built-in "
-                    "method builtins.exec>"):
+        if k[2] in (
+            "<module>",
+            "run_app",
+            "_run_code",
+            "_run_module_as_main",
+            "main",
+            "_serve",
+            "run",
+            "runctx",
+            "run_until_complete",
+            "run_forever",
+            "exec",
+            "<built-in method builtins.exec>",
+        ):
             continue
         lines.append(f"  {100 * v[3] / total:5.1f}%  {v[1]:>9}  {v[3]:7.2f}  {name(k)}")
         shown += 1
@@ -1061,11 +1338,15 @@ def summarize(bench: Bench) -> dict[str, Any]:
             if not rows:
                 continue
             out["paths"][f"{path}/{tool}"] = {
-                "rps": _median(rows, "rps"), "p50_ms": _median(rows, "p50_ms"),
-                "p90_ms": _median(rows, "p90_ms"), "p99_ms": _median(rows, "p99_ms"),
-                "rps_min": min(r["rps"] for r in rows), "rps_max": max(r["rps"] for r in rows),
+                "rps": _median(rows, "rps"),
+                "p50_ms": _median(rows, "p50_ms"),
+                "p90_ms": _median(rows, "p90_ms"),
+                "p99_ms": _median(rows, "p99_ms"),
+                "rps_min": min(r["rps"] for r in rows),
+                "rps_max": max(r["rps"] for r in rows),
                 "server_cores": statistics.median(
-                    r["cpu"].get("router", r["cpu"].get("hello", 0)) for r in rows),
+                    r["cpu"].get("router", r["cpu"].get("hello", 0)) for r in rows
+                ),
                 "redis_cores": statistics.median(r["cpu"]["redis"] for r in rows),
                 "loadgen_cores": statistics.median(r["cpu"]["loadgen"] for r in rows),
                 "other_cores": statistics.median(r["cpu"]["other"] for r in rows),
@@ -1084,7 +1365,8 @@ def summarize(bench: Bench) -> dict[str, Any]:
         if rows:
             out["paired"][path] = {
                 "ratio": statistics.median(r["paired_ratio"] for r in rows),
-                "rps": _median(rows, "rps"), "p50_ms": _median(rows, "p50_ms"),
+                "rps": _median(rows, "rps"),
+                "p50_ms": _median(rows, "p50_ms"),
                 "p99_ms": _median(rows, "p99_ms"),
                 "hello_rps": statistics.median(r["hello"]["rps"] for r in rows),
                 "hello_p99_ms": statistics.median(r["hello"]["p99_ms"] for r in rows),
@@ -1093,8 +1375,9 @@ def summarize(bench: Bench) -> dict[str, Any]:
     for path in ("hello", "admission", "freed"):
         rows = [r for r in bench.results if r.get("path") == f"c1-{path}"]
         if rows:
-            out["c1"][path] = {k: _median(rows, k) for k in
-                               ("rps", "min_ms", "p10_ms", "p50_ms", "p99_ms")}
+            out["c1"][path] = {
+                k: _median(rows, k) for k in ("rps", "min_ms", "p10_ms", "p50_ms", "p99_ms")
+            }
             out["c1"][path]["loader"] = rows[0]["loader"]
     evs = [r for r in bench.results if r.get("path") == "evalsha"]
     for k in ("sequential", "concurrent", "batched"):
@@ -1112,7 +1395,8 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
     a = bench.args
     m, v = meta["machine"], meta["versions"]
     L = [
-        "## Run", "",
+        "## Run",
+        "",
         f"- date: {m['date']}",
         f"- machine: nproc={m['nproc']}, {m['cpu']}, {m['memory']}, kernel {m['kernel']}, "
         f"loadavg at start {m['loadavg_at_start']}",
@@ -1124,7 +1408,8 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
         f"{'auto' if a.agents <= 0 else a.agents} ready agents (one voice contact each; "
         f"see the per-run table for the matched share)",
         "",
-        "## Throughput and latency", "",
+        "## Throughput and latency",
+        "",
         "| path | loader | req/s | p50 ms | p90 ms | p99 ms | vs hello | server CPU (cores) "
         "| server µs/req | redis CPU | redis µs/req | loader CPU | other procs CPU |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -1138,11 +1423,18 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"| {p['p99_ms']:.2f} | {'' if ratio is None else f'{100 * ratio:.0f}%'} "
             f"| {p['server_cores']:.2f} | {p['server_cpu_us_per_req']:.0f} "
             f"| {p['redis_cores']:.2f} | {p['redis_cpu_us_per_req']:.0f} "
-            f"| {p['loadgen_cores']:.2f} | {p['other_cores']:.2f} |")
-    L += ["", "## Ratios and target", "",
-          f"Target: admission ≥ {100 * TARGET_SHARE:.0f}% of hello world with p99 < "
-          f"{TARGET_P99_MS:g} ms.", "",
-          "| ratio | loader | value | p99 ms | target met |", "|---|---|---:|---:|---|"]
+            f"| {p['loadgen_cores']:.2f} | {p['other_cores']:.2f} |"
+        )
+    L += [
+        "",
+        "## Ratios and target",
+        "",
+        f"Target: admission ≥ {100 * TARGET_SHARE:.0f}% of hello world with p99 < "
+        f"{TARGET_P99_MS:g} ms.",
+        "",
+        "| ratio | loader | value | p99 ms | target met |",
+        "|---|---|---:|---:|---|",
+    ]
     for key, ratio in summary["ratios"].items():
         path, tool = key.split("/")
         p99 = summary["paths"][key]["p99_ms"]
@@ -1154,28 +1446,47 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
         met = ""
         if path == "admission":
             met = "yes" if p["ratio"] >= TARGET_SHARE and p["p99_ms"] < TARGET_P99_MS else "no"
-        L.append(f"| {path} / hello, paired slices (hello {p['hello_rps']:.0f} req/s, "
-                 f"{path} {p['rps']:.0f} req/s) | python | {100 * p['ratio']:.1f}% "
-                 f"| {p['p99_ms']:.2f} | {met} |")
+        L.append(
+            f"| {path} / hello, paired slices (hello {p['hello_rps']:.0f} req/s, "
+            f"{path} {p['rps']:.0f} req/s) | python | {100 * p['ratio']:.1f}% "
+            f"| {p['p99_ms']:.2f} | {met} |"
+        )
     if summary["c1"]:
         h = summary["c1"].get("hello")
-        L += ["", "## One request at a time (concurrency 1)", "",
-              "| path | loader | req/s | min ms | p10 ms | p50 ms | p99 ms | p10 vs hello |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+        L += [
+            "",
+            "## One request at a time (concurrency 1)",
+            "",
+            "| path | loader | req/s | min ms | p10 ms | p50 ms | p99 ms | p10 vs hello |",
+            "|---|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for path, c in summary["c1"].items():
             rel = f"{c['p10_ms'] / h['p10_ms']:.1f}x" if h and h["p10_ms"] else ""
-            L.append(f"| {path} | {c['loader']} | {c['rps']:.0f} | {c['min_ms']:.3f} "
-                     f"| {c['p10_ms']:.3f} | {c['p50_ms']:.3f} | {c['p99_ms']:.2f} | {rel} |")
+            L.append(
+                f"| {path} | {c['loader']} | {c['rps']:.0f} | {c['min_ms']:.3f} "
+                f"| {c['p10_ms']:.3f} | {c['p50_ms']:.3f} | {c['p99_ms']:.2f} | {rel} |"
+            )
     if summary["evalsha"]:
-        L += ["", "## EVALSHA `return 1` (redis-py asyncio, hiredis, uvloop)", "",
-              "| mode | callers | ops/s | p50 µs | p99 µs |", "|---|---:|---:|---:|---:|"]
+        L += [
+            "",
+            "## EVALSHA `return 1` (redis-py asyncio, hiredis, uvloop)",
+            "",
+            "| mode | callers | ops/s | p50 µs | p99 µs |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for k, e in summary["evalsha"].items():
-            L.append(f"| {k} | {e['concurrency']} | {e['ops_per_s']:.0f} | {e['p50_us']:.0f} "
-                     f"| {e['p99_us']:.0f} |")
-    L += ["", "## Redis INFO per run", "",
-          "| round | path | loader | instantaneous_ops_per_sec (mid-run) | EVALSHA calls/s "
-          "| EVALSHA µs/call | commands/request | connections opened | used_memory after |",
-          "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+            L.append(
+                f"| {k} | {e['concurrency']} | {e['ops_per_s']:.0f} | {e['p50_us']:.0f} "
+                f"| {e['p99_us']:.0f} |"
+            )
+    L += [
+        "",
+        "## Redis INFO per run",
+        "",
+        "| round | path | loader | instantaneous_ops_per_sec (mid-run) | EVALSHA calls/s "
+        "| EVALSHA µs/call | commands/request | connections opened | used_memory after |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in bench.results:
         if r.get("path") not in ("admission", "freed", "evalsha"):
             continue
@@ -1188,34 +1499,52 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"| {r['round']} | {r['path']} | {r.get('loader', 'redis-py')} "
             f"| {ri['instantaneous_ops_per_sec']} | {ri['evalsha_calls'] / secs:.0f} "
             f"| {ri['evalsha_usec_per_call']:.1f} | {per_req} | {ri.get('connections_opened', '')} "
-            f"| {ri['used_memory_human']} |")
-    outcomes = [r for r in bench.results if r.get("path") in ("admission", "freed",
-                                                              "paired-admission", "paired-freed")]
-    L += ["", "## Per run", "",
-          "| round | path | loader | req/s | p99 ms | errors / non-2xx | outcome "
-          "| before: other procs cores, spin share | during: other procs + steal cores "
-          "| attempts |", "|---:|---|---|---:|---:|---|---|---|---|---|"]
-    for r in [x for x in bench.results if x.get("path") in ("hello", "admission", "freed",
-                                                             "paired-admission", "paired-freed")]:
+            f"| {ri['used_memory_human']} |"
+        )
+    outcomes = [
+        r
+        for r in bench.results
+        if r.get("path") in ("admission", "freed", "paired-admission", "paired-freed")
+    ]
+    L += [
+        "",
+        "## Per run",
+        "",
+        "| round | path | loader | req/s | p99 ms | errors / non-2xx | outcome "
+        "| before: other procs cores, spin share | during: other procs + steal cores "
+        "| attempts |",
+        "|---:|---|---|---:|---:|---|---|---|---|---|",
+    ]
+    for r in [
+        x
+        for x in bench.results
+        if x.get("path") in ("hello", "admission", "freed", "paired-admission", "paired-freed")
+    ]:
         errs = dict(r.get("errors") or {})
         bad = {k: v for k, v in (r.get("statuses") or {}).items() if not k.startswith("2")}
         errs.update(bad)
         out = r.get("outcome", {})
         if r.get("path", "").startswith("paired-"):
-            oc = (f"hello in the same run: {r['hello']['rps']:.0f} req/s, p99 "
-                  f"{r['hello']['p99_ms']:.2f} ms; ratio {100 * r['paired_ratio']:.1f}%")
+            oc = (
+                f"hello in the same run: {r['hello']['rps']:.0f} req/s, p99 "
+                f"{r['hello']['p99_ms']:.2f} ms; ratio {100 * r['paired_ratio']:.1f}%"
+            )
         elif r in outcomes and r["path"] == "admission":
-            oc = (f"{out['matched']} matched, {out['queued']} queued "
-                  f"({100 * out['matched_share']:.0f}% matched)")
+            oc = (
+                f"{out['matched']} matched, {out['queued']} queued "
+                f"({100 * out['matched_share']:.0f}% matched)"
+            )
         elif r in outcomes:
             oc = f"{out['per_agent']} contacts/agent; ran out: {r.get('exhausted')}"
         else:
             oc = ""
-        L.append(f"| {r['round']} | {r['path']} | {r['loader']} | {r['rps']:.0f} "
-                 f"| {r['p99_ms']:.2f} | {errs or 'none'} | {oc} "
-                 f"| {r.get('background_before', 0):.2f}, {r.get('spin_share_before', 0):.2f} "
-                 f"| {r['noise_cores']:.2f}{' NOISY' if r['noisy'] else ''} "
-                 f"| {r['attempts']} |")
+        L.append(
+            f"| {r['round']} | {r['path']} | {r['loader']} | {r['rps']:.0f} "
+            f"| {r['p99_ms']:.2f} | {errs or 'none'} | {oc} "
+            f"| {r.get('background_before', 0):.2f}, {r.get('spin_share_before', 0):.2f} "
+            f"| {r['noise_cores']:.2f}{' NOISY' if r['noisy'] else ''} "
+            f"| {r['attempts']} |"
+        )
     return "\n".join(L) + "\n"
 
 
@@ -1224,41 +1553,78 @@ def _interrupted(signum: int, _frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0)
-    p.add_argument("--evalsha-duration", type=float, default=5.0,
-                   help="seconds per EVALSHA mode (three modes)")
+    p.add_argument(
+        "--evalsha-duration", type=float, default=5.0, help="seconds per EVALSHA mode (three modes)"
+    )
     p.add_argument("--concurrency", type=int, default=64)
-    p.add_argument("--agents", type=int, default=0,
-                   help="ready agents in the admission workspace, one voice contact each "
-                        "(0: 15%% of what hello world served in a run's time)")
-    p.add_argument("--per-agent", type=int, default=0,
-                   help="agent-freed: waiting contacts per agent (default: sized from hello rps)")
-    p.add_argument("--freed-rps-bound", type=float, default=8000.0,
-                   help="agent-freed: assumed top rps when no hello run sizes the queues")
-    p.add_argument("--loadgen", choices=("auto", "python", "wrk", "both"), default="auto",
-                   help="auto: the aiohttp-client loader, and wrk too when installed")
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=0,
+        help="ready agents in the admission workspace, one voice contact each "
+        "(0: 15%% of what hello world served in a run's time)",
+    )
+    p.add_argument(
+        "--per-agent",
+        type=int,
+        default=0,
+        help="agent-freed: waiting contacts per agent (default: sized from hello rps)",
+    )
+    p.add_argument(
+        "--freed-rps-bound",
+        type=float,
+        default=8000.0,
+        help="agent-freed: assumed top rps when no hello run sizes the queues",
+    )
+    p.add_argument(
+        "--loadgen",
+        choices=("auto", "python", "wrk", "both"),
+        default="auto",
+        help="auto: the aiohttp-client loader, and wrk too when installed",
+    )
     p.add_argument("--rounds", type=int, default=1)
-    p.add_argument("--only", help="comma list of phases to run instead of a full round: "
-                                  "paired, c1")
-    p.add_argument("--no-paired", dest="paired", action="store_false",
-                   help="skip the paired runs (hello world and a router path in alternating "
-                        "slices from one loader process)")
+    p.add_argument("--only", help="comma list of phases to run instead of a full round: paired, c1")
+    p.add_argument(
+        "--no-paired",
+        dest="paired",
+        action="store_false",
+        help="skip the paired runs (hello world and a router path in alternating "
+        "slices from one loader process)",
+    )
     p.add_argument("--slice", type=float, default=1.0, help="paired runs: seconds per slice")
-    p.add_argument("--service-time", type=float, default=5.0,
-                   help="seconds of each concurrency-1 run (0: skip them)")
-    p.add_argument("--quiet-wait", type=float, default=120.0,
-                   help="before each run wait up to this long for other processes to calm down")
-    p.add_argument("--quiet-cores", type=float, default=0.25,
-                   help="'calm': other processes use fewer cores than this")
-    p.add_argument("--max-noise", type=float, default=0.35,
-                   help="a run during which other processes (and steal) took more cores than "
-                        "this is repeated")
+    p.add_argument(
+        "--service-time",
+        type=float,
+        default=5.0,
+        help="seconds of each concurrency-1 run (0: skip them)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=120.0,
+        help="before each run wait up to this long for other processes to calm down",
+    )
+    p.add_argument(
+        "--quiet-cores",
+        type=float,
+        default=0.25,
+        help="'calm': other processes use fewer cores than this",
+    )
+    p.add_argument(
+        "--max-noise",
+        type=float,
+        default=0.35,
+        help="a run during which other processes (and steal) took more cores than this is repeated",
+    )
     p.add_argument("--retries", type=int, default=2, help="repeats of a disturbed run")
-    p.add_argument("--profile", type=Path,
-                   help="also profile a router (own process) into this folder")
+    p.add_argument(
+        "--profile", type=Path, help="also profile a router (own process) into this folder"
+    )
     p.add_argument("--profiler", choices=("py-spy", "cprofile", "both"), default="both")
     p.add_argument("--json", type=Path, help="write all results as JSON here")
     p.add_argument("--md", type=Path, help="write the markdown report here")
@@ -1269,9 +1635,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     saved = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
     bench = Bench(args)
     meta: dict[str, Any] = {
-        "machine": machine(), "versions": versions(),
-        "command": " ".join([os.path.relpath(PY, ROOT), os.path.relpath(__file__, ROOT),
-                             *(sys.argv[1:] if argv is None else argv)]),
+        "machine": machine(),
+        "versions": versions(),
+        "command": " ".join(
+            [
+                os.path.relpath(PY, ROOT),
+                os.path.relpath(__file__, ROOT),
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
     }
     try:
         bench.start()

@@ -6,7 +6,7 @@ Three ways, each for `--duration` seconds after `--warmup`, client settings
 as the router's (hiredis parser, decode_responses=True, uvloop):
   sequential   one caller awaiting one EVALSHA at a time
   concurrent   `--concurrency` callers, one connection each from the pool
-  batched      `--concurrency` callers through router.batch.ScriptBatcher
+  batched      `--concurrency` callers through router.store.batch.ScriptBatcher
                (the router's path: one pipeline per loop tick)
 Prints one JSON object.
 """
@@ -66,10 +66,11 @@ async def timed(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from router.batch import ScriptBatcher
+    from router.store.batch import ScriptBatcher
 
-    client = Redis.from_url(args.url, decode_responses=True, max_connections=args.concurrency + 8,
-                            socket_timeout=60)
+    client = Redis.from_url(
+        args.url, decode_responses=True, max_connections=args.concurrency + 8, socket_timeout=60
+    )
     try:
         script = client.register_script(SCRIPT)
         script.sha = await client.script_load(SCRIPT)

@@ -1,8 +1,8 @@
-"""Rolling-origin evaluation of `router.forecast` on the "Anonymous Bank" records (1999).
+"""Rolling-origin evaluation of `router.wfm.forecast` on the "Anonymous Bank" records (1999).
 
 For every day of an evaluation period the methods are fitted on every day before it and
 forecast its 96 intervals of 15 minutes; the forecasts are compared with the recorded
-arrivals (calls that asked for an agent: `router.anonbank.is_agent_demand`), in total
+arrivals (calls that asked for an agent: `router.wfm.anonbank.is_agent_demand`), in total
 and per skill (the data's `type`; the engine's pools map to it).
 
     .venv/bin/python benchmarks/forecast_report.py [--data DIR] [--md FILE]
@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.anonbank import DEFAULT_DIR, Call, ParseReport, arrival_counts, read_all
-from router.forecast import (
+from router.wfm.anonbank import DEFAULT_DIR, Call, ParseReport, arrival_counts, read_all
+from router.wfm.forecast import (
     Forecast,
     History,
     fit_day_profile,

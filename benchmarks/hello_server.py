@@ -48,8 +48,14 @@ def main() -> None:
         _profile_on_signals(args.profile_out)
     app = web.Application()
     app.router.add_get("/", hello)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(
+        app,
+        host=args.host,
+        port=args.port,
+        print=None,
+        access_log=None,
+        loop=uvloop.new_event_loop(),
+    )
 
 
 if __name__ == "__main__":

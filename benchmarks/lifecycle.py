@@ -13,7 +13,7 @@ contacts offered at once, i.e. a free agent existed), lifecycles completed per
 second, errors by kind, and the generator's own event-loop lag (how late a
 10 ms sleep woke): a late generator adds its lag to every latency it measures,
 so a tail it shares with its own loop is not the server's. The generator keeps
-its garbage collector's pauses short as the router does (router/pauses.py).
+its garbage collector's pauses short as the router does (router/runtime/pauses.py).
 Prints one JSON object.
 """
 
@@ -33,8 +33,8 @@ import msgspec
 import uvloop
 
 from benchmarks.loadgen import percentile
-from router.pauses import apply_gc_policy
-from router.settings import Settings
+from router.runtime.pauses import apply_gc_policy
+from router.runtime.settings import Settings
 
 CHANNELS = ["voice"] * 6 + ["chat"] * 3 + ["app"]
 TIERS = ["standard"] * 7 + ["gold"] * 2 + ["vip"]
@@ -79,8 +79,9 @@ class Load:
     def base(self, i: int) -> str:
         return f"{self.urls[i % len(self.urls)]}/v1/workspaces/{self.a.ws}"
 
-    async def post(self, s: aiohttp.ClientSession, kind: str, url: str, body: bytes,
-                   headers: dict[str, str]) -> tuple[int, bytes]:
+    async def post(
+        self, s: aiohttp.ClientSession, kind: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
         t0 = time.perf_counter()
         data = b""
         try:
@@ -112,8 +113,13 @@ class Load:
         self.sent_at[cid] = time.perf_counter()
         self.in_flight += 1
         try:
-            status, data = await self.post(s, "create", f"{self.base(n)}/contacts", body,
-                                           {**self.gw, "Content-Type": "application/json"})
+            status, data = await self.post(
+                s,
+                "create",
+                f"{self.base(n)}/contacts",
+                body,
+                {**self.gw, "Content-Type": "application/json"},
+            )
             if status == 201 and self.dec.decode(data).get("state") == "offered":
                 self.offered_on_arrival.add(cid)
                 self.decision(cid)
@@ -251,10 +257,16 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--max-in-flight", type=int, default=2000)
     p.add_argument("--gateway-token", default="demo-gateway")
-    p.add_argument("--agent-token", default="demo-agent",
-                   help="bearer token for every desktop (see --jwt-secret)")
-    p.add_argument("--jwt-secret", default="",
-                   help="mint one signed token per agent with this HS256 secret instead")
+    p.add_argument(
+        "--agent-token",
+        default="demo-agent",
+        help="bearer token for every desktop (see --jwt-secret)",
+    )
+    p.add_argument(
+        "--jwt-secret",
+        default="",
+        help="mint one signed token per agent with this HS256 secret instead",
+    )
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()
     agent_headers = token_source(a)

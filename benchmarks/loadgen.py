@@ -53,8 +53,12 @@ def create_requests(args: argparse.Namespace, worker: int) -> Iterator[Request]:
         tier = "vip" if n % 4 == 0 else "standard"
         cust = (worker * 7919 + n) % 100_000
         body = json.dumps(
-            {"id": cid, "channel": "voice", "intent": "card",
-             "customer": {"id": f"cu-{cust}", "tier": tier}},
+            {
+                "id": cid,
+                "channel": "voice",
+                "intent": "card",
+                "customer": {"id": f"cu-{cust}", "tier": tier},
+            },
             separators=(",", ":"),
         )
         yield "POST", url, body.encode(), headers
@@ -164,17 +168,29 @@ async def run_paired(args: argparse.Namespace) -> dict[str, object]:
     steadier than that of two runs made one after the other. Every slice drains its
     in-flight requests before the next starts; the first `--warmup` seconds of each
     target are not counted."""
-    targets = {"hello": (get_requests, argparse.Namespace(**{**vars(args), "url": args.hello_url})),
-               args.mode: (MODES[args.mode], args)}
-    stats = {name: {"lat": [], "time": 0.0, "statuses": Counter(), "errors": Counter(),
-                    "warm": args.warmup} for name in targets}
+    targets = {
+        "hello": (get_requests, argparse.Namespace(**{**vars(args), "url": args.hello_url})),
+        args.mode: (MODES[args.mode], args),
+    }
+    stats = {
+        name: {
+            "lat": [],
+            "time": 0.0,
+            "statuses": Counter(),
+            "errors": Counter(),
+            "warm": args.warmup,
+        }
+        for name in targets
+    }
     gens = {name: [fn(a, w) for w in range(args.concurrency)] for name, (fn, a) in targets.items()}
     ran_out = False
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     timeout=aiohttp.ClientTimeout(total=30)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=30)
+    ) as session:
 
-        async def worker(name: str, w: int, deadline: float, out: list[float] | None,
-                         st: dict[str, Any]) -> None:
+        async def worker(
+            name: str, w: int, deadline: float, out: list[float] | None, st: dict[str, Any]
+        ) -> None:
             nonlocal ran_out
             while time.perf_counter() < deadline:
                 req = next(gens[name][w], None)
@@ -195,27 +211,37 @@ async def run_paired(args: argparse.Namespace) -> dict[str, object]:
             counted = st["warm"] <= 0
             start = time.perf_counter()
             lat: list[float] = []
-            await asyncio.gather(*(worker(name, w, start + args.slice, lat if counted else None, st)
-                                   for w in range(args.concurrency)))
+            await asyncio.gather(
+                *(
+                    worker(name, w, start + args.slice, lat if counted else None, st)
+                    for w in range(args.concurrency)
+                )
+            )
             took = time.perf_counter() - start
             if counted:
                 st["lat"].extend(lat)
                 st["time"] += took
             else:
                 st["warm"] -= took
-    out: dict[str, object] = {"tool": "aiohttp-client", "mode": f"paired-{args.mode}",
-                              "concurrency": args.concurrency, "slice_s": args.slice,
-                              "exhausted": ran_out}
+    out: dict[str, object] = {
+        "tool": "aiohttp-client",
+        "mode": f"paired-{args.mode}",
+        "concurrency": args.concurrency,
+        "slice_s": args.slice,
+        "exhausted": ran_out,
+    }
     for name, st in stats.items():
         lat = sorted(st["lat"])
         secs = max(st["time"], 1e-9)
         out[name] = {
-            "duration_s": round(st["time"], 3), "requests": len(lat),
+            "duration_s": round(st["time"], 3),
+            "requests": len(lat),
             "rps": round(len(lat) / secs, 1),
             "p50_ms": round(percentile(lat, 50) * 1000, 3),
             "p90_ms": round(percentile(lat, 90) * 1000, 3),
             "p99_ms": round(percentile(lat, 99) * 1000, 3),
-            "statuses": dict(st["statuses"]), "errors": dict(st["errors"]),
+            "statuses": dict(st["statuses"]),
+            "errors": dict(st["errors"]),
         }
     h, m = out["hello"], out[args.mode]
     out["ratio"] = round(m["rps"] / h["rps"], 3) if h["rps"] else None  # type: ignore[index]

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 
-from router.cli import main
+from router.cli.main import main
 
 # CPU time, not wall time: on a busy host the process is often descheduled, and a wall
 # clock would charge those pauses to whatever function happened to be running.

@@ -23,10 +23,11 @@ import aiohttp
 import uvloop
 from aiohttp.test_utils import TestServer
 
-from router.api.app import REDIS, create_app
+from router.api.app import create_app
+from router.api.appkeys import REDIS
 from router.api.ratelimit import RateLimiter
-from router.localredis import LocalRedis
-from router.settings import Settings, Token, demo_token_spec
+from router.runtime.settings import Settings, Token, demo_token_spec
+from router.store.local import LocalRedis
 
 AG = {"Authorization": "Bearer demo-agent"}
 

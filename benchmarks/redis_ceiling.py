@@ -42,10 +42,10 @@ from benchmarks.capacity import redis_usec, setup
 from benchmarks.e2e import machine, proc_cpu
 from benchmarks.lifecycle import CHANNELS, INTENTS, TIERS
 from loadtest.workspace import WORKSPACE
-from router.engine import Engine
-from router.errors import RouterError
-from router.localredis import LocalRedis
-from router.model import ContactIn, Customer
+from router.routing.engine import Engine
+from router.routing.model import ContactIn, Customer
+from router.runtime.errors import RouterError
+from router.store.local import LocalRedis
 from sla.timers import TimerWorker
 
 
@@ -167,8 +167,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=96, help="lifecycles in flight")
-    p.add_argument("--views", type=int, default=4,
-                   help="agent reads per lifecycle (the full stack measured 4.2 pushes)")
+    p.add_argument(
+        "--views",
+        type=int,
+        default=4,
+        help="agent reads per lifecycle (the full stack measured 4.2 pushes)",
+    )
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)

@@ -24,11 +24,11 @@ from pathlib import Path
 import redis
 
 from benchmarks.capacity import setup, step
-from router.audit.sealer import SEAL_LUA
-from router.leases import LEASE_LUA, RELEASE_LUA
-from router.localredis import LocalRedis
-from router.scripts import Scripts
-from router.settings import DEMO_JWT_SECRET
+from router.routing.library import Scripts
+from router.runtime.settings import DEMO_JWT_SECRET
+from router.security.audit.sealer import SEAL_LUA
+from router.store.leases import LEASE_LUA, RELEASE_LUA
+from router.store.local import LocalRedis
 from tests.procs import start_replicas, stop_replicas, wait_ready
 
 
@@ -89,8 +89,10 @@ def main() -> None:
         print(f"{a.rate:.0f}/s offered, {a.agents} agents, {a.replicas} router(s): "
               f"{done} lifecycles; Redis µs per lifecycle "
               f"(create p99 {res.get('create', {}).get('p99_ms')} ms)")  # fmt: skip
-        for title, table in (("scripts", scripts),
-                             ("other commands (mostly inside the scripts above)", inner)):
+        for title, table in (
+            ("scripts", scripts),
+            ("other commands (mostly inside the scripts above)", inner),
+        ):
             total = sum(us for _, us in table.values())
             print(f"\n| {title} | calls / lifecycle | µs per call | µs / lifecycle | share |")
             print("|---|---:|---:|---:|---:|")

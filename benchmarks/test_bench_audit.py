@@ -18,9 +18,9 @@ import pytest
 from redis.asyncio import Redis
 
 from benchmarks.conftest import Runner
-from router.audit.records import GENESIS, ChainChecker, Source, seal_record
-from router.audit.sealer import Chain, Sealer
-from router.localredis import LocalRedis
+from router.security.audit.records import GENESIS, ChainChecker, Source, seal_record
+from router.security.audit.sealer import Chain, Sealer
+from router.store.local import LocalRedis
 
 N = 1000
 IDS = itertools.count()

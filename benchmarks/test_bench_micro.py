@@ -16,13 +16,13 @@ import msgspec
 import pytest
 
 from benchmarks.conftest import Runner, bench_config, contact, create_args
-from router.config import CONFIG_ENCODER, RoutingConfig
-from router.demo import demo_config
-from router.engine import Engine, _pairs, contact_out
-from router.keys import WsKeys
-from router.model import AgentIn, AgentStateIn, ContactIn, ContactOut, Customer
-from router.rules import plan_route
-from router.validation import parse_config
+from router.cli.demo import demo_config
+from router.routing.config import CONFIG_ENCODER, RoutingConfig
+from router.routing.engine import Engine, _pairs, contact_out
+from router.routing.model import AgentIn, AgentStateIn, ContactIn, ContactOut, Customer
+from router.routing.rules import plan_route
+from router.routing.validation import parse_config
+from router.store.keys import WsKeys
 from sla.calendar import Calendar, add_business, business_between, compile_calendar
 from sla.calendars import fingerprints
 from sla.policy import Boost, Clock, Notify, SlaPolicy, Step, plan_text, schedule
@@ -40,16 +40,40 @@ def fresh(prefix: str) -> str:
 DEMO = demo_config()
 SHAPES: dict[str, dict[str, Any]] = {
     # no rule matches: the whole rule list is walked, default route
-    "default": {"channel": "voice", "tier": None, "intent": None, "language": None,
-                "flags": [], "attributes": {}},
+    "default": {
+        "channel": "voice",
+        "tier": None,
+        "intent": None,
+        "language": None,
+        "flags": [],
+        "attributes": {},
+    },
     # merge rule (fraud) + first-match complaint_vip with overflow and an SLA
-    "vip_complaint_fraud": {"channel": "voice", "tier": "vip", "intent": "complaint",
-                            "language": "en", "flags": [], "attributes": {"fraud_risk": "high"}},
+    "vip_complaint_fraud": {
+        "channel": "voice",
+        "tier": "vip",
+        "intent": "complaint",
+        "language": "en",
+        "flags": [],
+        "attributes": {"fraud_risk": "high"},
+    },
     # late rule (card_spanish) reached on chat: stage narrowing to the channel
-    "card_spanish_chat": {"channel": "chat", "tier": "gold", "intent": "card",
-                          "language": "es", "flags": [], "attributes": {"x": 1}},
-    "vulnerable_flag": {"channel": "voice", "tier": "standard", "intent": "loan",
-                        "language": None, "flags": ["vulnerable"], "attributes": {}},
+    "card_spanish_chat": {
+        "channel": "chat",
+        "tier": "gold",
+        "intent": "card",
+        "language": "es",
+        "flags": [],
+        "attributes": {"x": 1},
+    },
+    "vulnerable_flag": {
+        "channel": "voice",
+        "tier": "standard",
+        "intent": "loan",
+        "language": None,
+        "flags": ["vulnerable"],
+        "attributes": {},
+    },
 }
 
 
@@ -69,8 +93,11 @@ def real_reply(engine: Engine, run: Runner) -> dict[str, str]:
     ws = "mr" + uuid.uuid4().hex[:8]
     run(engine.put_config(ws, cfg, "admin:bench"))
     k = WsKeys(ws)
-    res = run(engine.scripts["create"](keys=[k.runtime, k.contact("c1")],
-                                       args=create_args(cfg, contact("c1"))))
+    res = run(
+        engine.scripts["create"](
+            keys=[k.runtime, k.contact("c1")], args=create_args(cfg, contact("c1"))
+        )
+    )
     return _pairs(res[1])
 
 
@@ -80,7 +107,9 @@ def test_contact_out_render(benchmark: Any, real_reply: dict[str, str]) -> None:
 
 
 CONTACT_IN = ContactIn(
-    id="c-123456", channel="chat", intent="card",
+    id="c-123456",
+    channel="chat",
+    intent="card",
     customer=Customer(id="cu-9", tier="vip", language="es", flags=["elderly"]),
     attributes={"fraud_risk": "low", "segment": "retail", "score": 7},
 )
@@ -128,11 +157,13 @@ def test_config_encode(benchmark: Any) -> None:
 # --- pure: calendar arithmetic and SLA schedule ----------------------------------
 
 SH = ZoneInfo("Asia/Shanghai")
-SPLIT = compile_calendar(Calendar(
-    timezone="Asia/Shanghai",
-    hours={d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
-    holidays=["2026-01-01", "2026-10-01"],
-))
+SPLIT = compile_calendar(
+    Calendar(
+        timezone="Asia/Shanghai",
+        hours={d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+        holidays=["2026-01-01", "2026-10-01"],
+    )
+)
 HOUR = 3_600_000
 # Friday 2026-11-20 17:00 Shanghai: 1 h left today, then the weekend
 FRI_17 = int(datetime(2026, 11, 20, 17, 0, tzinfo=SH).timestamp() * 1000)
@@ -156,17 +187,25 @@ def test_add_business_30_days(benchmark: Any) -> None:
 
 def test_add_business_30_days_cold(benchmark: Any) -> None:
     """As above with a fresh calendar per round (no per-day cache yet)."""
-    cal = Calendar(timezone="Asia/Shanghai",
-                   hours={d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed")})
-    benchmark.pedantic(lambda c: add_business(c, FRI_17, 30 * 8 * HOUR),
-                       setup=lambda: ((compile_calendar(cal),), {}), rounds=200)
+    cal = Calendar(
+        timezone="Asia/Shanghai",
+        hours={d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed")},
+    )
+    benchmark.pedantic(
+        lambda c: add_business(c, FRI_17, 30 * 8 * HOUR),
+        setup=lambda: ((compile_calendar(cal),), {}),
+        rounds=200,
+    )
 
 
-LADDER = Clock(target=5 * 9 * 3600.0, ladder=[
-    Step(at=0.5, actions=[Notify(to=["team_supervisor"])]),
-    Step(at=0.8, actions=[Boost(seconds=60.0)]),
-    Step(after=3600.0, actions=[Notify(to=["role:duty_manager"])]),
-])
+LADDER = Clock(
+    target=5 * 9 * 3600.0,
+    ladder=[
+        Step(at=0.5, actions=[Notify(to=["team_supervisor"])]),
+        Step(at=0.8, actions=[Boost(seconds=60.0)]),
+        Step(after=3600.0, actions=[Notify(to=["role:duty_manager"])]),
+    ],
+)
 
 
 def test_sla_schedule_business_ladder(benchmark: Any) -> None:
@@ -206,21 +245,30 @@ class Ws:
         run(engine.put_config(self.name, self.cfg, "admin:bench"))
         for i in range(agents):
             aid = f"a{i}"
-            run(engine.upsert_agent(self.name, aid, AgentIn(skills={"cards": 5},
-                                                            capacity=capacity), "sup:bench"))
-            run(engine.set_agent_state(self.name, aid, AgentStateIn(state="available"),
-                                       "agent:bench"))
+            run(
+                engine.upsert_agent(
+                    self.name, aid, AgentIn(skills={"cards": 5}, capacity=capacity), "sup:bench"
+                )
+            )
+            run(
+                engine.set_agent_state(
+                    self.name, aid, AgentStateIn(state="available"), "agent:bench"
+                )
+            )
 
     def create(self, cid: str, channel: str = "voice") -> Any:
         return self.run(self.create_coro(cid, channel))
 
     def create_coro(self, cid: str, channel: str = "voice") -> Any:
-        return self.engine.scripts["create"](keys=[self.k.runtime, self.k.contact(cid)],
-                                             args=create_args(self.cfg, contact(cid, channel)))
+        return self.engine.scripts["create"](
+            keys=[self.k.runtime, self.k.contact(cid)],
+            args=create_args(self.cfg, contact(cid, channel)),
+        )
 
     def action(self, name: str, cid: str, *args: Any) -> Any:
-        return self.engine.scripts[name](keys=[self.k.runtime, self.k.contact(cid)],
-                                         args=["agent:bench", *args])
+        return self.engine.scripts[name](
+            keys=[self.k.runtime, self.k.contact(cid)], args=["agent:bench", *args]
+        )
 
 
 def lua(benchmark: Any, baseline: float, target: Any, setup: Any) -> None:
@@ -230,16 +278,19 @@ def lua(benchmark: Any, baseline: float, target: Any, setup: Any) -> None:
     benchmark.extra_info["vs_evalsha_return_1"] = round(median / baseline, 2)
 
 
-def test_lua_baseline_evalsha_return_1(benchmark: Any, engine: Engine, run: Runner,
-                                       evalsha_baseline: float) -> None:
+def test_lua_baseline_evalsha_return_1(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     script = engine.client.register_script("return 1")
     benchmark.pedantic(lambda: run(script()), rounds=2000, warmup_rounds=50)
     benchmark.extra_info["vs_evalsha_return_1"] = round(
-        benchmark.stats.stats.median / evalsha_baseline, 2)
+        benchmark.stats.stats.median / evalsha_baseline, 2
+    )
 
 
-def test_lua_create_queued(benchmark: Any, engine: Engine, run: Runner,
-                           evalsha_baseline: float) -> None:
+def test_lua_create_queued(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     """No agent ready: the contact is ranked, SLA clock started, queued."""
     ws = Ws(engine, run)
 
@@ -250,8 +301,9 @@ def test_lua_create_queued(benchmark: Any, engine: Engine, run: Runner,
     assert run(engine.client.zcard(ws.k.queue("cards", "voice"))) >= LUA_ROUNDS
 
 
-def test_lua_create_offered(benchmark: Any, engine: Engine, run: Runner,
-                            evalsha_baseline: float) -> None:
+def test_lua_create_offered(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     """Ready agents with room: the contact is offered at once (chat, weight 25)."""
     ws = Ws(engine, run, agents=8, capacity=10_000)  # 3,200 chats of room
 
@@ -262,8 +314,7 @@ def test_lua_create_offered(benchmark: Any, engine: Engine, run: Runner,
     lua(benchmark, evalsha_baseline, target, lambda: ((fresh("o"),), {}))
 
 
-def test_lua_accept(benchmark: Any, engine: Engine, run: Runner,
-                    evalsha_baseline: float) -> None:
+def test_lua_accept(benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float) -> None:
     ws = Ws(engine, run, agents=8, capacity=10_000)
 
     def setup() -> tuple[tuple[str, str], dict[str, Any]]:
@@ -277,8 +328,9 @@ def test_lua_accept(benchmark: Any, engine: Engine, run: Runner,
     lua(benchmark, evalsha_baseline, target, setup)
 
 
-def test_lua_complete_frees_agent_next_offer(benchmark: Any, engine: Engine, run: Runner,
-                                             evalsha_baseline: float) -> None:
+def test_lua_complete_frees_agent_next_offer(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     """One voice agent (capacity 100): completing its call frees it and the
     best-ranked waiting call is offered to it in the same script."""
     ws = Ws(engine, run, agents=1, capacity=100)
@@ -309,8 +361,9 @@ def _due_now(ws: Ws, cid: str) -> str:
     return member
 
 
-def test_lua_timer_claim(benchmark: Any, engine: Engine, run: Runner,
-                         evalsha_baseline: float) -> None:
+def test_lua_timer_claim(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     ws = Ws(engine, run)
     k = ws.k
     keys = [k.timers, k.timer_leases, k.timer_lease_info, k.timer_claims]
@@ -328,8 +381,9 @@ def test_lua_timer_claim(benchmark: Any, engine: Engine, run: Runner,
     lua(benchmark, evalsha_baseline, target, setup)
 
 
-def test_lua_timer_fire_sla_step(benchmark: Any, engine: Engine, run: Runner,
-                                 evalsha_baseline: float) -> None:
+def test_lua_timer_fire_sla_step(
+    benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
+) -> None:
     """Fires a claimed SLA warning whose action boosts the queued contact's rank."""
     ws = Ws(engine, run)
     k = ws.k
@@ -339,14 +393,16 @@ def test_lua_timer_fire_sla_step(benchmark: Any, engine: Engine, run: Runner,
         cid = fresh("tf")
         ws.create(cid)
         member = _due_now(ws, cid)
-        res = run(engine.scripts["claim"](keys=claim_keys,
-                                          args=[100, 600_000, "bench", next(IDS)]))
+        res = run(engine.scripts["claim"](keys=claim_keys, args=[100, 600_000, "bench", next(IDS)]))
         assert res[2] == member
         return (member, int(res[3])), {}
 
     def target(member: str, due: int) -> None:
-        res = run(engine.scripts["fire"](keys=[k.runtime, k.timer_leases, k.timer_lease_info],
-                                         args=[member, due]))
+        res = run(
+            engine.scripts["fire"](
+                keys=[k.runtime, k.timer_leases, k.timer_lease_info], args=[member, due]
+            )
+        )
         assert res[0] == 1
 
     lua(benchmark, evalsha_baseline, target, setup)

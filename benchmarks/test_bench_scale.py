@@ -5,7 +5,7 @@ contacts; plus Redis memory per queued contact and per pending timer.
 
 Agents and waiting contacts are written directly (pipelined HSET/ZADD/SADD with
 the fields and keys agent_upsert/agent_state/create write: lib.lua `enqueue`,
-`refresh_agent`; router/keys.py). Every agent is busy holding one assigned call,
+`refresh_agent`; router/store/keys.py). Every agent is busy holding one assigned call,
 so nobody is ready: `create` queues, and `complete` frees the holder, which takes
 the best-ranked waiting call. Nothing about time is asserted.
 
@@ -23,9 +23,9 @@ import pytest
 from redis.asyncio import Redis
 
 from benchmarks.conftest import MEMORY_ROWS, SCALE_ROWS, Runner, bench_config, contact, create_args
-from router.engine import Engine, _pairs
-from router.keys import WsKeys
-from router.localredis import LocalRedis
+from router.routing.engine import Engine, _pairs
+from router.store.keys import WsKeys
+from router.store.local import LocalRedis
 
 SCALES = [(100, 1_000), (1_000, 10_000), (10_000, 100_000)]
 CREATE_ROUNDS = 200
@@ -60,10 +60,29 @@ def contact_fields(cid: str, now: int, age_ms: int, st: str, agent: str = "") ->
     """A voice contact hash as create.lua leaves it (standard tier, pool cards)."""
     enq = now - age_ms
     f: dict[str, Any] = {
-        "id": cid, "ch": "voice", "tier": "standard", "intent": "", "lang": "",
-        "cust": "cu-" + cid, "stages": "0:cards", "off": 0, "toff": 0, "roff": 0, "sla": "",
-        "rules": "", "req": "", "attrs": "{}", "cfgv": 1, "w": 100, "st": st, "enq": enq,
-        "created": enq, "rank": enq, "stage": 1, "og": 0, "agent": agent,
+        "id": cid,
+        "ch": "voice",
+        "tier": "standard",
+        "intent": "",
+        "lang": "",
+        "cust": "cu-" + cid,
+        "stages": "0:cards",
+        "off": 0,
+        "toff": 0,
+        "roff": 0,
+        "sla": "",
+        "rules": "",
+        "req": "",
+        "attrs": "{}",
+        "cfgv": 1,
+        "w": 100,
+        "st": st,
+        "enq": enq,
+        "created": enq,
+        "rank": enq,
+        "stage": 1,
+        "og": 0,
+        "agent": agent,
     }
     if agent:
         f.update({"og": 1, "pool": "cards", "ans": now - 1000, "oexp": ""})
@@ -74,10 +93,24 @@ async def populate(client: Redis, k: WsKeys, agents: int, queued: int, now: int)
     pipe = client.pipeline(transaction=False)
     for i in range(agents):  # available but full: each holds one assigned call
         aid, held = f"a{i}", f"h{i}"
-        pipe.hset(k.agent(aid), mapping={
-            "id": aid, "st": "available", "load": 100, "cap": 100, "idle": now - i,
-            "missed": 0, "reason": "", "team": "", "sup": "", "skills": '{"cards":5}',
-            "pools": "cards=5", "s:cards": 5, "h:" + held: 100})
+        pipe.hset(
+            k.agent(aid),
+            mapping={
+                "id": aid,
+                "st": "available",
+                "load": 100,
+                "cap": 100,
+                "idle": now - i,
+                "missed": 0,
+                "reason": "",
+                "team": "",
+                "sup": "",
+                "skills": '{"cards":5}',
+                "pools": "cards=5",
+                "s:cards": 5,
+                "h:" + held: 100,
+            },
+        )
         pipe.sadd(k.agents, aid)
         pipe.sadd(k.members("cards"), aid)
         pipe.sadd(k.staffed("cards"), aid)
@@ -112,8 +145,12 @@ async def server_us(client: Redis) -> list[int]:
 
 def record(benchmark: Any, script: str, agents: int, queued: int, us: list[int]) -> None:
     row = {
-        "script": script, "agents": agents, "queued": queued, "n": len(us),
-        "min_us": us[0], "p50_us": int(statistics.median(us)),
+        "script": script,
+        "agents": agents,
+        "queued": queued,
+        "n": len(us),
+        "min_us": us[0],
+        "p50_us": int(statistics.median(us)),
         "p90_us": us[int(len(us) * 0.9)],
         "client_p50_us": benchmark.stats.stats.median * 1e6,
     }
@@ -141,8 +178,9 @@ def scale(request: Any, eng: Engine, run: Runner) -> tuple[int, int, WsKeys]:
     return agents, queued, k
 
 
-def test_create_at_scale(benchmark: Any, scale: tuple[int, int, WsKeys], eng: Engine,
-                         run: Runner) -> None:
+def test_create_at_scale(
+    benchmark: Any, scale: tuple[int, int, WsKeys], eng: Engine, run: Runner
+) -> None:
     agents, queued, k = scale
     cfg = bench_config()
     script = eng.scripts["create"]
@@ -160,8 +198,9 @@ def test_create_at_scale(benchmark: Any, scale: tuple[int, int, WsKeys], eng: En
     record(benchmark, "create (queued)", agents, queued, run(server_us(eng.client)))
 
 
-def test_complete_next_offer_at_scale(benchmark: Any, scale: tuple[int, int, WsKeys],
-                                      eng: Engine, run: Runner) -> None:
+def test_complete_next_offer_at_scale(
+    benchmark: Any, scale: tuple[int, int, WsKeys], eng: Engine, run: Runner
+) -> None:
     agents, queued, k = scale
     script = eng.scripts["complete"]
     holders = iter(range(COMPLETE_ROUNDS))
@@ -182,8 +221,7 @@ def test_complete_next_offer_at_scale(benchmark: Any, scale: tuple[int, int, WsK
     record(benchmark, "complete -> next offer", agents, queued, us)
 
 
-def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine,
-                                               run: Runner) -> None:
+def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run: Runner) -> None:
     """N contacts through create.lua (queued, SLA clock with 2 timers, events)."""
     client = eng.client
     run(client.flushall())
@@ -198,8 +236,9 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine,
 
     async def fill() -> None:
         for i in range(n):
-            await script(keys=[k.runtime, k.contact(f"m{i}")],
-                         args=create_args(cfg, contact(f"m{i}")))
+            await script(
+                keys=[k.runtime, k.contact(f"m{i}")], args=create_args(cfg, contact(f"m{i}"))
+            )
 
     before = run(used_memory(client))
     benchmark.pedantic(lambda: run(fill()), rounds=1, iterations=1)
@@ -207,15 +246,20 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine,
     stream = run(client.memory_usage(k.events, samples=0)) or 0
     timers = run(client.zcard(k.timers))
     total = (after - before) / n
-    MEMORY_ROWS.append({"what": "queued contact via create.lua (all keys it writes)",
-                        "n": n, "bytes_each": total})
-    MEMORY_ROWS.append({"what": "  of which events stream entry",
-                        "n": n, "bytes_each": stream / n})
-    MEMORY_ROWS.append({"what": "  excluding events stream",
-                        "n": n, "bytes_each": total - stream / n})
-    benchmark.extra_info.update({"bytes_per_contact": round(total, 1),
-                                 "stream_bytes_per_contact": round(stream / n, 1),
-                                 "timers_per_contact": timers / n})
+    MEMORY_ROWS.append(
+        {"what": "queued contact via create.lua (all keys it writes)", "n": n, "bytes_each": total}
+    )
+    MEMORY_ROWS.append({"what": "  of which events stream entry", "n": n, "bytes_each": stream / n})
+    MEMORY_ROWS.append(
+        {"what": "  excluding events stream", "n": n, "bytes_each": total - stream / n}
+    )
+    benchmark.extra_info.update(
+        {
+            "bytes_per_contact": round(total, 1),
+            "stream_bytes_per_contact": round(stream / n, 1),
+            "timers_per_contact": timers / n,
+        }
+    )
 
 
 def test_memory_per_queued_contact_direct(benchmark: Any, eng: Engine, run: Runner) -> None:
@@ -228,8 +272,9 @@ def test_memory_per_queued_contact_direct(benchmark: Any, eng: Engine, run: Runn
     before = run(used_memory(client))
     benchmark.pedantic(lambda: run(populate(client, k, 0, n, now)), rounds=1, iterations=1)
     each = (run(used_memory(client)) - before) / n
-    MEMORY_ROWS.append({"what": "queued contact, hash + q + qa entries (direct)",
-                        "n": n, "bytes_each": each})
+    MEMORY_ROWS.append(
+        {"what": "queued contact, hash + q + qa entries (direct)", "n": n, "bytes_each": each}
+    )
     benchmark.extra_info["bytes_per_contact"] = round(each, 1)
 
 
@@ -243,13 +288,20 @@ def test_memory_per_pending_timer(benchmark: Any, eng: Engine, run: Runner) -> N
     async def fill() -> None:
         pipe = client.pipeline(transaction=False)
         for start in range(0, n, 1000):
-            pipe.zadd(k.timers, {f"sla|c{i:07d}|answer|0|1": now + 60_000 + i
-                                 for i in range(start, start + 1000)})
+            pipe.zadd(
+                k.timers,
+                {f"sla|c{i:07d}|answer|0|1": now + 60_000 + i for i in range(start, start + 1000)},
+            )
         await pipe.execute()
 
     before = run(used_memory(client))
     benchmark.pedantic(lambda: run(fill()), rounds=1, iterations=1)
     each = (run(used_memory(client)) - before) / n
-    MEMORY_ROWS.append({"what": "pending timer (timers zset, 'sla|c0000001|answer|0|1')",
-                        "n": n, "bytes_each": each})
+    MEMORY_ROWS.append(
+        {
+            "what": "pending timer (timers zset, 'sla|c0000001|answer|0|1')",
+            "n": n,
+            "bytes_each": each,
+        }
+    )
     benchmark.extra_info["bytes_per_timer"] = round(each, 1)

@@ -36,11 +36,11 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.engine import Engine
-from router.keys import WsKeys
-from router.localredis import LocalRedis
-from router.redisclient import make_client
-from router.validation import parse_config
+from router.routing.engine import Engine
+from router.routing.validation import parse_config
+from router.store.client import make_client
+from router.store.keys import WsKeys
+from router.store.local import LocalRedis
 from tests.conftest import small_config
 from tests.procs import start_replicas, stop_replicas, wait_ready
 
@@ -61,12 +61,33 @@ async def write_contacts(client: Any, prefix: str, n: int) -> None:
         pipe = client.pipeline(transaction=False)
         for i in range(start, min(n, start + CHUNK)):
             cid = f"{prefix}{i}"
-            pipe.hset(keys.contact(cid), mapping={
-                "id": cid, "st": "queued", "ch": "voice", "agent": "", "sla": "bench",
-                "enq": 0, "rank": 0, "stage": 1, "stages": "0:cards", "w": 100, "cust": "x"})
-            pipe.hset(keys.sla(cid), mapping={
-                "policy": "bench", "answer.st": "active", "answer.g": 1,
-                "answer.steps": "0,1", "answer.due": 0, "answer.start": 0})
+            pipe.hset(
+                keys.contact(cid),
+                mapping={
+                    "id": cid,
+                    "st": "queued",
+                    "ch": "voice",
+                    "agent": "",
+                    "sla": "bench",
+                    "enq": 0,
+                    "rank": 0,
+                    "stage": 1,
+                    "stages": "0:cards",
+                    "w": 100,
+                    "cust": "x",
+                },
+            )
+            pipe.hset(
+                keys.sla(cid),
+                mapping={
+                    "policy": "bench",
+                    "answer.st": "active",
+                    "answer.g": 1,
+                    "answer.steps": "0,1",
+                    "answer.due": 0,
+                    "answer.start": 0,
+                },
+            )
         await pipe.execute()
 
 
@@ -137,8 +158,9 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
         filler = a.pending - due_n
         now = await redis_ms(client)
         mem0 = int((await client.info("memory"))["used_memory"])
-        await add_timers(client, [(f"sla|z{i}|answer|0|1", now + 86_400_000 + i)
-                                  for i in range(filler)])
+        await add_timers(
+            client, [(f"sla|z{i}|answer|0|1", now + 86_400_000 + i) for i in range(filler)]
+        )
         mem1 = int((await client.info("memory"))["used_memory"])
         per_timer = (mem1 - mem0) / max(1, filler)
         print(f"{filler:,} far-future timers: {per_timer:.0f} bytes each in Redis", flush=True)
@@ -150,11 +172,15 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
 
         t0 = await redis_ms(client) + 8_000  # time to write phase A's timers first
         step = 1000.0 / a.rate
-        await add_timers(client, [(f"sla|a{i}|answer|0|1", t0 + int(i * step))
-                                  for i in range(due_n)])
-        print(f"phase A: {due_n:,} timers due at {a.rate:,.0f}/s from t0 "
-              f"({(t0 - await redis_ms(client)) / 1000:.1f} s from now), "
-              f"{a.pending:,} pending", flush=True)
+        await add_timers(
+            client, [(f"sla|a{i}|answer|0|1", t0 + int(i * step)) for i in range(due_n)]
+        )
+        print(
+            f"phase A: {due_n:,} timers due at {a.rate:,.0f}/s from t0 "
+            f"({(t0 - await redis_ms(client)) / 1000:.1f} s from now), "
+            f"{a.pending:,} pending",
+            flush=True,
+        )
         base = int(await client.xlen(WsKeys(WS).events))  # the config event
         fired = await wait_fired(client, base + due_n, a.duration + 60)
         print(f"phase A: {fired - base:,} fired", flush=True)
@@ -165,21 +191,35 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
         lags = await read_lags(client)
         drain_s = (max(lags["b_at"]) - t1) / 1000 if lags["b_at"] else float("nan")
         res = {
-            "replicas": a.replicas, "pending": a.pending, "rate": a.rate,
-            "duration": a.duration, "backlog": a.backlog,
-            "phase_a": {"fired": len(lags["a"]), "expected": due_n,
-                        "lag_p50_ms": pct(lags["a"], 0.5), "lag_p99_ms": pct(lags["a"], 0.99),
-                        "lag_max_ms": max(lags["a"], default=0),
-                        "lag_mean_ms": statistics.fmean(lags["a"]) if lags["a"] else None,
-                        "late_over_250ms": sum(1 for x in lags["a"] if x > 250)},
-            "phase_b": {"fired": len(lags["b"]), "expected": a.backlog, "drain_s": drain_s,
-                        "per_s": a.backlog / drain_s if drain_s else None,
-                        "per_s_per_process": a.backlog / drain_s / a.replicas if drain_s else None},
+            "replicas": a.replicas,
+            "pending": a.pending,
+            "rate": a.rate,
+            "duration": a.duration,
+            "backlog": a.backlog,
+            "phase_a": {
+                "fired": len(lags["a"]),
+                "expected": due_n,
+                "lag_p50_ms": pct(lags["a"], 0.5),
+                "lag_p99_ms": pct(lags["a"], 0.99),
+                "lag_max_ms": max(lags["a"], default=0),
+                "lag_mean_ms": statistics.fmean(lags["a"]) if lags["a"] else None,
+                "late_over_250ms": sum(1 for x in lags["a"] if x > 250),
+            },
+            "phase_b": {
+                "fired": len(lags["b"]),
+                "expected": a.backlog,
+                "drain_s": drain_s,
+                "per_s": a.backlog / drain_s if drain_s else None,
+                "per_s_per_process": a.backlog / drain_s / a.replicas if drain_s else None,
+            },
             "bytes_per_pending_timer": round(per_timer),
             "redis": {k: (await client.info("memory"))[k] for k in ("used_memory_human",)},
-            "machine": {"nproc": os.cpu_count(), "python": platform.python_version(),
-                        "redis": (await client.info("server"))["redis_version"],
-                        "loadavg": os.getloadavg()},
+            "machine": {
+                "nproc": os.cpu_count(),
+                "python": platform.python_version(),
+                "redis": (await client.info("server"))["redis_version"],
+                "loadavg": os.getloadavg(),
+            },
         }
         return res
     finally:
@@ -199,12 +239,14 @@ def main() -> None:
     res = asyncio.run(run(a))
     print(json.dumps(res, indent=1))
     pa, pb = res["phase_a"], res["phase_b"]
-    print(f"\ntimer lag (fire time minus due time), {res['replicas']} replica(s), "
-          f"{a.pending:,} pending, {a.rate:,.0f}/s due for {a.duration:.0f} s: "
-          f"p50 {pa['lag_p50_ms']:.0f} ms, p99 {pa['lag_p99_ms']:.0f} ms, "
-          f"max {pa['lag_max_ms']} ms; {pa['fired']:,} of {pa['expected']:,} fired; "
-          f"backlog of {a.backlog:,} drained at {pb['per_s'] or 0:,.0f}/s "
-          f"({pb['per_s_per_process'] or 0:,.0f}/s per process)")
+    print(
+        f"\ntimer lag (fire time minus due time), {res['replicas']} replica(s), "
+        f"{a.pending:,} pending, {a.rate:,.0f}/s due for {a.duration:.0f} s: "
+        f"p50 {pa['lag_p50_ms']:.0f} ms, p99 {pa['lag_p99_ms']:.0f} ms, "
+        f"max {pa['lag_max_ms']} ms; {pa['fired']:,} of {pa['expected']:,} fired; "
+        f"backlog of {a.backlog:,} drained at {pb['per_s'] or 0:,.0f}/s "
+        f"({pb['per_s_per_process'] or 0:,.0f}/s per process)"
+    )
 
 
 if __name__ == "__main__":

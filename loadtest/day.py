@@ -1,13 +1,13 @@
 """A bank's peak day as a curve: the share of a weekday's calls per hour,
 measured on the anonbank 1999 records (Sunday-Thursday, 7:00 to midnight; data
-acknowledgement in router/forecast_cli.py), scaled and compressed in time, with
+acknowledgement in router/cli/forecast.py), scaled and compressed in time, with
 a bill-day spike. No Locust import: the runner sizes agents from it too.
 """
 
 from __future__ import annotations
 
 # Hourly shares of agent demand, 07:00..23:00: Sunday-Thursday of June-July
-# 1999 in the records (router.anonbank.is_agent_demand), normalised; the peak at
+# 1999 in the records (router.wfm.anonbank.is_agent_demand), normalised; the peak at
 # 10:00 and a second one from 13:00 to 16:00.
 HOURLY = (0.025, 0.056, 0.076, 0.089, 0.077, 0.071, 0.078, 0.082, 0.080, 0.078,
           0.063, 0.054, 0.041, 0.035, 0.036, 0.032, 0.027)  # fmt: skip

@@ -27,7 +27,7 @@ from locust import FastHttpUser, LoadTestShape, constant, task
 
 from loadtest import locustfile as base
 from loadtest.locustfile import BASE, GW, RUN, _check_contact
-from router.anonbank import DEFAULT_DIR, Call, is_agent_demand, read_calls
+from router.wfm.anonbank import DEFAULT_DIR, Call, is_agent_demand, read_calls
 
 DAY = dt.date.fromisoformat(os.environ.get("LT_DAY", "1999-07-04"))
 COMPRESS = float(os.environ.get("LT_COMPRESS", "60"))

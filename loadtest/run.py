@@ -33,10 +33,10 @@ import aiohttp
 from loadtest.reconcile import read_events, reconcile
 from loadtest.workspace import REFUSED, WORKSPACE
 from loadtest.workspace import setup as setup_workspace
-from router.keys import WsKeys
-from router.localredis import LocalRedis, free_port
-from router.redisclient import make_client
-from router.settings import DEMO_JWT_SECRET
+from router.runtime.settings import DEMO_JWT_SECRET
+from router.store.client import make_client
+from router.store.keys import WsKeys
+from router.store.local import LocalRedis, free_port
 from tests.procs import Replica, start_replicas, stop_replicas, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +92,7 @@ def size_agents(a: argparse.Namespace) -> tuple[int, str]:
     handle time (talk + wrap-up), 80% answered within 20 s of the compressed day,
     plus a quarter for the skill split (the pools do not share one queue)."""
     from loadtest.day import rate_at
-    from router.staffing import ServiceTarget, agents_needed
+    from router.wfm.staffing import ServiceTarget, agents_needed
 
     spike_fraction = (10 - 7 + 0.5) / 17  # the middle of the 10:00 hour
     rate = rate_at(spike_fraction, a.daily, a.day_seconds, a.spike)
@@ -187,8 +187,9 @@ async def main_async(a: argparse.Namespace) -> int:
     url = os.environ.get("REDIS_URL") or local.url  # type: ignore[union-attr]
     log_dir = Path(tempfile.mkdtemp(prefix="loadtest-"))
     # the harness's admin token sets up and drains the whole day: no per-token limit
-    replicas: list[Replica] = start_replicas(url, log_dir, a.replicas,
-                                             {"ROUTER_RATE_LIMIT_OVERRIDES": "admin=off"})
+    replicas: list[Replica] = start_replicas(
+        url, log_dir, a.replicas, {"ROUTER_RATE_LIMIT_OVERRIDES": "admin=off"}
+    )
     client = make_client(url, 30)
     run_id = uuid.uuid4().hex[:8]
     try:
@@ -226,18 +227,30 @@ async def main_async(a: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--replicas", type=int, default=2)
-    p.add_argument("--agents", type=int, default=0,
-                   help="agent desktops (default: sized by Erlang C for the bill-day hour)")
-    p.add_argument("--workers", type=int, default=0,
-                   help="distributed Locust: a master and this many worker processes")
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=0,
+        help="agent desktops (default: sized by Erlang C for the bill-day hour)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="distributed Locust: a master and this many worker processes",
+    )
     p.add_argument("--daily", type=float, default=20_000, help="contacts in the day")
     p.add_argument("--day-seconds", type=float, default=840, help="length of the compressed day")
     p.add_argument("--compress", type=float, default=60, help="time compression of handling")
     p.add_argument("--spike", type=float, default=2.5, help="bill-day factor at 10:00")
     p.add_argument("--max-error-rate", type=float, default=0.01)
     p.add_argument("--max-p99-ms", type=float, default=1000)
-    p.add_argument("--max-refused", type=float, default=0.01,
-                   help="share of contacts the pools may refuse as queue full")
+    p.add_argument(
+        "--max-refused",
+        type=float,
+        default=0.01,
+        help="share of contacts the pools may refuse as queue full",
+    )
     p.add_argument("--reports", type=Path, default=ROOT / "reports" / "loadtest")
     p.add_argument("--smoke", action="store_true", help="1,200 contacts in 40 s, 40 agents")
     p.add_argument("--replay", metavar="DAY", help="replay a recorded day (1999-07-04) instead")

@@ -13,7 +13,7 @@ import os
 import aiohttp
 import msgspec
 
-from router.demo import demo_agents, demo_config
+from router.cli.demo import demo_agents, demo_config
 
 WORKSPACE = "loadtest"
 # Locust's name for a creation the pool refused as queue full (its own outcome).

@@ -1,16 +1,31 @@
 """What the SLA engine derives from a routing config, built once per config version:
-compiled calendars and a fingerprint of every policy clock's definition."""
+compiled calendars and a fingerprint of every policy clock's definition.
+
+The config is anything with `calendars` and `sla_policies` (the routing
+config, `router/routing/config.py`): this package sits below routing and
+never imports it."""
 
 from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Protocol
 
 import msgspec
 
-from router.config import RoutingConfig
-from sla.calendar import BusinessCalendar, compile_calendar
+from sla.calendar import BusinessCalendar, Calendar, compile_calendar
 from sla.policy import CLOCKS, SlaPolicy, clock_of
+
+
+class RoutingConfig(Protocol):
+    """The parts of a routing config the SLA engine reads."""
+
+    @property
+    def calendars(self) -> Mapping[str, Calendar]: ...
+
+    @property
+    def sla_policies(self) -> Mapping[str, SlaPolicy]: ...
 
 
 class Derived:

@@ -1,6 +1,6 @@
 """Cross-reference checks of the SLA parts of a routing config document.
 
-Run by `router.validation` on the decoded JSON (also when the schema found
+Run by `router.routing.validation` on the decoded JSON (also when the schema found
 other problems), so they must cope with any shape: they look only at values of
 the right type. Each problem is `(path parts, message)`.
 """

@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.aio import cancel_requested
-from router.keys import WORKSPACES, WsKeys
+from router.runtime.aio import cancel_requested
+from router.store.keys import WORKSPACES, WsKeys
 
 log = logging.getLogger(__name__)
 

@@ -38,8 +38,8 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from router.aio import cancel_requested
-from router.keys import WORKSPACES, WsKeys
+from router.runtime.aio import cancel_requested
+from router.store.keys import WORKSPACES, WsKeys
 
 # Webhook and cloudevent are re-exported: callers may take them from either module.
 from sla.signing import Webhook as Webhook

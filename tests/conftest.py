@@ -13,9 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from router.api.app import create_app
-from router.auth import mint
-from router.localredis import LocalRedis
-from router.settings import DEMO_JWT_SECRET, Settings, demo_token_spec
+from router.runtime.settings import DEMO_JWT_SECRET, Settings, demo_token_spec
+from router.security.auth import mint
+from router.store.local import LocalRedis
 
 GW = {"Authorization": "Bearer demo-gateway"}
 # A static agent token: it acts only as agent "agent-desktop" (its name). A test
@@ -72,9 +72,13 @@ def one_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 def settings(redis_url: str) -> Settings:
     # each test's service is its own metrics group: another test's never exports for it
     return Settings.from_env(
-        {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
-         "ROUTER_JWT_SECRET": JWT_SECRET},
-        redis_url=redis_url, timer_poll=0.01,
+        {
+            "ROUTER_TOKENS": demo_token_spec(),
+            "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+            "ROUTER_JWT_SECRET": JWT_SECRET,
+        },
+        redis_url=redis_url,
+        timer_poll=0.01,
     )
 
 
@@ -112,20 +116,38 @@ async def put_config(api: TestClient, ws: str, cfg: dict[str, Any]) -> dict[str,
     return await r.json()  # type: ignore[no-any-return]
 
 
-async def add_agent(api: TestClient, ws: str, aid: str, skills: dict[str, int],  # type: ignore[type-arg]
-                    capacity: int = 100, available: bool = True) -> dict[str, Any]:
-    r = await api.put(f"/v1/workspaces/{ws}/agents/{aid}",
-                      json={"skills": skills, "capacity": capacity}, headers=SUP)
+async def add_agent(
+    api: TestClient,
+    ws: str,
+    aid: str,
+    skills: dict[str, int],  # type: ignore[type-arg]
+    capacity: int = 100,
+    available: bool = True,
+) -> dict[str, Any]:
+    r = await api.put(
+        f"/v1/workspaces/{ws}/agents/{aid}",
+        json={"skills": skills, "capacity": capacity},
+        headers=SUP,
+    )
     assert r.status == 200, await r.text()
     if available:
-        r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state",
-                           json={"state": "available"}, headers=agent_headers(aid))
+        r = await api.post(
+            f"/v1/workspaces/{ws}/agents/{aid}/state",
+            json={"state": "available"},
+            headers=agent_headers(aid),
+        )
         assert r.status == 200, await r.text()
     return await r.json()  # type: ignore[no-any-return]
 
 
-async def create(api: TestClient, ws: str, cid: str, channel: str = "voice",  # type: ignore[type-arg]
-                 tier: str = "standard", **extra: Any) -> dict[str, Any]:
+async def create(
+    api: TestClient,
+    ws: str,
+    cid: str,
+    channel: str = "voice",  # type: ignore[type-arg]
+    tier: str = "standard",
+    **extra: Any,
+) -> dict[str, Any]:
     body = {"id": cid, "channel": channel, "customer": {"id": "cu-" + cid, "tier": tier}, **extra}
     r = await api.post(f"/v1/workspaces/{ws}/contacts", json=body, headers=GW)
     assert r.status in (200, 201), await r.text()
@@ -138,5 +160,6 @@ async def act(api: TestClient, ws: str, cid: str, action: str, **body: Any) -> A
         headers = agent_headers(aid)  # the agent's own desktop acts
     else:
         headers = AG if action in ("accept", "reject", "complete") else GW
-    return await api.post(f"/v1/workspaces/{ws}/contacts/{cid}/{action}", json=body,
-                          headers=headers)
+    return await api.post(
+        f"/v1/workspaces/{ws}/contacts/{cid}/{action}", json=body, headers=headers
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from router.keys import WsKeys
+from router.store.keys import WsKeys
 from tests.conftest import ADM, GW, SUP, small_config
 from tests.faults import (
     ENDED,
@@ -47,16 +47,26 @@ def now_ms() -> int:
     return int(time.time() * 1000)  # the clock Redis TIME reads on this machine
 
 
-async def probe(http: aiohttp.ClientSession, method: str, url: str,
-                body: Any = None) -> dict[str, Any]:
+async def probe(
+    http: aiohttp.ClientSession, method: str, url: str, body: Any = None
+) -> dict[str, Any]:
     """One request without retries: status, headers that matter, seconds taken."""
     t0 = time.monotonic()
     try:
-        async with http.request(method, url, json=body, headers=GW if method == "POST" else SUP,
-                                timeout=aiohttp.ClientTimeout(total=10)) as r:
+        async with http.request(
+            method,
+            url,
+            json=body,
+            headers=GW if method == "POST" else SUP,
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as r:
             await r.read()
-            return {"status": r.status, "type": r.content_type,
-                    "retry_after": r.headers.get("Retry-After"), "s": time.monotonic() - t0}
+            return {
+                "status": r.status,
+                "type": r.content_type,
+                "retry_after": r.headers.get("Retry-After"),
+                "s": time.monotonic() - t0,
+            }
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return {"status": type(exc).__name__, "s": time.monotonic() - t0}
 
@@ -109,17 +119,24 @@ async def slow_redis(tmp: Path) -> dict[str, Any]:
             watcher = asyncio.create_task(watch_health(sleeper))
             api = f"{base}/v1/workspaces/{ws}"
             out["during"] = await asyncio.gather(
-                *(probe(http, "POST", api + "/contacts",
-                        {"id": f"s{i}", "channel": "voice", "customer": {"id": f"cu-s{i}"}})
-                  for i in range(8)),
+                *(
+                    probe(
+                        http,
+                        "POST",
+                        api + "/contacts",
+                        {"id": f"s{i}", "channel": "voice", "customer": {"id": f"cu-s{i}"}},
+                    )
+                    for i in range(8)
+                ),
                 probe(http, "GET", api + "/contacts/b0"),
                 probe(http, "GET", api + "/pools"),
                 probe(http, "GET", api + "/agents/a1"),
             )
             # the first requests also waited for the rate-limit check's own timeout;
             # after that failure the check is skipped for a while, so these do not
-            out["later"] = await asyncio.gather(*(probe(http, "GET", api + "/contacts/b1")
-                                                  for _ in range(4)))
+            out["later"] = await asyncio.gather(
+                *(probe(http, "GET", api + "/contacts/b1") for _ in range(4))
+            )
             out["ready_during"] = await probe(http, "GET", base + "/readyz")
             await sleeper
             await watcher
@@ -184,9 +201,12 @@ async def redis_restart(tmp: Path) -> dict[str, Any]:
                     down += await asyncio.gather(
                         probe(http, "POST", a + "/contacts", body),
                         probe(http, "GET", a + "/contacts/r0001"),
-                        probe(http, "GET", a + "/pools"))
-                    health += [await probe(http, "GET", u + "/healthz"),
-                               await probe(http, "GET", u + "/readyz")]
+                        probe(http, "GET", a + "/pools"),
+                    )
+                    health += [
+                        await probe(http, "GET", u + "/healthz"),
+                        await probe(http, "GET", u + "/readyz"),
+                    ]
                 await asyncio.sleep(0.3)
             out["down"], out["health"] = down, health
             await asyncio.to_thread(server.start)  # same port, same directory: the AOF
@@ -199,14 +219,18 @@ async def redis_restart(tmp: Path) -> dict[str, Any]:
             out["stats"] = dict(c.stats)
             # end what is still queued, so the replay has every contact end
             for cid in acked:
-                status, data = await c.call("POST", f"/contacts/{cid}/abandon", GW,
-                                            {"reason": "test over"})
+                status, data = await c.call(
+                    "POST", f"/contacts/{cid}/abandon", GW, {"reason": "test over"}
+                )
                 assert status == 200 or (status == 409 and data["state"] in ENDED), data
             await asyncio.sleep(0.5)
             metrics = [await (await http.get(u + "/metrics")).text() for u in urls]
             out["late_metric"] = sum(
-                float(line.split()[-1]) for m in metrics for line in m.splitlines()
-                if line.startswith("router_timers_late_total"))
+                float(line.split()[-1])
+                for m in metrics
+                for line in m.splitlines()
+                if line.startswith("router_timers_late_total")
+            )
         out["events"] = await read_events(admin, WsKeys(ws).events)
         out["acked"] = set(acked)
         for r in replicas:
@@ -226,15 +250,20 @@ N_AGENTS = 12
 # Arrivals: bursts above what the agents handle, then lulls that drain the queue,
 # so waits cross the SLA ladder's steps (warning 1 s, breach 2.5 s, escalation 4 s).
 BURST, LULL = 24.0, 4.0  # contacts per second, 5 s each
-KILL_LADDER = [{"at": 0.4, "actions": [{"do": "notify", "to": ["role:duty_manager"]}]},
-               {"at": 1.0}, {"after": 1.5, "actions": [{"do": "notify", "to": ["role:head"]}]}]
+KILL_LADDER = [
+    {"at": 0.4, "actions": [{"do": "notify", "to": ["role:duty_manager"]}]},
+    {"at": 1.0},
+    {"after": 1.5, "actions": [{"do": "notify", "to": ["role:head"]}]},
+]
 KILL_STEPS = {0: 1000, 1: 2500, 2: 4000}
 
 
 def kill_config() -> dict[str, Any]:
     cfg = sla_config(2.5, KILL_LADDER)
-    cfg["channels"] = {"voice": {"weight": 100, "offer_timeout": 15, "wrap_up": 0},
-                       "chat": {"weight": 25, "offer_timeout": 15, "wrap_up": 0}}
+    cfg["channels"] = {
+        "voice": {"weight": 100, "offer_timeout": 15, "wrap_up": 0},
+        "chat": {"weight": 25, "offer_timeout": 15, "wrap_up": 0},
+    }
     return cfg
 
 
@@ -265,8 +294,9 @@ async def kill_load(tmp: Path) -> dict[str, Any]:
                 acked.add(cid)
                 if patience is not None:  # the customer hangs up if still waiting
                     await asyncio.sleep(patience)
-                    status, data = await c.call("POST", f"/contacts/{cid}/abandon", GW,
-                                                {"reason": "hung up"})
+                    status, data = await c.call(
+                        "POST", f"/contacts/{cid}/abandon", GW, {"reason": "hung up"}
+                    )
                     assert status == 200 or (status == 409 and data["state"] in ENDED), data
                     c.stats["abandon" if status == 200 else "abandon_too_late"] += 1
 
@@ -302,8 +332,11 @@ async def kill_load(tmp: Path) -> dict[str, Any]:
 
             async def all_ended() -> bool:
                 ev = await read_events(admin, keys.events)
-                ended = {e["contact"] for e in ev if e["type"] in (
-                    "contact.completed", "contact.abandoned", "contact.expired")}
+                ended = {
+                    e["contact"]
+                    for e in ev
+                    if e["type"] in ("contact.completed", "contact.abandoned", "contact.expired")
+                }
                 return acked <= ended
 
             await until(all_ended, 90, "every contact ended")
@@ -316,7 +349,8 @@ async def kill_load(tmp: Path) -> dict[str, Any]:
             async def timers_settled() -> bool:  # leases of killed replicas ran out
                 due = await admin.zrangebyscore(keys.timers, "-inf", now_ms())
                 return not await admin.zcard(keys.timer_leases) and not [
-                    m for m in due if m.startswith("sla|")]
+                    m for m in due if m.startswith("sla|")
+                ]
 
             await until(timers_settled, 30, "timers settled")
             await wait_ready(replicas)

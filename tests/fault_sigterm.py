@@ -15,7 +15,7 @@ import aiohttp
 import msgspec
 from redis.asyncio import Redis
 
-from router.keys import WsKeys
+from router.store.keys import WsKeys
 from tests.conftest import ADM, GW, agent_headers, small_config
 from tests.fault_runs import now_ms, sla_config, until, ws_name
 from tests.faults import (
@@ -41,8 +41,9 @@ async def leases_of(admin: Redis, ws: str, pid: int) -> list[str]:
     return [m for m, v in info.items() if f":{pid}:" in v.split("|")[0]]
 
 
-async def hand_back_phase(server: RedisServer, admin: Redis, tmp: Path,
-                          http: aiohttp.ClientSession, others: list[Replica]) -> dict[str, Any]:
+async def hand_back_phase(
+    server: RedisServer, admin: Redis, tmp: Path, http: aiohttp.ClientSession, others: list[Replica]
+) -> dict[str, Any]:
     """Replica A, alone, claims SLA warnings whose replies its link loses: they are
     leased to A for a minute. B starts and cannot fire them. A gets SIGTERM while
     its link still loses replies; once the link is back A hands the leases back
@@ -51,8 +52,11 @@ async def hand_back_phase(server: RedisServer, admin: Redis, tmp: Path,
     await relay.start()
     ws, out = ws_name(), {}
     # polling every 0.5 s, A's first claim of them takes most warnings at once
-    env = {"ROUTER_TIMER_LEASE": str(LONG_LEASE), "ROUTER_REDIS_TIMEOUT": "0.5",
-           "ROUTER_TIMER_POLL": "0.5"}
+    env = {
+        "ROUTER_TIMER_LEASE": str(LONG_LEASE),
+        "ROUTER_REDIS_TIMEOUT": "0.5",
+        "ROUTER_TIMER_POLL": "0.5",
+    }
     a = Replica(relay.url, tmp, 10, env)
     others.append(a)
     try:
@@ -103,8 +107,9 @@ async def hand_back_phase(server: RedisServer, admin: Redis, tmp: Path,
     return out
 
 
-async def drain_phase(server: RedisServer, admin: Redis, tmp: Path,
-                      http: aiohttp.ClientSession, others: list[Replica]) -> dict[str, Any]:
+async def drain_phase(
+    server: RedisServer, admin: Redis, tmp: Path, http: aiohttp.ClientSession, others: list[Replica]
+) -> dict[str, Any]:
     """Replica A2 with long-polls, a create whose body is still arriving and a
     stream of creates in flight gets SIGTERM."""
     ws, out = ws_name(), {}
@@ -118,15 +123,19 @@ async def drain_phase(server: RedisServer, admin: Redis, tmp: Path,
     api = f"{a.url}/v1/workspaces/{ws}"
 
     async def long_poll(aid: str) -> tuple[int, Any, float]:
-        async with http.get(f"{api}/agents/{aid}/offers?wait=20", headers=agent_headers(aid),
-                            timeout=aiohttp.ClientTimeout(total=30)) as r:
+        async with http.get(
+            f"{api}/agents/{aid}/offers?wait=20",
+            headers=agent_headers(aid),
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as r:
             return r.status, await r.json(), time.monotonic()
 
     polls = [asyncio.create_task(long_poll(aid)) for aid in agents]
     sent, finish = asyncio.Event(), asyncio.Event()
     body = msgspec.json.encode({"id": "slow", "channel": "voice", "customer": {"id": "cu-s"}})
-    slow = asyncio.create_task(slow_post(a.port, f"/v1/workspaces/{ws}/contacts", GW, body,
-                                         sent, finish))
+    slow = asyncio.create_task(
+        slow_post(a.port, f"/v1/workspaces/{ws}/contacts", GW, body, sent, finish)
+    )
     outcomes: list[tuple[str, str]] = []
     exited = asyncio.Event()
 
@@ -137,8 +146,11 @@ async def drain_phase(server: RedisServer, admin: Redis, tmp: Path,
                 n += 1
                 cid = f"d{k}-{n}"
                 try:
-                    async with h.post(f"{api}/contacts", headers=GW, json={
-                            "id": cid, "channel": "voice", "customer": {"id": "cu-" + cid}}) as r:
+                    async with h.post(
+                        f"{api}/contacts",
+                        headers=GW,
+                        json={"id": cid, "channel": "voice", "customer": {"id": "cu-" + cid}},
+                    ) as r:
                         await r.read()
                         outcomes.append((cid, str(r.status)))
                 except (aiohttp.ClientError, OSError) as exc:
@@ -166,8 +178,7 @@ async def drain_phase(server: RedisServer, admin: Redis, tmp: Path,
     exited.set()
     await asyncio.gather(*creators)
     exists = [await admin.exists(WsKeys(ws).contact(cid)) for cid, _ in outcomes]
-    out["outcomes"] = [(cid, how, bool(e)) for (cid, how), e in zip(outcomes, exists,
-                                                                     strict=True)]
+    out["outcomes"] = [(cid, how, bool(e)) for (cid, how), e in zip(outcomes, exists, strict=True)]
     out["slow_exists"] = bool(await admin.exists(WsKeys(ws).contact("slow")))
     return out
 

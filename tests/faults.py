@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from router.localredis import free_port
+from router.store.local import free_port
 from tests.conftest import GW, SUP, agent_headers
 from tests.procs import Replica
 
@@ -59,8 +59,10 @@ class RedisServer:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.proc.returncode}:\n"
-                                   + (self.dir / "redis.log").read_text()[-2000:])
+                raise RuntimeError(
+                    f"redis-server exited with {self.proc.returncode}:\n"
+                    + (self.dir / "redis.log").read_text()[-2000:]
+                )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
                     s.sendall(b"PING\r\n")
@@ -131,8 +133,9 @@ class Relay:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
-                    replies: bool) -> None:
+    async def _pipe(
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, replies: bool
+    ) -> None:
         try:
             while data := await src.read(65536):
                 if replies and self._marker is not None and self._marker in data:
@@ -173,17 +176,36 @@ class Client:
         self.latencies: list[float] = []  # seconds per call, retries included
         self._next = 0
 
-    async def once(self, url: str, method: str, path: str, headers: dict[str, str],
-                   body: Any = None, limit: float = 30.0) -> tuple[int, Any, dict[str, str]]:
+    async def once(
+        self,
+        url: str,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any = None,
+        limit: float = 30.0,
+    ) -> tuple[int, Any, dict[str, str]]:
         raw = None if body is None else ENCODE(body)
         hdrs = headers if raw is None else {**headers, **JSON_TYPE}
-        async with self.http.request(method, url + self.base + path, data=raw, headers=hdrs,
-                                     timeout=aiohttp.ClientTimeout(total=limit)) as r:
+        async with self.http.request(
+            method,
+            url + self.base + path,
+            data=raw,
+            headers=hdrs,
+            timeout=aiohttp.ClientTimeout(total=limit),
+        ) as r:
             data = await r.read()
             return r.status, DECODE(data) if data else None, dict(r.headers)
 
-    async def call(self, method: str, path: str, headers: dict[str, str], body: Any = None,
-                   limit: float = 30.0, within: float = 90.0) -> tuple[int, Any]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any = None,
+        limit: float = 30.0,
+        within: float = 90.0,
+    ) -> tuple[int, Any]:
         """Retries on connection errors and 503 until `within` seconds passed."""
         t0 = time.monotonic()
         deadline = t0 + within
@@ -236,8 +258,7 @@ class Desk:
         idle_polls = 0
         while not stop.is_set():
             path = f"/agents/{self.aid}/offers?wait={self.poll}"
-            status, data = await self.client.call("GET", path, self.headers,
-                                                  limit=self.poll + 10)
+            status, data = await self.client.call("GET", path, self.headers, limit=self.poll + 10)
             assert status == 200, (status, data)
             fresh = [o["id"] for o in data["offers"] if o["id"] not in self.handling]
             for cid in fresh:
@@ -251,14 +272,16 @@ class Desk:
                 _, agent = await self.client.call("GET", f"/agents/{self.aid}", SUP)
                 if agent["state"] == "missed":
                     self.client.stats["missed_agent"] += 1
-                    await self.client.call("POST", f"/agents/{self.aid}/state", self.headers,
-                                           {"state": "available"})
+                    await self.client.call(
+                        "POST", f"/agents/{self.aid}/state", self.headers, {"state": "available"}
+                    )
         await asyncio.gather(*self.tasks)
 
     async def _act(self, cid: str, action: str, done: frozenset[str]) -> bool:
         """True when the action took effect (now or by an earlier lost attempt)."""
-        status, data = await self.client.call("POST", f"/contacts/{cid}/{action}", self.headers,
-                                              {"agent_id": self.aid})
+        status, data = await self.client.call(
+            "POST", f"/contacts/{cid}/{action}", self.headers, {"agent_id": self.aid}
+        )
         if status == 200:
             self.client.stats[action] += 1
             return True
@@ -281,24 +304,35 @@ class Desk:
 
 async def add_agents(client: Client, ids: list[str], skills: dict[str, int]) -> None:
     for aid in ids:
-        status, data = await client.call("PUT", f"/agents/{aid}", SUP,
-                                         {"skills": skills, "capacity": 100})
+        status, data = await client.call(
+            "PUT", f"/agents/{aid}", SUP, {"skills": skills, "capacity": 100}
+        )
         assert status == 200, data
-        status, data = await client.call("POST", f"/agents/{aid}/state", agent_headers(aid),
-                                         {"state": "available"})
+        status, data = await client.call(
+            "POST", f"/agents/{aid}/state", agent_headers(aid), {"state": "available"}
+        )
         assert status == 200, data
 
 
-async def slow_post(port: int, path: str, headers: dict[str, str], body: bytes,
-                    sent: asyncio.Event, finish: asyncio.Event) -> tuple[int, bytes]:
+async def slow_post(
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    sent: asyncio.Event,
+    finish: asyncio.Event,
+) -> tuple[int, bytes]:
     """An HTTP/1.1 POST whose body arrives in two parts: the request is in the
     server's hands (headers and half the body read) until `finish` is set."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        writer.write(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-                     f"Connection: close\r\n\r\n".encode() + body[: len(body) // 2])
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n".encode()
+            + body[: len(body) // 2]
+        )
         await writer.drain()
         sent.set()
         await finish.wait()

@@ -14,8 +14,15 @@ from redis.asyncio import Redis
 
 DECODE = msgspec.json.decode
 HOLDING_EVENTS = frozenset({"contact.offered"})
-RELEASING_EVENTS = frozenset({"contact.rejected", "contact.offer_timeout", "contact.completed",
-                              "contact.abandoned", "contact.transferred"})
+RELEASING_EVENTS = frozenset(
+    {
+        "contact.rejected",
+        "contact.offer_timeout",
+        "contact.completed",
+        "contact.abandoned",
+        "contact.transferred",
+    }
+)
 SLA_STEP_EVENTS = frozenset({"sla.warning", "sla.breached", "sla.escalated"})
 SLA_STOP_EVENTS = frozenset({"sla.met", "sla.missed", "sla.cancelled"})
 LATE_MS = 250  # a timer fired later than this after its due time is counted late
@@ -89,13 +96,23 @@ def replay(events: list[dict[str, Any]]) -> dict[str, Any]:
                 problem(f"agent {aid} recorded load {ev['load']} != replayed {load[aid]}", ev)
             if load[aid] < 0:
                 problem(f"agent {aid} load went negative", ev)
-    return {"problems": problems, "created": created, "ended": ended, "types": types,
-            "abandoned_from": abandoned_from, "pulled": pulled, "load": load, "peak": peak,
-            "holder": holder, "cap": cap}
+    return {
+        "problems": problems,
+        "created": created,
+        "ended": ended,
+        "types": types,
+        "abandoned_from": abandoned_from,
+        "pulled": pulled,
+        "load": load,
+        "peak": peak,
+        "holder": holder,
+        "cap": cap,
+    }
 
 
-async def check_redis_left_nothing(client: Redis, ws: str, agents: list[str],
-                                   may_miss: set[str]) -> list[str]:
+async def check_redis_left_nothing(
+    client: Redis, ws: str, agents: list[str], may_miss: set[str]
+) -> list[str]:
     """No load, no holds, no queue entries; agents available (or `missed` for
     those whose offers timed out, which is what the engine does then)."""
     tag = "{ws:" + ws + "}"
@@ -117,8 +134,9 @@ async def check_redis_left_nothing(client: Redis, ws: str, agents: list[str],
     return problems
 
 
-def check_sla_steps(events: list[dict[str, Any]], clock: str,
-                    thresholds: dict[int, int]) -> dict[str, Any]:
+def check_sla_steps(
+    events: list[dict[str, Any]], clock: str, thresholds: dict[int, int]
+) -> dict[str, Any]:
     """Every step of `clock` (index -> ms after the clock started, seconds-based
     policies without pauses) due before the clock stopped was recorded exactly
     once, none due after it; a step's own due time is the event's `at - late_ms`."""
@@ -140,8 +158,9 @@ def check_sla_steps(events: list[dict[str, Any]], clock: str,
             after_stop += bool(ev.get("after_stop"))
             due = ev["at"] - ev["late_ms"]
             if cid in started and abs(due - (started[cid] + thresholds[step])) > 1:
-                problems.append(f"{cid} step {step} due at {due}, expected "
-                                f"{started[cid] + thresholds[step]}")
+                problems.append(
+                    f"{cid} step {step} due at {due}, expected {started[cid] + thresholds[step]}"
+                )
     due_steps = 0
     for cid, start in started.items():
         end = stopped.get(cid)
@@ -150,13 +169,25 @@ def check_sla_steps(events: list[dict[str, Any]], clock: str,
             if end is None or start + after <= end:
                 due_steps += 1
                 if n != 1 and end is not None:
-                    problems.append(f"{cid} step {step} due {start + after - end} ms before "
-                                    f"the clock stopped: recorded {n} times")
+                    problems.append(
+                        f"{cid} step {step} due {start + after - end} ms before "
+                        f"the clock stopped: recorded {n} times"
+                    )
             elif n:
-                problems.append(f"{cid} step {step} due {start + after - end} ms after the "
-                                f"clock stopped: recorded {n} times")
+                problems.append(
+                    f"{cid} step {step} due {start + after - end} ms after the "
+                    f"clock stopped: recorded {n} times"
+                )
     running = [cid for cid in started if cid not in stopped]
     by_step = Counter(step for (_, step), n in fired.items() for _ in range(n))
-    return {"problems": problems[:50], "n_problems": len(problems), "due": due_steps,
-            "fired": sum(fired.values()), "late": late, "running": running,
-            "contacts": len(started), "by_step": by_step, "after_stop": after_stop}
+    return {
+        "problems": problems[:50],
+        "n_problems": len(problems),
+        "due": due_steps,
+        "fired": sum(fired.values()),
+        "late": late,
+        "running": running,
+        "contacts": len(started),
+        "by_step": by_step,
+        "after_stop": after_stop,
+    }

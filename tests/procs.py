@@ -14,8 +14,8 @@ from pathlib import Path
 
 import aiohttp
 
-from router.localredis import free_port
-from router.settings import DEMO_JWT_SECRET, demo_token_spec
+from router.runtime.settings import DEMO_JWT_SECRET, demo_token_spec
+from router.store.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,9 +28,14 @@ def _python() -> str:
 class Replica:
     """One `router serve` process on a free loopback port, logging to a file."""
 
-    def __init__(self, redis_url: str, log_dir: Path, index: int,
-                 env: dict[str, str] | None = None,
-                 client_ssl: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        log_dir: Path,
+        index: int,
+        env: dict[str, str] | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         """`client_ssl`: the replica serves HTTPS (ROUTER_TLS_* in `env`), reached with it."""
         self.port = free_port()
         self.client_ssl = client_ssl
@@ -38,17 +43,34 @@ class Replica:
         self.log_path = log_dir / f"replica-{index}.log"
         self.env = dict(os.environ)
         # the tests' signed agent tokens (tests/conftest.py agent_headers) verify here
-        self.env.update({"REDIS_URL": redis_url, "ROUTER_TOKENS": demo_token_spec(),
-                         "ROUTER_JWT_SECRET": DEMO_JWT_SECRET,
-                         "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.env.update(
+            {
+                "REDIS_URL": redis_url,
+                "ROUTER_TOKENS": demo_token_spec(),
+                "ROUTER_JWT_SECRET": DEMO_JWT_SECRET,
+                "PYTHONUNBUFFERED": "1",
+                **(env or {}),
+            }
+        )
         self.proc = self._spawn()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         with self.log_path.open("ab") as log:
             return subprocess.Popen(
-                [_python(), "-m", "router", "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    _python(),
+                    "-m",
+                    "router",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
 
     def log_tail(self, limit: int = 4000) -> str:
@@ -71,8 +93,9 @@ class Replica:
         return self.proc.returncode
 
 
-def start_replicas(redis_url: str, log_dir: Path, count: int,
-                   env: dict[str, str] | None = None) -> list[Replica]:
+def start_replicas(
+    redis_url: str, log_dir: Path, count: int, env: dict[str, str] | None = None
+) -> list[Replica]:
     replicas: list[Replica] = []
     try:
         for i in range(count):
@@ -99,14 +122,19 @@ async def wait_ready(replicas: list[Replica], within: float = 60.0) -> None:
         for r in replicas:
             while True:
                 if r.proc.poll() is not None:
-                    raise RuntimeError(f"replica on port {r.port} exited with "
-                                       f"{r.proc.returncode}:\n{r.log_tail()}")
+                    raise RuntimeError(
+                        f"replica on port {r.port} exited with {r.proc.returncode}:\n{r.log_tail()}"
+                    )
                 with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
-                    async with http.get(r.url + "/readyz", ssl=r.client_ssl or True,
-                                        timeout=aiohttp.ClientTimeout(total=2)) as resp:
+                    async with http.get(
+                        r.url + "/readyz",
+                        ssl=r.client_ssl or True,
+                        timeout=aiohttp.ClientTimeout(total=2),
+                    ) as resp:
                         if resp.status == 200:
                             break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"replica on port {r.port} not ready within {within} s:"
-                                       f"\n{r.log_tail()}")
+                    raise RuntimeError(
+                        f"replica on port {r.port} not ready within {within} s:\n{r.log_tail()}"
+                    )
                 await asyncio.sleep(0.1)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from router.localredis import free_port
+from router.store.local import free_port
 
 
 def new_secret(n: int = 32) -> str:

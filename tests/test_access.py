@@ -21,13 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from redis.asyncio import Redis
 
-from router import auth as auth_module
 from router.api.app import create_app
-from router.auth import AUTH, mint
-from router.cli import main as cli_main
-from router.keys import ACCESS_STREAM
-from router.localredis import free_port
-from router.settings import Settings, demo_token_spec, token_hash
+from router.cli.main import main as cli_main
+from router.runtime.settings import Settings, demo_token_spec, token_hash
+from router.security import auth as auth_module
+from router.security.auth import AUTH, mint
+from router.store.keys import ACCESS_STREAM
+from router.store.local import free_port
 from tests.conftest import (
     ADM,
     AG_FOR,
@@ -43,10 +43,14 @@ from tests.conftest import (
 PERSONAL = {"name": "Jane Q. Doe", "phone": "+44 20 7946 0958", "national_id": "AB123456C"}
 NOTE = "Says the card was stolen in Lisbon on Tuesday"
 FULL = {"masked": False, **PERSONAL, "note": NOTE}
-MASKED = {"masked": True, "name": "J. Q. D.", "phone": "***58", "national_id": "***456C",
-          "note": "[redacted]"}
-OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json",
-               "/v1/workspaces/{ws}/wallboard"}
+MASKED = {
+    "masked": True,
+    "name": "J. Q. D.",
+    "phone": "***58",
+    "national_id": "***456C",
+    "note": "[redacted]",
+}
+OPEN_ROUTES = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/workspaces/{ws}/wallboard"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -57,26 +61,39 @@ def supervisor(sub: str, teams: list[str] | None = None, **kw: Any) -> dict[str,
     return bearer(mint(JWT_SECRET, sub, "supervisor", teams=teams, **kw))
 
 
-async def put_agent(api: TestClient, ws: str, aid: str, team: str | None = None,  # type: ignore[type-arg]
-                    sup: str | None = None, available: bool = True) -> None:
+async def put_agent(
+    api: TestClient,
+    ws: str,
+    aid: str,
+    team: str | None = None,  # type: ignore[type-arg]
+    sup: str | None = None,
+    available: bool = True,
+) -> None:
     body = {"skills": {"cards": 5}, "team": team, "supervisor": sup}
     r = await api.put(f"/v1/workspaces/{ws}/agents/{aid}", json=body, headers=SUP)
     assert r.status == 200, await r.text()
     if available:
-        r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state",
-                           json={"state": "available"}, headers=AG_FOR(aid))
+        r = await api.post(
+            f"/v1/workspaces/{ws}/agents/{aid}/state",
+            json={"state": "available"},
+            headers=AG_FOR(aid),
+        )
         assert r.status == 200, await r.text()
 
 
 async def app_with(aiohttp_client: Any, redis_url: str, **env: str) -> TestClient:  # type: ignore[type-arg]
-    base = {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_JWT_SECRET": JWT_SECRET,
-            "ROUTER_METRICS_GROUP": uuid.uuid4().hex}
+    base = {
+        "ROUTER_TOKENS": demo_token_spec(),
+        "ROUTER_JWT_SECRET": JWT_SECRET,
+        "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+    }
     settings = Settings.from_env({**base, **env}, redis_url=redis_url, timer_poll=0.01)
     return await aiohttp_client(create_app(settings))  # type: ignore[no-any-return]
 
 
-async def denied(r: aiohttp.ClientResponse, status: int,
-                 field: str | None = None) -> dict[str, Any]:
+async def denied(
+    r: aiohttp.ClientResponse, status: int, field: str | None = None
+) -> dict[str, Any]:
     problem: dict[str, Any] = await r.json(content_type=None)
     assert r.status == status, problem
     assert r.content_type == "application/problem+json", problem
@@ -104,8 +121,12 @@ async def test_no_route_is_left_without_a_role(api: Any) -> None:
     assert open_routes == OPEN_ROUTES
     assert len(closed) >= 25
     for method, path in closed:  # and without a token every one of them is 401
-        url = path.replace("{ws}", "w1").replace("{agent_id}", "a1").replace(
-            "{contact_id}", "c1").replace("{pool_id}", "p1")
+        url = (
+            path.replace("{ws}", "w1")
+            .replace("{agent_id}", "a1")
+            .replace("{contact_id}", "c1")
+            .replace("{pool_id}", "p1")
+        )
         await denied(await api.request(method, url, json={}), 401)
 
 
@@ -121,9 +142,11 @@ async def test_an_agent_sees_and_acts_only_as_itself(api: Any, ws: str) -> None:
     assert (await create(api, ws, "c1"))["agent"] == "a1"
 
     # another agent: neither a1's routes nor a1's contact, whatever the body says
-    for method, path, body in (("GET", "/agents/a1", None),
-                               ("GET", "/agents/a1/offers?wait=0", None),
-                               ("POST", "/agents/a1/state", {"state": "break"})):
+    for method, path, body in (
+        ("GET", "/agents/a1", None),
+        ("GET", "/agents/a1/offers?wait=0", None),
+        ("POST", "/agents/a1/state", {"state": "break"}),
+    ):
         r = await api.request(method, base + path, json=body, headers=a2)
         await denied(r, 403, "agent_id")
     with pytest.raises(aiohttp.WSServerHandshakeError) as handshake:
@@ -133,14 +156,16 @@ async def test_an_agent_sees_and_acts_only_as_itself(api: Any, ws: str) -> None:
     await denied(await act(api, ws, "c1", "accept", agent_id="a2"), 403, "contact_id")
     r = await api.post(f"{base}/contacts/c1/accept", json={"agent_id": "a1"}, headers=a2)
     await denied(r, 403, "agent_id")
-    await denied(await api.post(f"{base}/contacts/c1/transfer", json={"pool": "loans"},
-                                headers=a2), 403, "contact_id")
+    await denied(
+        await api.post(f"{base}/contacts/c1/transfer", json={"pool": "loans"}, headers=a2),
+        403,
+        "contact_id",
+    )
     # a contact that does not exist gets the same answer as someone else's
     seen = await denied(await api.get(f"{base}/contacts/c1", headers=a2), 403)
     ghost = await denied(await api.get(f"{base}/contacts/nope", headers=a2), 403)
     assert ghost == {**seen, "detail": seen["detail"].replace("'c1'", "'nope'")}
-    assert (await denied(await act(api, ws, "nope", "complete", agent_id="a2"), 403)) == {
-        **ghost}
+    assert (await denied(await act(api, ws, "nope", "complete", agent_id="a2"), 403)) == {**ghost}
 
     # the agent itself: its long-poll, WebSocket, the contact and its actions
     r = await api.get(f"{base}/agents/a1/offers?wait=0", headers=a1)
@@ -172,10 +197,14 @@ async def test_an_agent_keeps_sight_of_a_contact_it_passed_on(api: Any, ws: str)
     r = await api.get(f"{base}/contacts/c2", headers=AG_FOR("a1"))
     assert r.status == 200 and (await r.json())["personal"] == MASKED  # no longer its
     # only the holder transfers it
-    await denied(await api.post(f"{base}/contacts/c2/transfer", json={"pool": "loans"},
-                                headers=AG_FOR("a1")), 403, "contact_id")
-    r = await api.post(f"{base}/contacts/c2/transfer", json={"pool": "loans"},
-                       headers=AG_FOR("a2"))
+    await denied(
+        await api.post(
+            f"{base}/contacts/c2/transfer", json={"pool": "loans"}, headers=AG_FOR("a1")
+        ),
+        403,
+        "contact_id",
+    )
+    r = await api.post(f"{base}/contacts/c2/transfer", json={"pool": "loans"}, headers=AG_FOR("a2"))
     assert r.status == 200 and (await r.json())["state"] == "queued"
 
 
@@ -196,8 +225,9 @@ async def test_a_supervisor_sees_its_teams_agents_and_their_contacts(api: Any, w
     for who, mine, other in ((s1, "a1", "a3"), (boss, "a3", "a1")):
         for path in ("", "/offers?wait=0"):
             assert (await api.get(f"{base}/agents/{mine}{path}", headers=who)).status == 200
-            await denied(await api.get(f"{base}/agents/{other}{path}", headers=who), 403,
-                         "agent_id")
+            await denied(
+                await api.get(f"{base}/agents/{other}{path}", headers=who), 403, "agent_id"
+            )
         cid, foreign = f"c{mine[1]}", f"c{other[1]}"
         assert (await api.get(f"{base}/contacts/{cid}", headers=who)).status == 200
         await denied(await api.get(f"{base}/contacts/{foreign}", headers=who), 403, "contact_id")
@@ -208,16 +238,29 @@ async def test_a_supervisor_sees_its_teams_agents_and_their_contacts(api: Any, w
     for cid in ("q1", "nope"):
         await denied(await api.get(f"{base}/contacts/{cid}", headers=s1), 403, "contact_id")
     # acts for its agents only, and cannot move an agent into or out of its teams
-    await denied(await api.post(f"{base}/agents/a3/state", json={"state": "break"},
-                                headers=s1), 403, "agent_id")
-    await denied(await api.post(f"{base}/contacts/c3/accept", json={"agent_id": "a3"},
-                                headers=s1), 403, "agent_id")
-    assert (await api.post(f"{base}/contacts/c1/accept", json={"agent_id": "a1"},
-                           headers=s1)).status == 200
-    await denied(await api.put(f"{base}/agents/a1", json={"skills": {}, "team": "t3"},
-                               headers=s1), 403, "agent_id")
-    await denied(await api.put(f"{base}/agents/a3", json={"skills": {}, "team": "t1"},
-                               headers=s1), 403, "agent_id")
+    await denied(
+        await api.post(f"{base}/agents/a3/state", json={"state": "break"}, headers=s1),
+        403,
+        "agent_id",
+    )
+    await denied(
+        await api.post(f"{base}/contacts/c3/accept", json={"agent_id": "a3"}, headers=s1),
+        403,
+        "agent_id",
+    )
+    assert (
+        await api.post(f"{base}/contacts/c1/accept", json={"agent_id": "a1"}, headers=s1)
+    ).status == 200
+    await denied(
+        await api.put(f"{base}/agents/a1", json={"skills": {}, "team": "t3"}, headers=s1),
+        403,
+        "agent_id",
+    )
+    await denied(
+        await api.put(f"{base}/agents/a3", json={"skills": {}, "team": "t1"}, headers=s1),
+        403,
+        "agent_id",
+    )
     r = await api.put(f"{base}/agents/a9", json={"skills": {}, "team": "t1"}, headers=s1)
     assert r.status == 200
     # workspace aggregates stay visible
@@ -236,10 +279,13 @@ async def test_gateways_see_their_own_contacts_from_a_tokens_file(
     aiohttp_client: Any, redis_url: str, ws: str, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens"
-    tokens.write_text(f"# gateways\nivr:gateway:{token_hash('tok-ivr')}\n\n"
-                      f"chat:gateway:{token_hash('tok-chat')}\n")
-    api = await app_with(aiohttp_client, redis_url, ROUTER_TOKENS="",
-                         ROUTER_TOKENS_FILE=str(tokens))
+    tokens.write_text(
+        f"# gateways\nivr:gateway:{token_hash('tok-ivr')}\n\n"
+        f"chat:gateway:{token_hash('tok-chat')}\n"
+    )
+    api = await app_with(
+        aiohttp_client, redis_url, ROUTER_TOKENS="", ROUTER_TOKENS_FILE=str(tokens)
+    )
     base = f"/v1/workspaces/{ws}"
     ivr, chat = bearer("tok-ivr"), bearer("tok-chat")
     # only the file's tokens: the demo admin of ROUTER_TOKENS is not configured here
@@ -259,10 +305,12 @@ async def test_gateways_see_their_own_contacts_from_a_tokens_file(
     # another gateway: not its contact, not even by retrying the id
     await denied(await api.post(f"{base}/contacts", json=body, headers=chat), 403, "id")
     await denied(await api.get(f"{base}/contacts/c1", headers=chat), 403, "contact_id")
-    await denied(await api.post(f"{base}/contacts/c1/abandon", json={}, headers=chat), 403,
-                 "contact_id")
-    await denied(await api.post(f"{base}/contacts/nope/abandon", json={}, headers=chat), 403,
-                 "contact_id")
+    await denied(
+        await api.post(f"{base}/contacts/c1/abandon", json={}, headers=chat), 403, "contact_id"
+    )
+    await denied(
+        await api.post(f"{base}/contacts/nope/abandon", json={}, headers=chat), 403, "contact_id"
+    )
     r = await api.post(f"{base}/contacts/c1/abandon", json={}, headers=ivr)
     assert r.status == 200 and (await r.json())["state"] == "abandoned"
     # rotation: a token taken out of the file stops working
@@ -328,17 +376,33 @@ async def test_personal_fields_are_shown_by_role(api: Any, ws: str, redis_url: s
     assert (await r.json())["personal"] == MASKED
     # a contact without personal fields carries none; short values are hidden whole
     assert (await create(api, ws, "p2"))["personal"] is None
-    short = {"id": "p3", "channel": "voice", "note": "",
-             "customer": {"id": "cu", "name": "Li", "phone": "12", "national_id": "A1"}}
+    short = {
+        "id": "p3",
+        "channel": "voice",
+        "note": "",
+        "customer": {"id": "cu", "name": "Li", "phone": "12", "national_id": "A1"},
+    }
     r = await api.post(f"{base}/contacts", json=short, headers=GW)
-    assert (await r.json())["personal"] == {"masked": True, "name": "L.", "phone": "***",
-                                            "national_id": "***", "note": "[redacted]"}
-    for bad, field in (({"phone": "call me"}, "customer.phone"),
-                       ({"national_id": "<script>"}, "customer.national_id")):
+    assert (await r.json())["personal"] == {
+        "masked": True,
+        "name": "L.",
+        "phone": "***",
+        "national_id": "***",
+        "note": "[redacted]",
+    }
+    for bad, field in (
+        ({"phone": "call me"}, "customer.phone"),
+        ({"national_id": "<script>"}, "customer.national_id"),
+    ):
         wrong = {**body, "id": "p4", "customer": {"id": "cu", **bad}}
         await denied(await api.post(f"{base}/contacts", json=wrong, headers=GW), 422, field)
-    await denied(await api.post(f"{base}/contacts", json={**body, "id": "p5", "note": "x" * 4097},
-                                headers=GW), 422, "note")
+    await denied(
+        await api.post(
+            f"{base}/contacts", json={**body, "id": "p5", "note": "x" * 4097}, headers=GW
+        ),
+        422,
+        "note",
+    )
     # stored in the contact record alone: not in events, timelines or anything else
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
@@ -346,9 +410,12 @@ async def test_personal_fields_are_shown_by_role(api: Any, ws: str, redis_url: s
     finally:
         await client.aclose()
     mine = f"{{ws:{ws}}}"
-    holders = {k for k, v in values.items()  # other tests' workspaces aside
-               if any(s in v for s in (*PERSONAL.values(), NOTE, "Jane"))
-               and (k.startswith(mine) or not k.startswith("{ws:"))}
+    holders = {
+        k
+        for k, v in values.items()  # other tests' workspaces aside
+        if any(s in v for s in (*PERSONAL.values(), NOTE, "Jane"))
+        and (k.startswith(mine) or not k.startswith("{ws:"))
+    }
     assert holders == {f"{{ws:{ws}}}:c:p1"}
 
 
@@ -357,6 +424,7 @@ async def test_personal_fields_are_shown_by_role(api: Any, ws: str, redis_url: s
 
 def hs256_by_hand(claims: dict[str, Any], key: bytes) -> str:
     """HS256 with any key (PyJWT itself refuses a PEM key as an HMAC secret)."""
+
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -370,8 +438,12 @@ def signed(claims: dict[str, Any], key: Any = JWT_SECRET, alg: str = "HS256") ->
 
 
 async def test_signed_tokens_are_verified(aiohttp_client: Any, redis_url: str, ws: str) -> None:
-    api = await app_with(aiohttp_client, redis_url, ROUTER_JWT_ISSUER="https://idp.bank",
-                         ROUTER_JWT_AUDIENCE="contact-router")
+    api = await app_with(
+        aiohttp_client,
+        redis_url,
+        ROUTER_JWT_ISSUER="https://idp.bank",
+        ROUTER_JWT_AUDIENCE="contact-router",
+    )
     await put_config(api, ws, small_config())
     await put_agent(api, ws, "a1", available=False)
     url = f"/v1/workspaces/{ws}/agents/a1"
@@ -380,26 +452,37 @@ async def test_signed_tokens_are_verified(aiohttp_client: Any, redis_url: str, w
     assert (await api.get(url, headers=signed({**good, "ws": [ws]}))).status == 200
     now = int(time.time())
     refused = {
-        "bad signature": (signed(good, key="another-secret-of-at-least-32-chars!!"),
-                          "token signature is invalid"),
+        "bad signature": (
+            signed(good, key="another-secret-of-at-least-32-chars!!"),
+            "token signature is invalid",
+        ),
         "expired": (signed({**good, "iat": now - 7200, "exp": now - 3600}), "token expired"),
         "wrong audience": (signed({**good, "aud": "crm"}), "token audience is not accepted"),
-        "no audience": (signed({k: v for k, v in good.items() if k != "aud"}),
-                        "token lacks the required claim 'aud'"),
+        "no audience": (
+            signed({k: v for k, v in good.items() if k != "aud"}),
+            "token lacks the required claim 'aud'",
+        ),
         "wrong issuer": (signed({**good, "iss": "https://evil"}), "token issuer is not accepted"),
-        "no exp": (bearer(jwt.encode(good, JWT_SECRET, algorithm="HS256")),
-                   "token lacks the required claim 'exp'"),
-        "admin role": (signed({**good, "role": "admin"}), "claim 'role' must be one of "
-                                                            "agent, supervisor"),
-        "alg none": (bearer(jwt.encode(good, None, algorithm="none")),
-                     "token algorithm must be one of HS256"),
+        "no exp": (
+            bearer(jwt.encode(good, JWT_SECRET, algorithm="HS256")),
+            "token lacks the required claim 'exp'",
+        ),
+        "admin role": (
+            signed({**good, "role": "admin"}),
+            "claim 'role' must be one of agent, supervisor",
+        ),
+        "alg none": (
+            bearer(jwt.encode(good, None, algorithm="none")),
+            "token algorithm must be one of HS256",
+        ),
         "garbage": (bearer("a.b.c"), "token is malformed"),
     }
     for case, (headers, reason) in refused.items():
         problem = await denied(await api.get(url, headers=headers), 401)
         assert problem["detail"] == reason, case
-    wrong_ws = await denied(await api.get(url, headers=signed({**good, "ws": ["other"]})), 403,
-                            "ws")
+    wrong_ws = await denied(
+        await api.get(url, headers=signed({**good, "ws": ["other"]})), 403, "ws"
+    )
     assert ws in wrong_ws["detail"]
 
 
@@ -407,11 +490,16 @@ async def test_public_key_tokens_and_the_cache(
     aiohttp_client: Any, redis_url: str, ws: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.public_key().public_bytes(serialization.Encoding.PEM,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     (tmp_path / "idp.pem").write_bytes(pem)
-    api = await app_with(aiohttp_client, redis_url, ROUTER_JWT_SECRET="",
-                         ROUTER_JWT_PUBLIC_KEY=str(tmp_path / "idp.pem"))
+    api = await app_with(
+        aiohttp_client,
+        redis_url,
+        ROUTER_JWT_SECRET="",
+        ROUTER_JWT_PUBLIC_KEY=str(tmp_path / "idp.pem"),
+    )
     await put_config(api, ws, small_config())
     await put_agent(api, ws, "a1", team="t1", available=False)
     url = f"/v1/workspaces/{ws}/agents/a1"
@@ -425,8 +513,10 @@ async def test_public_key_tokens_and_the_cache(
     auth = api.app[AUTH]
     monkeypatch.setattr(auth_module, "CACHE_SIZE", 2)
     auth._cache.clear()
-    tokens = [signed({"sub": f"s{i}", "role": "supervisor", "teams": ["t1"]}, private, "ES256")
-              for i in range(3)]
+    tokens = [
+        signed({"sub": f"s{i}", "role": "supervisor", "teams": ["t1"]}, private, "ES256")
+        for i in range(3)
+    ]
     for h in tokens:
         assert (await api.get(url, headers=h)).status == 200
     assert len(auth._cache) == 2
@@ -436,8 +526,12 @@ async def test_public_key_tokens_and_the_cache(
 
 def test_token_command_mints_what_the_service_accepts(capsys: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("ROUTER_JWT_SECRET", JWT_SECRET)
-    assert cli_main(["token", "--sub", "lead", "--role", "supervisor", "--teams", "t1,t2",
-                     "--ttl", "30m"]) == 0
+    assert (
+        cli_main(
+            ["token", "--sub", "lead", "--role", "supervisor", "--teams", "t1,t2", "--ttl", "30m"]
+        )
+        == 0
+    )
     token = capsys.readouterr().out.strip()
     settings = Settings.from_env({"ROUTER_JWT_SECRET": JWT_SECRET}, redis_url="redis://x")
     ident = auth_module.Authenticator(settings).identify("Bearer " + token)
@@ -465,8 +559,11 @@ async def test_denials_are_recorded_without_the_token(api: Any, ws: str, redis_u
         start = last[0][0] if last else "0-0"
         agent = "x" + uuid.uuid4().hex[:8]
         own = mint(JWT_SECRET, agent, "agent")
-        expired = jwt.encode({"sub": "a1", "role": "agent", "exp": int(time.time()) - 3600},
-                             JWT_SECRET, algorithm="HS256")
+        expired = jwt.encode(
+            {"sub": "a1", "role": "agent", "exp": int(time.time()) - 3600},
+            JWT_SECRET,
+            algorithm="HS256",
+        )
         garbage = "garbage-" + uuid.uuid4().hex
         base = f"/v1/workspaces/{ws}"
         await denied(await api.get(f"{base}/agents/a1?x=1", headers=bearer(own)), 403)
@@ -474,16 +571,34 @@ async def test_denials_are_recorded_without_the_token(api: Any, ws: str, redis_u
         await denied(await api.post(f"{base}/contacts", json={}, headers=bearer(garbage)), 401)
         await denied(await api.get(f"{base}/pools"), 401)
         expected = [
-            {"actor": f"agent:{agent}", "method": "GET", "status": "403",
-             "route": "/v1/workspaces/{ws}/agents/{agent_id}",
-             "reason": f"this token acts only as agent {agent!r}, not 'a1'"},
-            {"actor": "anonymous", "method": "GET", "status": "401", "reason": "token expired",
-             "route": "/v1/workspaces/{ws}/contacts/{contact_id}"},
-            {"actor": "anonymous", "method": "POST", "status": "401", "reason": "unknown token",
-             "route": "/v1/workspaces/{ws}/contacts"},
-            {"actor": "anonymous", "method": "GET", "status": "401",
-             "route": "/v1/workspaces/{ws}/pools",
-             "reason": "a bearer token is required (Authorization: Bearer <token>)"},
+            {
+                "actor": f"agent:{agent}",
+                "method": "GET",
+                "status": "403",
+                "route": "/v1/workspaces/{ws}/agents/{agent_id}",
+                "reason": f"this token acts only as agent {agent!r}, not 'a1'",
+            },
+            {
+                "actor": "anonymous",
+                "method": "GET",
+                "status": "401",
+                "reason": "token expired",
+                "route": "/v1/workspaces/{ws}/contacts/{contact_id}",
+            },
+            {
+                "actor": "anonymous",
+                "method": "POST",
+                "status": "401",
+                "reason": "unknown token",
+                "route": "/v1/workspaces/{ws}/contacts",
+            },
+            {
+                "actor": "anonymous",
+                "method": "GET",
+                "status": "401",
+                "route": "/v1/workspaces/{ws}/pools",
+                "reason": "a bearer token is required (Authorization: Bearer <token>)",
+            },
         ]
         entries: list[dict[str, str]] = []
         for _ in range(100):  # written in the background: at once, but not before the reply
@@ -519,8 +634,9 @@ async def test_signing_keys_rotate_without_downtime(
     """During a rotation tokens signed with the old key and the new one both verify; a
     key never configured does not; once the old key is dropped its tokens stop."""
     old, new = "o" * 40, "n" * 40
-    api = await app_with(aiohttp_client, redis_url, ROUTER_JWT_SECRET=new,
-                         ROUTER_JWT_PREVIOUS_SECRET=old)
+    api = await app_with(
+        aiohttp_client, redis_url, ROUTER_JWT_SECRET=new, ROUTER_JWT_PREVIOUS_SECRET=old
+    )
     await put_config(api, ws, small_config())
     await put_agent(api, ws, "a1", team="t1", available=False)
     url = f"/v1/workspaces/{ws}/agents/a1"
@@ -537,8 +653,12 @@ async def test_signing_keys_rotate_without_downtime(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         for k in keys)  # fmt: skip
     (tmp_path / "bundle.pem").write_bytes(bundle)
-    idp = await app_with(aiohttp_client, redis_url, ROUTER_JWT_SECRET="",
-                         ROUTER_JWT_PUBLIC_KEY=str(tmp_path / "bundle.pem"))
+    idp = await app_with(
+        aiohttp_client,
+        redis_url,
+        ROUTER_JWT_SECRET="",
+        ROUTER_JWT_PUBLIC_KEY=str(tmp_path / "bundle.pem"),
+    )
     for k in keys:
         assert (await idp.get(url, headers=signed(claims, k, "ES256"))).status == 200
     stranger = ec.generate_private_key(ec.SECP256R1())

@@ -23,12 +23,12 @@ import pytest
 from redis.asyncio import Redis
 
 from router.api.app import create_app
-from router.audit.records import Source, canonical
-from router.audit.sealer import Chain, Sealer
-from router.audit.segments import MANIFEST, Exporter, load_manifest
-from router.audit.verify import verify_dir, verify_folder, verify_live
-from router.keys import WsKeys
-from router.settings import Settings
+from router.runtime.settings import Settings
+from router.security.audit.records import Source, canonical
+from router.security.audit.sealer import Chain, Sealer
+from router.security.audit.segments import MANIFEST, Exporter, load_manifest
+from router.security.audit.verify import verify_dir, verify_folder, verify_live
+from router.store.keys import WsKeys
 from tests.conftest import ADM, GW, SUP, act, add_agent, create, put_config, small_config
 from tests.procs import ROOT, _python, start_replicas, stop_replicas, wait_ready
 
@@ -95,8 +95,14 @@ async def synthetic_chain(client: Redis, tmp_path: Path, n: int = 30,
     (no lease: the workspace is not listed, no replica seals it)."""
     src = Source.workspace("t" + uuid.uuid4().hex[:10])
     for i in range(n):
-        ev = {"type": "contact.created", "contact": f"c{i}", "actor": "gateway:gw",
-              "at": 1_700_000_000_000 + i, "state": "queued", "reason": "test"}
+        ev = {
+            "type": "contact.created",
+            "contact": f"c{i}",
+            "actor": "gateway:gw",
+            "at": 1_700_000_000_000 + i,
+            "state": "queued",
+            "reason": "test",
+        }
         await client.xadd(src.stream, {"e": json.dumps(ev)})
     root = tmp_path / "export"
     sealer = Sealer(client, exporter=Exporter(client, root, segment_records, 3600), batch=7)
@@ -329,8 +335,12 @@ async def test_one_replica_seals_and_another_takes_over_after_sigkill(
     redis_url: str, client: Redis, tmp_path: Path, one_at_a_time: None
 ) -> None:
     export = tmp_path / "audit"
-    replicas = start_replicas(redis_url, tmp_path, 2, env={"ROUTER_AUDIT_DIR": str(export),
-                                                           "ROUTER_AUDIT_SEGMENT_RECORDS": "7"})
+    replicas = start_replicas(
+        redis_url,
+        tmp_path,
+        2,
+        env={"ROUTER_AUDIT_DIR": str(export), "ROUTER_AUDIT_SEGMENT_RECORDS": "7"},
+    )
     ws = "t" + uuid.uuid4().hex[:10]
     source = Source.workspace(ws)
     try:
@@ -340,8 +350,11 @@ async def test_one_replica_seals_and_another_takes_over_after_sigkill(
 
             async def contacts(prefix: str, n: int, at: int) -> None:
                 for i in range(n):
-                    body = {"id": f"{prefix}{i}", "channel": "chat",
-                            "customer": {"id": f"cu{i}", "tier": "standard"}}
+                    body = {
+                        "id": f"{prefix}{i}",
+                        "channel": "chat",
+                        "customer": {"id": f"cu{i}", "tier": "standard"},
+                    }
                     async with http.post(base[at] + "/contacts", json=body, headers=GW) as r:
                         assert r.status == 201, await r.text()
 

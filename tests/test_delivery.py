@@ -13,8 +13,9 @@ from tests.conftest import AG_FOR, SUP, act, add_agent, create, put_config, smal
 async def test_long_poll_wakes_when_an_offer_arrives(api: Any, ws: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
-    poll = asyncio.create_task(api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=10",
-                                       headers=AG_FOR("a1")))
+    poll = asyncio.create_task(
+        api.get(f"/v1/workspaces/{ws}/agents/a1/offers?wait=10", headers=AG_FOR("a1"))
+    )
     await asyncio.sleep(0.2)
     assert not poll.done()
     await create(api, ws, "c1")
@@ -86,13 +87,17 @@ async def test_config_versions_and_actor(api: Any, ws: str) -> None:
     assert second["actor"] == "admin:admin"
     r = await api.get(f"/v1/workspaces/{ws}", headers=SUP)
     assert (await r.json())["config"]["defaults"]["reoffer_after"] == 5
-    stale = await api.put(f"/v1/workspaces/{ws}", json=small_config(),
-                          headers={**SUP, "Authorization": "Bearer demo-admin", "If-Match": "1"})
+    stale = await api.put(
+        f"/v1/workspaces/{ws}",
+        json=small_config(),
+        headers={**SUP, "Authorization": "Bearer demo-admin", "If-Match": "1"},
+    )
     assert stale.status == 409
 
 
-async def test_config_change_recomputes_membership_and_is_an_event(api: Any, ws: str,
-                                                                  redis_url: str) -> None:
+async def test_config_change_recomputes_membership_and_is_an_event(
+    api: Any, ws: str, redis_url: str
+) -> None:
     from redis.asyncio import Redis
 
     await put_config(api, ws, small_config())
@@ -105,8 +110,7 @@ async def test_config_change_recomputes_membership_and_is_an_event(api: Any, ws:
     c = await create(api, ws, "c1")
     assert c["state"] == "queued"
     client = Redis.from_url(redis_url, decode_responses=True)
-    events = [msgspec.json.decode(e["e"]) for _, e in
-              await client.xrange("{ws:" + ws + "}:events")]
+    events = [msgspec.json.decode(e["e"]) for _, e in await client.xrange("{ws:" + ws + "}:events")]
     await client.aclose()
     updates = [e for e in events if e["type"] == "config.updated"]
     assert [e["version"] for e in updates] == [1, 2]
@@ -129,8 +133,9 @@ async def test_websocket_pushes_each_change_to_its_agent_only(api: Any, ws: str)
     accepted = await _push(sock)
     assert accepted["offers"] == [] and accepted["agent"]["contacts"] == ["c1"]
     # another agent's change, and no change at all, push nothing to this desktop
-    r = await api.post(f"/v1/workspaces/{ws}/agents/a2/state", json={"state": "available"},
-                      headers=AG_FOR("a2"))
+    r = await api.post(
+        f"/v1/workspaces/{ws}/agents/a2/state", json={"state": "available"}, headers=AG_FOR("a2")
+    )
     assert r.status == 200
     try:
         extra = await _push(sock, wait=0.5)

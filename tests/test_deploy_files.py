@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from router.api.app import OPEN_PATHS
+from router.api.middlewares import OPEN_PATHS
 from sla.timers import HANDBACK_RETRY, STOP_GRACE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +30,9 @@ def k8s() -> dict[str, dict[str, Any]]:
 
 def drain_seconds() -> float:
     """The HTTP drain `router serve` gives requests in flight, then the timer hand-back."""
-    cli = (ROOT / "router" / "cli.py").read_text()
+    cli = (ROOT / "router" / "cli" / "main.py").read_text()
     m = re.search(r"shutdown_timeout=(\d+)", cli)
-    assert m, "router/cli.py passes shutdown_timeout to run_app"
+    assert m, "router/cli/main.py passes shutdown_timeout to run_app"
     return float(m.group(1)) + STOP_GRACE + HANDBACK_RETRY
 
 
@@ -94,8 +94,10 @@ def test_secrets_come_from_secrets_and_the_pod_runs_unprivileged() -> None:
     assert uid and int(uid.group(1)) == pod["securityContext"]["runAsUser"] != 0
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container()["securityContext"]["readOnlyRootFilesystem"] is True
-    assert k8s()["PodDisruptionBudget"]["spec"]["minAvailable"] < \
-        k8s()["Deployment"]["spec"]["replicas"]
+    assert (
+        k8s()["PodDisruptionBudget"]["spec"]["minAvailable"]
+        < k8s()["Deployment"]["spec"]["replicas"]
+    )
 
 
 def test_every_mounted_and_copied_file_exists() -> None:
@@ -109,7 +111,8 @@ def test_every_mounted_and_copied_file_exists() -> None:
                     assert dst in prom["rule_files"]
                 if dst == "/var/lib/grafana/dashboards":
                     prov = yaml.safe_load(
-                        (DEPLOY / "grafana/provisioning/dashboards/contact-router.yml").read_text())
+                        (DEPLOY / "grafana/provisioning/dashboards/contact-router.yml").read_text()
+                    )
                     assert prov["providers"][0]["options"]["path"] == dst
     for src in re.findall(r"^COPY (\S+)", (DEPLOY / "Dockerfile").read_text(), re.M):
         assert (ROOT / src).exists(), src

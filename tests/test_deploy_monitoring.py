@@ -25,8 +25,8 @@ SUFFIXES = ("_bucket", "_sum", "_count", "_total")
 async def promtool(*args: str, cwd: Path) -> tuple[int, str]:
     assert PROMTOOL, "promtool is missing: scripts/bootstrap installs it (Debian prometheus)"
     proc = await asyncio.create_subprocess_exec(
-        PROMTOOL, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        PROMTOOL, *args, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     out, _ = await proc.communicate()
     return proc.returncode or 0, out.decode()
 
@@ -42,7 +42,8 @@ async def test_scrape_config_is_valid(tmp_path: Path) -> None:
     cfg = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
     rules = DEPLOY / "prometheus" / "router-alerts.yml"
     (tmp_path / "prometheus.yml").write_text(
-        cfg.replace("/etc/prometheus/rules/router-alerts.yml", str(rules)))
+        cfg.replace("/etc/prometheus/rules/router-alerts.yml", str(rules))
+    )
     rc, out = await promtool("check", "config", "prometheus.yml", cwd=tmp_path)
     assert rc == 0, out
 

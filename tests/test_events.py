@@ -52,9 +52,16 @@ def check_cloudevent(ce: dict[str, Any], ws: str) -> None:
 
 
 def test_cloudevent_renders_a_stored_event() -> None:
-    stored = {"type": "contact.offered", "at": 1718000000123, "actor": "gateway:gw1",
-              "contact": "c1", "agent": "a1", "state": "offered", "reason": "r",
-              "explain": {"rank": 1}}
+    stored = {
+        "type": "contact.offered",
+        "at": 1718000000123,
+        "actor": "gateway:gw1",
+        "contact": "c1",
+        "agent": "a1",
+        "state": "offered",
+        "reason": "r",
+        "explain": {"rank": 1},
+    }
     assert cloudevent("demo", "1718000000123-4", stored) == {
         "specversion": "1.0",
         "id": "1718000000123-4",
@@ -64,8 +71,14 @@ def test_cloudevent_renders_a_stored_event() -> None:
         "subject": "c1",
         "datacontenttype": "application/json",
         "actor": "gateway:gw1",
-        "data": {"actor": "gateway:gw1", "contact": "c1", "agent": "a1", "state": "offered",
-                 "reason": "r", "explain": {"rank": 1}},
+        "data": {
+            "actor": "gateway:gw1",
+            "contact": "c1",
+            "agent": "a1",
+            "state": "offered",
+            "reason": "r",
+            "explain": {"rank": 1},
+        },
     }
     agent = cloudevent("demo", "1-0", {"type": "agent.created", "at": 5, "agent": "a9"})
     assert agent["subject"] == "a9" and agent["time"] == "1970-01-01T00:00:00.005Z"
@@ -98,8 +111,7 @@ async def test_contact_lifecycle_events_in_order(api: Any, ws: str) -> None:
     assert (await act(api, ws, "c1", "accept", agent_id="a1")).status == 200
     body = await page(api, ws, "?type=contact.")
     events = body["events"]
-    assert [e["type"] for e in events] == ["contact.created", "contact.offered",
-                                           "contact.assigned"]
+    assert [e["type"] for e in events] == ["contact.created", "contact.offered", "contact.assigned"]
     for ce in events:
         check_cloudevent(ce, ws)
         assert ce["subject"] == "c1" and ce["data"]["contact"] == "c1"
@@ -170,8 +182,7 @@ async def test_bad_query_values_name_the_field(api: Any, ws: str) -> None:
         assert (await r.json())["field"] == field, query
     r = await api.get(f"/v1/workspaces/{ws}/events/stream?after=nope", headers=SUP)
     assert r.status == 400 and (await r.json())["field"] == "after"
-    r = await api.get(f"/v1/workspaces/{ws}/events/stream",
-                      headers={**SUP, "Last-Event-ID": "x"})
+    r = await api.get(f"/v1/workspaces/{ws}/events/stream", headers={**SUP, "Last-Event-ID": "x"})
     assert r.status == 400 and (await r.json())["field"] == "Last-Event-ID"
     assert api.app[EVENT_STREAMS].active == 0
 
@@ -216,8 +227,7 @@ async def next_event(resp: Any) -> dict[str, str]:
 
 
 async def open_stream(api: Any, ws: str, query: str = "", **headers: str) -> Any:
-    resp = await api.get(f"/v1/workspaces/{ws}/events/stream{query}",
-                         headers={**SUP, **headers})
+    resp = await api.get(f"/v1/workspaces/{ws}/events/stream{query}", headers={**SUP, **headers})
     assert resp.status == 200, await resp.text()
     assert resp.content_type == "text/event-stream"
     assert await read_frame(resp) == {"retry": "2000"}

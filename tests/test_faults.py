@@ -17,10 +17,10 @@ import uvloop
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.engine import Engine
-from router.keys import WsKeys
-from router.model import AgentIn, AgentStateIn, ContactIn, Customer
-from router.validation import parse_config
+from router.routing.engine import Engine
+from router.routing.model import AgentIn, AgentStateIn, ContactIn, Customer
+from router.routing.validation import parse_config
+from router.store.keys import WsKeys
 from sla.timers import TimerWorker
 from tests.fault_runs import (
     BREACH_MS,
@@ -62,11 +62,11 @@ async def test_step_due_before_the_answer_is_recorded_when_its_timer_lags(
         body = ContactIn(id="c1", channel="voice", customer=Customer(id="cu1"))
         assert (await engine.create_contact(ws, body, "gateway:test")).state == "offered"
 
-
         async def claim(claim_id: int) -> list[tuple[str, int]]:
             res = await engine.scripts["claim"](
                 keys=[keys.timers, keys.timer_leases, keys.timer_lease_info, keys.timer_claims],
-                args=[100, 5000, "replica-x", claim_id])
+                args=[100, 5000, "replica-x", claim_id],
+            )
             return list(zip(res[2::3], res[3::3], strict=True))
 
         await asyncio.sleep(0.15)
@@ -82,12 +82,16 @@ async def test_step_due_before_the_answer_is_recorded_when_its_timer_lags(
         view = await engine.get_contact(ws, "c1")
         steps = [e for e in view.timeline or [] if e.type.startswith("sla.")]
         assert [(e.type, e.step) for e in steps] == [
-            ("sla.missed", None), ("sla.warning", 0), ("sla.breached", 1)]
+            ("sla.missed", None),
+            ("sla.warning", 0),
+            ("sla.breached", 1),
+        ]
         assert all(e.late_ms is not None and e.late_ms > 100 for e in steps[1:])
         assert view.state == "assigned" and view.sla_clocks is not None
         assert view.sla_clocks["answer"].status == "missed"  # the outcome stands
-        assert [m for m in await client.zrange(keys.timers, 0, -1)
-                if m.startswith("sla|")] == []  # the escalation (60 s) was dropped
+        assert [
+            m for m in await client.zrange(keys.timers, 0, -1) if m.startswith("sla|")
+        ] == []  # the escalation (60 s) was dropped
     finally:
         await engine.close()
         await client.aclose()
@@ -112,8 +116,10 @@ async def test_claim_whose_reply_was_lost_is_fired_at_the_next_poll(redis_url: s
         return res
 
     async def fire(w: WsKeys, timers: list[tuple[str, int]]) -> object:
-        return await engine.scripts["fire"](keys=[w.runtime, w.timer_leases, w.timer_lease_info],
-                                            args=[x for t in timers for x in t])
+        return await engine.scripts["fire"](
+            keys=[w.runtime, w.timer_leases, w.timer_lease_info],
+            args=[x for t in timers for x in t],
+        )
 
     worker = TimerWorker(client, lossy_claim, engine.scripts["handback"], fire, lease_ms=60_000)
     try:
@@ -129,7 +135,9 @@ async def test_claim_whose_reply_was_lost_is_fired_at_the_next_poll(redis_url: s
         assert await worker.claim_once(keys) == 2  # the same claim id: the same timers
         view = await engine.get_contact(ws, "c1")
         assert [e.type for e in view.timeline or [] if e.type.startswith("sla.")] == [
-            "sla.warning", "sla.breached"]
+            "sla.warning",
+            "sla.breached",
+        ]
         assert await client.zcard(keys.timer_leases) == 0
         assert await worker.claim_once(keys) == 0  # a new claim id: nothing else is due
     finally:
@@ -144,9 +152,11 @@ def test_slow_redis_answers_503_within_the_timeout(tmp_path: Path, one_at_a_time
     health = out["health"]
     took = ", ".join(f"{r['s']:.2f}" for r in out["during"])
     later = ", ".join(f"{r['s']:.2f}" for r in out["later"])
-    print(f"\nduring DEBUG SLEEP 3 with ROUTER_REDIS_TIMEOUT=0.5: requests answered in "
-          f"{took} s, the next ones in {later} s; /healthz answered "
-          f"{len(health)} times, slowest {max(s for _, s in health):.3f} s")
+    print(
+        f"\nduring DEBUG SLEEP 3 with ROUTER_REDIS_TIMEOUT=0.5: requests answered in "
+        f"{took} s, the next ones in {later} s; /healthz answered "
+        f"{len(health)} times, slowest {max(s for _, s in health):.3f} s"
+    )
     assert_unavailable(out["during"], within=2.0)  # the timeout, not the 3 s sleep
     assert_unavailable(out["later"], within=1.5)
     assert out["ready_during"]["status"] == 503
@@ -165,16 +175,22 @@ def test_redis_restarted_from_aof_during_load(tmp_path: Path, one_at_a_time: Non
     events, down_ms, up_ms = out["events"], out["down_ms"], out["up_ms"]
     rep = replay(events)
     sla = check_sla_steps(events, "answer", {0: WARN_MS, 1: BREACH_MS})
-    overdue = [e for e in events if e["type"] in ("sla.warning", "sla.breached")
-               and down_ms <= e["at"] - e["late_ms"] <= up_ms]
+    overdue = [
+        e
+        for e in events
+        if e["type"] in ("sla.warning", "sla.breached")
+        and down_ms <= e["at"] - e["late_ms"] <= up_ms
+    ]
     after_up = [e["at"] - up_ms for e in overdue]
-    print(f"\n{len(out['acked'])} contacts acknowledged ({len(out['acked_before'])} before "
-          f"the outage); {len(out['down'])} requests during the {OUTAGE:.0f} s outage answered "
-          f"in at most {max(r['s'] for r in out['down']):.3f} s; replicas ready "
-          f"{out['ready_s']:.1f} s after Redis restarted; {len(overdue)} SLA steps came due "
-          f"during the outage and fired {min(after_up, default=0)}..{max(after_up, default=0)}"
-          f" ms after it; router_timers_late_total {out['late_metric']:.0f}; client "
-          f"{out['stats']}")
+    print(
+        f"\n{len(out['acked'])} contacts acknowledged ({len(out['acked_before'])} before "
+        f"the outage); {len(out['down'])} requests during the {OUTAGE:.0f} s outage answered "
+        f"in at most {max(r['s'] for r in out['down']):.3f} s; replicas ready "
+        f"{out['ready_s']:.1f} s after Redis restarted; {len(overdue)} SLA steps came due "
+        f"during the outage and fired {min(after_up, default=0)}..{max(after_up, default=0)}"
+        f" ms after it; router_timers_late_total {out['late_metric']:.0f}; client "
+        f"{out['stats']}"
+    )
     assert_unavailable(out["down"], within=2.0)  # ROUTER_REDIS_TIMEOUT=1, never a hang
     assert all(r["status"] == 200 for r in out["health"][0::2]), out["health"]  # /healthz
     assert all(r["status"] == 503 for r in out["health"][1::2]), out["health"]  # /readyz
@@ -200,13 +216,15 @@ def test_sigterm_drains_requests_and_hands_back_timer_leases(
     handed = re.search(r"(\d+) timer lease\(s\) handed back", h["a_log"])
     how = Counter(how for _, how, _ in d["outcomes"])
     sla = check_sla_steps(h["events"], "answer", {0: 1500, 1: 3000})
-    print(f"\nhand-back: {len(h['held'])} of {N_HELD} warnings leased to the terminated "
-          f"replica for {LONG_LEASE} s; {handed.group(1) if handed else '?'} handed back; "
-          f"fired {min(fired_after)}..{max(fired_after)} ms after its link came back "
-          f"(the leases ran out {h['claimed_ms'] + LONG_LEASE * 1000 - h['restored_ms']} ms "
-          f"later); drain: long-polls answered {[round(t, 2) for *_, t in d['polls']]} s "
-          f"after SIGTERM, exit {d['exit']} after {d['exit_s']:.1f} s, new connection "
-          f"{d['new_connection']}, creates in flight {dict(how)}")
+    print(
+        f"\nhand-back: {len(h['held'])} of {N_HELD} warnings leased to the terminated "
+        f"replica for {LONG_LEASE} s; {handed.group(1) if handed else '?'} handed back; "
+        f"fired {min(fired_after)}..{max(fired_after)} ms after its link came back "
+        f"(the leases ran out {h['claimed_ms'] + LONG_LEASE * 1000 - h['restored_ms']} ms "
+        f"later); drain: long-polls answered {[round(t, 2) for *_, t in d['polls']]} s "
+        f"after SIGTERM, exit {d['exit']} after {d['exit_s']:.1f} s, new connection "
+        f"{d['new_connection']}, creates in flight {dict(how)}"
+    )
     # the leases were held: nobody fired them while the replica was alive
     assert h["held"] and not h["warned_before"] and h["still_held"] == len(h["held"])
     # handed back on shutdown and fired at once by the other replica, each once
@@ -221,8 +239,9 @@ def test_sigterm_drains_requests_and_hands_back_timer_leases(
     assert all(st == 200 and data["offers"] == [] and t < 5 for st, data, t in d["polls"])
     assert d["exit"] == 0
     # every create the replica received was answered: none exists without a 2xx
-    unanswered = [(cid, how) for cid, how, exists in d["outcomes"]
-                  if exists and how not in ("200", "201")]
+    unanswered = [
+        (cid, how) for cid, how, exists in d["outcomes"] if exists and how not in ("200", "201")
+    ]
     assert not unanswered, unanswered
     assert how["201"] > 0
 
@@ -235,15 +254,20 @@ def test_replica_killed_every_10_s_under_load(tmp_path: Path, one_at_a_time: Non
     rep = replay(events)
     sla = check_sla_steps(events, "answer", KILL_STEPS)
     retries = {k: v for k, v in out["stats"].items() if k.startswith("retried_")}
-    final = Counter(e["type"] for e in events if e["type"] in (
-        "contact.completed", "contact.abandoned", "contact.expired"))
-    print(f"\n{len(acked)} contacts over {out['load_s']:.0f} s, {out['kills']} replicas "
-          f"killed (SIGKILL) and restarted; client retries {retries}; {len(events)} events, "
-          f"ended {dict(final)}; SLA steps due {sla['due']}, fired {sla['fired']} "
-          f"(by step {dict(sorted(sla['by_step'].items()))}, {sla['late']} late, "
-          f"{sla['after_stop']} recorded after the answer); "
-          f"request latency with retries p50 {out['latency'][0]:.3f} s, p99 "
-          f"{out['latency'][1]:.3f} s, max {out['latency'][2]:.3f} s; client {out['stats']}")
+    final = Counter(
+        e["type"]
+        for e in events
+        if e["type"] in ("contact.completed", "contact.abandoned", "contact.expired")
+    )
+    print(
+        f"\n{len(acked)} contacts over {out['load_s']:.0f} s, {out['kills']} replicas "
+        f"killed (SIGKILL) and restarted; client retries {retries}; {len(events)} events, "
+        f"ended {dict(final)}; SLA steps due {sla['due']}, fired {sla['fired']} "
+        f"(by step {dict(sorted(sla['by_step'].items()))}, {sla['late']} late, "
+        f"{sla['after_stop']} recorded after the answer); "
+        f"request latency with retries p50 {out['latency'][0]:.3f} s, p99 "
+        f"{out['latency'][1]:.3f} s, max {out['latency'][2]:.3f} s; client {out['stats']}"
+    )
     assert out["kills"] >= int(LOAD_S / KILL_EVERY) - 1
     # 0 lost: every acknowledged contact was created once and ended once
     assert set(rep["created"]) == acked and set(rep["created"].values()) == {1}

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.anonbank import (
+from router.wfm.anonbank import (
     DEFAULT_DIR,
     BadRow,
     Call,
@@ -34,7 +34,7 @@ from router.anonbank import (
     parse_lines,
     read_calls,
 )
-from router.forecast import (
+from router.wfm.forecast import (
     INTERVALS_PER_DAY,
     DayProfileModel,
     Forecast,

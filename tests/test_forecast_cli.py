@@ -1,6 +1,6 @@
 """The agents-needed curve: a real day forecast from the records before it,
 every interval staffed by the Erlang calculator (anonbank 1999 data; see
-router/forecast_cli.py for the acknowledgement)."""
+router/cli/forecast.py for the acknowledgement)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import datetime as dt
 
 import pytest
 
-from router.anonbank import DEFAULT_DIR, read_all
-from router.cli import main
-from router.forecast_cli import curve
-from router.staffing import ServiceTarget, agents_needed
+from router.cli.forecast import curve
+from router.cli.main import main
+from router.wfm.anonbank import DEFAULT_DIR, read_all
+from router.wfm.staffing import ServiceTarget, agents_needed
 
 DAY = dt.date(1999, 7, 4)  # the busiest Sunday of June-July
 
@@ -29,8 +29,11 @@ def test_agents_curve_for_a_real_day(june_july: list) -> None:  # type: ignore[t
     # day-total forecast within 40% of what happened (the report measures ~26%)
     assert abs(c.total_expected - c.total_actual) / c.total_actual < 0.4
     peak = max(c.points, key=lambda p: p.expected)
-    assert peak.agents == c.peak_agents == agents_needed(
-        peak.expected / 900, c.aht, target, patience=120).agents
+    assert (
+        peak.agents
+        == c.peak_agents
+        == agents_needed(peak.expected / 900, c.aht, target, patience=120).agents
+    )
     for p in c.points:
         assert p.agents == 0 if p.expected == 0 else p.agents >= 1
     # the forecast day's agent-hours follow its arrivals: more than the night, bounded

@@ -108,9 +108,7 @@ async def test_forecast_for_a_day_before_the_epoch_is_refused(api: Any, ws: str)
         assert r.status == 422 and problem["field"] == "day", problem
 
 
-async def test_forecast_without_that_weekday_in_the_history_is_refused(
-    api: Any, ws: str
-) -> None:
+async def test_forecast_without_that_weekday_in_the_history_is_refused(api: Any, ws: str) -> None:
     # Found: a pool whose arrivals began today had its forecast for tomorrow
     # (the default day) answered 500: no same weekday to fall back on.
     await put_config(api, ws, small_config())
@@ -153,14 +151,18 @@ async def test_event_stream_refuses_a_malformed_after_beside_last_event_id(
 async def test_an_empty_last_event_id_is_documented_as_absent(api: Any, ws: str) -> None:
     # Found: an empty Last-Event-ID (the stream starts with new events) broke
     # the documented pattern, which allowed only event ids.
-    schema = next(p["schema"] for p in operation("get", "/events/stream")["parameters"]
-                  if p["name"] == "Last-Event-ID")
+    schema = next(
+        p["schema"]
+        for p in operation("get", "/events/stream")["parameters"]
+        if p["name"] == "Last-Event-ID"
+    )
     resume = jsonschema.Draft202012Validator(schema)
     assert resume.is_valid("") and resume.is_valid("1718000000123-0")
     assert not resume.is_valid("soon")
     await put_config(api, ws, small_config())
-    r = await api.get(f"/v1/workspaces/{ws}/events/stream",
-                      headers={**SUP, "Last-Event-ID": "soon"})
+    r = await api.get(
+        f"/v1/workspaces/{ws}/events/stream", headers={**SUP, "Last-Event-ID": "soon"}
+    )
     assert r.status == 400 and (await r.json())["field"] == "Last-Event-ID"
 
 

@@ -7,9 +7,9 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import Channel, Pool, RoutingConfig, SkillRequirement, Tier
-from router.demo import demo_agents, demo_config
-from router.membership import agent_pools, eligible, skill_score
+from router.cli.demo import demo_agents, demo_config
+from router.routing.config import Channel, Pool, RoutingConfig, SkillRequirement, Tier
+from router.routing.membership import agent_pools, eligible, skill_score
 
 
 def req(skill: str, minimum: int = 1) -> SkillRequirement:

@@ -52,8 +52,13 @@ async def test_metrics_reflect_the_day_and_pass_promtool(api: Any, ws: str) -> N
     text = await r.text()
     assert PROMTOOL, "promtool is missing: scripts/bootstrap installs it (Debian prometheus)"
     proc = await asyncio.create_subprocess_exec(
-        PROMTOOL, "check", "metrics", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        PROMTOOL,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await proc.communicate(text.encode())
     assert proc.returncode == 0, out.decode()
     m = samples(text)
@@ -97,15 +102,17 @@ async def two_replicas(redis_url: str, ws: str, log_dir: Path) -> list[dict[Any,
                 assert r.status == 200
             for i in range(4):  # no agents: all four wait
                 body = {"id": f"c{i}", "channel": "voice", "customer": {"id": f"x{i}"}}
-                async with http.post(replicas[i % 2].url + base + "/contacts", json=body,
-                                     headers=GW) as r:
+                async with http.post(
+                    replicas[i % 2].url + base + "/contacts", json=body, headers=GW
+                ) as r:
                     assert r.status == 201
             async with http.get(replicas[1].url + base + "/pools/cards", headers=SUP) as r:
                 assert (await r.json())["depth"] == 4
             first = [await scrape(http, r.url) for r in replicas]
             # the exporter stops: the other takes the lease at its next scrape
-            holder = next(i for i, m in enumerate(first)
-                          if value(m, "router_metrics_exporter") == 1)
+            holder = next(
+                i for i, m in enumerate(first) if value(m, "router_metrics_exporter") == 1
+            )
             code = replicas[holder].stop()
             assert code == 0, f"unclean shutdown ({code}):\n{replicas[holder].log_tail()}"
             after = await scrape(http, replicas[1 - holder].url)
@@ -124,12 +131,23 @@ def test_shared_state_is_exported_once_across_replicas(
     # summed over replicas (what PromQL's sum() does): counted once, not twice
     assert sum(m.get(key, 0) for m in (a, b)) == 4
     assert value(a, "router_metrics_exporter") + value(b, "router_metrics_exporter") == 1
-    created = [k for m in (a, b) for k in m
-               if k[0] == "router_contact_events_total" and ("workspace", ws) in k[1]]
+    created = [
+        k
+        for m in (a, b)
+        for k in m
+        if k[0] == "router_contact_events_total" and ("workspace", ws) in k[1]
+    ]
     assert len(created) == 1  # one series, from the exporter only
     # per-replica counters are on both: each served some of the four creates
     route = "/v1/workspaces/{ws}/contacts"
-    counts = [m[("router_http_request_duration_seconds_count", frozenset(
-        {"method": "POST", "route": route, "status": "201"}.items()))] for m in (a, b)]
+    counts = [
+        m[
+            (
+                "router_http_request_duration_seconds_count",
+                frozenset({"method": "POST", "route": route, "status": "201"}.items()),
+            )
+        ]
+        for m in (a, b)
+    ]
     assert counts == [2, 2]
     assert value(after, "router_metrics_exporter") == 1 and after[key] == 4

@@ -26,9 +26,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from router.auth import mint
-from router.localredis import free_port
-from router.settings import token_hash
+from router.runtime.settings import token_hash
+from router.security.auth import mint
+from router.store.local import free_port
 from tests.conftest import small_config
 from tests.procs import Replica, stop_replicas, wait_ready
 from tests.receiver import Receiver, new_secret
@@ -46,18 +46,26 @@ PERSONAL = {
 }
 # The same values as they might be reformatted on the way.
 VARIANTS = {"customer.phone (digits)": "447700900461"}
-TOKENS = {"gateway": f"tok-gw-{RUN}-Kq3F9w", "supervisor": f"tok-sup-{RUN}-Hd82Lm",
-          "admin": f"tok-adm-{RUN}-Pz71Xc"}
+TOKENS = {
+    "gateway": f"tok-gw-{RUN}-Kq3F9w",
+    "supervisor": f"tok-sup-{RUN}-Hd82Lm",
+    "admin": f"tok-adm-{RUN}-Pz71Xc",
+}
 JWT_SECRET = f"jwt-secret-{RUN}-{uuid.uuid4().hex}"
 BAD_TOKEN = f"tok-nobody-{RUN}-Zz00"
 
 
 def _contact(cid: str, **extra: Any) -> dict[str, Any]:
     return {
-        "id": cid, "channel": "voice",
-        "customer": {"id": PERSONAL["customer.id"], "tier": "standard",
-                     "name": PERSONAL["customer.name"], "phone": PERSONAL["customer.phone"],
-                     "national_id": PERSONAL["customer.national_id"]},
+        "id": cid,
+        "channel": "voice",
+        "customer": {
+            "id": PERSONAL["customer.id"],
+            "tier": "standard",
+            "name": PERSONAL["customer.name"],
+            "phone": PERSONAL["customer.phone"],
+            "national_id": PERSONAL["customer.national_id"],
+        },
         "note": PERSONAL["note"],
         "attributes": {"account": PERSONAL["attributes.account"]},
         **extra,
@@ -72,8 +80,15 @@ class Calls:
         self.problems: list[tuple[str, str]] = []
         self.n = 0
 
-    async def __call__(self, method: str, path: str, token: str, body: Any = None,
-                       raw: bytes | None = None, expect: int | tuple[int, ...] = 200) -> Any:
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        body: Any = None,
+        raw: bytes | None = None,
+        expect: int | tuple[int, ...] = 200,
+    ) -> Any:
         self.n += 1
         url = f"{self.urls[self.n % len(self.urls)]}/v1/workspaces/{self.ws}{path}"
         headers = {"Authorization": f"Bearer {token}"}
@@ -108,7 +123,7 @@ def _assert_logs_clean(logs: list[Path], needles: dict[str, str]) -> None:
     assert " DEBUG " in text and "/v1/workspaces/{ws}/contacts 201" in text, text[-3000:]
     assert "attempt failed" in text and "malformed HTTP request" in text, text[-3000:]
     # An unexpected exception's message and traceback may quote anything.
-    assert "Traceback" not in text, text[text.index("Traceback") - 300:][:3000]
+    assert "Traceback" not in text, text[text.index("Traceback") - 300 :][:3000]
     leaks = list(_leaks(logs, needles))
     assert not leaks, "leaked into the logs:\n" + "\n".join(leaks)
 
@@ -122,10 +137,14 @@ async def test_no_personal_data_or_secret_in_logs(tmp_path: Path) -> None:
     receiver = Receiver()
     await receiver.start()
     spec = ",".join(f"{role}-svc:{role}:{token_hash(tok)}" for role, tok in TOKENS.items())
-    env = {"ROUTER_TOKENS": spec, "ROUTER_JWT_SECRET": JWT_SECRET, "ROUTER_LOG_LEVEL": "DEBUG",
-           "ROUTER_ACCESS_LOG": "on", "ROUTER_WEBHOOK_CLAIM_IDLE": "2"}
-    replicas = [Replica(redis.url("router", ROUTER_PASSWORD), tmp_path, i, env)
-                for i in range(2)]
+    env = {
+        "ROUTER_TOKENS": spec,
+        "ROUTER_JWT_SECRET": JWT_SECRET,
+        "ROUTER_LOG_LEVEL": "DEBUG",
+        "ROUTER_ACCESS_LOG": "on",
+        "ROUTER_WEBHOOK_CLAIM_IDLE": "2",
+    }
+    replicas = [Replica(redis.url("router", ROUTER_PASSWORD), tmp_path, i, env) for i in range(2)]
     gw, sup, adm = TOKENS["gateway"], TOKENS["supervisor"], TOKENS["admin"]
     try:
         await wait_ready(replicas)
@@ -133,13 +152,22 @@ async def test_no_personal_data_or_secret_in_logs(tmp_path: Path) -> None:
             call = Calls(http, [r.url for r in replicas], "pii" + RUN)
             cfg = small_config()
             cfg["webhooks"] = {
-                "crm": {"url": receiver.url(), "events": ["contact.*"], "secret": hook_secret,
-                        "previous_secret": old_hook_secret},
-                "down": {"url": f"http://127.0.0.1:{free_port()}/hook", "events": ["contact.*"],
-                         "secret": down_secret},
+                "crm": {
+                    "url": receiver.url(),
+                    "events": ["contact.*"],
+                    "secret": hook_secret,
+                    "previous_secret": old_hook_secret,
+                },
+                "down": {
+                    "url": f"http://127.0.0.1:{free_port()}/hook",
+                    "events": ["contact.*"],
+                    "secret": down_secret,
+                },
             }
-            bad_cfg = {**cfg, "webhooks": {"crm": {**cfg["webhooks"]["crm"],
-                                                   "secret": down_secret + "!!"}}}
+            bad_cfg = {
+                **cfg,
+                "webhooks": {"crm": {**cfg["webhooks"]["crm"], "secret": down_secret + "!!"}},
+            }
             await call("PUT", "", adm, bad_cfg, expect=422)
             await call("PUT", "", adm, cfg)
             for aid, tok in agents.items():
@@ -171,23 +199,38 @@ async def test_no_personal_data_or_secret_in_logs(tmp_path: Path) -> None:
             wrong["customer"]["phone"] = PERSONAL["customer.name"]
             wrong["customer"]["tier"] = PERSONAL["note"]
             await call("POST", "/contacts", gw, wrong, expect=422)
-            await call("POST", "/agents/a1/state", agents["a1"],
-                       {"state": PERSONAL["customer.national_id"]}, expect=422)
-            await call("POST", "/contacts/c1/rating", gw,
-                       {"score": PERSONAL["customer.phone"]}, expect=422)
+            await call(
+                "POST",
+                "/agents/a1/state",
+                agents["a1"],
+                {"state": PERSONAL["customer.national_id"]},
+                expect=422,
+            )
+            await call(
+                "POST", "/contacts/c1/rating", gw, {"score": PERSONAL["customer.phone"]}, expect=422
+            )
             # Denied: unknown token, wrong signing key, another agent's contact.
             await call("POST", "/contacts", BAD_TOKEN, _contact("c11"), expect=401)
             await call("GET", "/contacts/c1", wrong_key_jwt, expect=401)
             await call("GET", "/contacts/c1", agents[first], expect=(200, 403))
-            await call("POST", "/contacts/c1/accept", agents[first], {"agent_id": other},
-                       expect=403)
+            await call(
+                "POST", "/contacts/c1/accept", agents[first], {"agent_id": other}, expect=403
+            )
             await call("GET", "/events?limit=100", sup)
             # Malformed HTTP: the parser quotes the bytes it stopped at.
             port = replicas[0].port
-            _raw_request(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-                         + gw.encode() + b"\x01\r\n\r\n")
-            _raw_request(port, b"GET /v1/workspaces/x/contacts/"
-                         + PERSONAL["customer.name"].encode() + b"\x7f HTTP/1.1\r\n\r\n")
+            _raw_request(
+                port,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + gw.encode()
+                + b"\x01\r\n\r\n",
+            )
+            _raw_request(
+                port,
+                b"GET /v1/workspaces/x/contacts/"
+                + PERSONAL["customer.name"].encode()
+                + b"\x7f HTTP/1.1\r\n\r\n",
+            )
             # Webhook deliveries happen (and fail for `down`) before the logs are read.
             for _ in range(100):
                 if len(receiver.ok_ids()) >= 5:
@@ -201,17 +244,29 @@ async def test_no_personal_data_or_secret_in_logs(tmp_path: Path) -> None:
         await receiver.stop()
         redis.stop()
 
-    needles = {**PERSONAL, **VARIANTS, **{f"{role} token": t for role, t in TOKENS.items()},
-               **{f"agent {aid}'s signed token": t for aid, t in agents.items()},
-               "the signed token with the wrong key": wrong_key_jwt,
-               "ROUTER_JWT_SECRET": JWT_SECRET, "the unknown token": BAD_TOKEN,
-               "the Redis ACL password": ROUTER_PASSWORD}
-    for name, secret in (("webhook secret", hook_secret), ("previous webhook secret",
-                         old_hook_secret), ("down webhook secret", down_secret)):
+    needles = {
+        **PERSONAL,
+        **VARIANTS,
+        **{f"{role} token": t for role, t in TOKENS.items()},
+        **{f"agent {aid}'s signed token": t for aid, t in agents.items()},
+        "the signed token with the wrong key": wrong_key_jwt,
+        "ROUTER_JWT_SECRET": JWT_SECRET,
+        "the unknown token": BAD_TOKEN,
+        "the Redis ACL password": ROUTER_PASSWORD,
+    }
+    for name, secret in (
+        ("webhook secret", hook_secret),
+        ("previous webhook secret", old_hook_secret),
+        ("down webhook secret", down_secret),
+    ):
         needles[name] = secret
         needles[name + " (key)"] = base64.b64decode(secret.removeprefix("whsec_")).hex()
     _assert_logs_clean([r.log_path for r in replicas], needles)
-    echoed = [f"{what} in the answer to {req}: {body[:200]}" for req, body in problems
-              for what, value in {**PERSONAL, **VARIANTS}.items() if value in body]
+    echoed = [
+        f"{what} in the answer to {req}: {body[:200]}"
+        for req, body in problems
+        for what, value in {**PERSONAL, **VARIANTS}.items()
+        if value in body
+    ]
     assert not echoed, "problem documents repeat personal values:\n" + "\n".join(echoed)
     assert len(problems) >= 9, problems

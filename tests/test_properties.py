@@ -1,13 +1,13 @@
 """Properties of the config validator and the rule engine over generated inputs.
 
-Validator (router/validation.py `parse_config`, with sla/checks.py): any JSON
+Validator (router/routing/validation.py `parse_config`, with sla/checks.py): any JSON
 document and any damaged valid config is either accepted or refused with the
 validation error types only; every problem names a path that exists in the
 document, or a known field missing under an existing parent; a config built
 only from declared names is accepted, round-trips through its wire form, and
 its cross references hold.
 
-Rule engine (router/rules.py `plan_route`, router/membership.py): the rules that
+Rule engine (router/routing/rules.py `plan_route`, router/routing/membership.py): the rules that
 contribute are exactly those an independent reading of the conditions selects
 (merges up to the first non-merge match); a merge rule only adds; the plan's
 pools exist and serve the contact's channel, stages start at once and never go
@@ -29,11 +29,11 @@ import msgspec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import RoutingConfig, Rule, Stage
-from router.errors import BadRequest, InvalidInput
-from router.membership import agent_pools, eligible, skill_score
-from router.rules import RoutePlan, plan_route
-from router.validation import parse_config
+from router.routing.config import RoutingConfig, Rule, Stage
+from router.routing.membership import agent_pools, eligible, skill_score
+from router.routing.rules import RoutePlan, plan_route
+from router.routing.validation import parse_config
+from router.runtime.errors import BadRequest, InvalidInput
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIERS = ("standard", "vip", "gold")
@@ -136,9 +136,11 @@ def valid_docs(draw: st.DrawFn) -> dict[str, Any]:
     cfg["defaults"] = {
         "tier": draw(st.sampled_from(tiers)),
         # mostly a default route; without one, unmatched contacts are refused
-        "stages": draw(st.sampled_from([True, True, True, False]).flatmap(
-            lambda route: stages_from(list(cfg["pools"])) if route else st.just([])
-        )),
+        "stages": draw(
+            st.sampled_from([True, True, True, False]).flatmap(
+                lambda route: stages_from(list(cfg["pools"])) if route else st.just([])
+            )
+        ),
     }
     if draw(st.booleans()):
         cfg["defaults"]["sla"] = draw(st.sampled_from(list(cfg["sla_policies"])))
@@ -152,9 +154,14 @@ json_values = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12)
     | st.sampled_from([*TIERS, *CHANNELS, *SKILLS, *POOLS, *POLICIES, "", "a b", "x" * 70]),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10) | st.sampled_from(["skills", "pools", "when"]),
-                      children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=10) | st.sampled_from(["skills", "pools", "when"]),
+            children,
+            max_size=4,
+        )
+    ),
     max_leaves=20,
 )
 
@@ -281,8 +288,11 @@ def test_any_json_is_accepted_or_refused_cleanly(doc: object) -> None:
 
 
 @SETTINGS
-@given(st.dictionaries(st.sampled_from([*_SCHEMA["$defs"]["RoutingConfig"]["properties"], "x"]),
-                       json_values))
+@given(
+    st.dictionaries(
+        st.sampled_from([*_SCHEMA["$defs"]["RoutingConfig"]["properties"], "x"]), json_values
+    )
+)
 def test_config_shaped_json_is_refused_cleanly(doc: dict[str, object]) -> None:
     check_outcome(doc)
 
@@ -303,6 +313,7 @@ def test_configs_of_declared_names_are_accepted_and_round_trip(doc: dict[str, An
 
 
 # --- the rule engine --------------------------------------------------------------------
+
 
 def contacts_for(doc: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
     """Contacts mostly on the config's channels and tiers, sometimes not."""
@@ -347,9 +358,13 @@ def holds(rule: Rule, c: Mapping[str, Any], tier: str) -> bool:
         for name, accepted in w.attributes.items():
             value = c["attributes"].get(name, KeyError)
             # JSON semantics: true is not 1, 1 is 1.0
-            checks.append(any(type(a) is type(value) and a == value for a in accepted)
-                          or (type(value) in (int, float) and any(
-                              type(a) in (int, float) and a == value for a in accepted)))
+            checks.append(
+                any(type(a) is type(value) and a == value for a in accepted)
+                or (
+                    type(value) in (int, float)
+                    and any(type(a) in (int, float) and a == value for a in accepted)
+                )
+            )
     return all(checks)
 
 
@@ -456,7 +471,8 @@ def test_membership_is_exactly_the_pools_an_agent_qualifies_for(
     cfg = parsed(doc)
     pools = agent_pools(cfg, skills)
     assert set(pools) == {
-        name for name, pool in cfg.pools.items()
+        name
+        for name, pool in cfg.pools.items()
         if all(skills.get(r.skill, 0) >= r.min for r in pool.skills)
     }
     assert all(0 <= score <= 100 for score in pools.values())

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from router.api import ratelimit
 from router.api.app import create_app
-from router.localredis import LocalRedis
-from router.settings import Settings, SettingsError, token_hash
+from router.runtime.settings import Settings, SettingsError, token_hash
+from router.store.local import LocalRedis
 from tests.conftest import SUP, add_agent, put_config, small_config
 
 
@@ -22,21 +22,25 @@ def _settings(redis_url: str, tokens: dict[str, tuple[str, str]], **env: str) ->
     spec = ",".join(f"{name}:{role}:{token_hash(tok)}" for tok, (name, role) in tokens.items())
     spec += f",supervisor:supervisor:{token_hash('demo-supervisor')}"
     spec += f",admin:admin:{token_hash('demo-admin')}"
-    return Settings.from_env({"ROUTER_TOKENS": spec, "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
-                              **env}, redis_url=redis_url)
+    return Settings.from_env(
+        {"ROUTER_TOKENS": spec, "ROUTER_METRICS_GROUP": uuid.uuid4().hex, **env},
+        redis_url=redis_url,
+    )
 
 
 def _contact(cid: str) -> dict[str, Any]:
     return {"id": cid, "channel": "voice", "customer": {"id": "cu-" + cid, "tier": "standard"}}
 
 
-async def test_over_the_limit_is_429_and_changes_nothing(aiohttp_client: Any, redis_url: str,
-                                                         ws: str) -> None:
+async def test_over_the_limit_is_429_and_changes_nothing(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
     # A unique token name: its counter is its own even on a Redis kept between runs.
     # A day's window, so the burst below never straddles a window boundary.
     name = "gw-" + uuid.uuid4().hex[:8]
-    settings = _settings(redis_url, {"gw-secret-1": (name, "gateway")},
-                         ROUTER_RATE_LIMIT_OVERRIDES=f"{name}=5/day")
+    settings = _settings(
+        redis_url, {"gw-secret-1": (name, "gateway")}, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}=5/day"
+    )
     api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     await put_config(api, ws, small_config())
     gw = {"Authorization": "Bearer gw-secret-1"}
@@ -69,10 +73,12 @@ async def test_over_the_limit_is_429_and_changes_nothing(aiohttp_client: Any, re
 
 
 async def test_counted_across_replicas_and_recovers_after_the_window(
-        aiohttp_client: Any, redis_url: str, ws: str) -> None:
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
     name = "desk-" + uuid.uuid4().hex[:8]
-    settings = _settings(redis_url, {"desk-secret": (name, "agent")},
-                         ROUTER_RATE_LIMITS="agent=4/2 seconds")
+    settings = _settings(
+        redis_url, {"desk-secret": (name, "agent")}, ROUTER_RATE_LIMITS="agent=4/2 seconds"
+    )
     # Two apps on one Redis stand for two replicas: they share the token's count.
     one: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     two: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
@@ -94,16 +100,21 @@ async def test_counted_across_replicas_and_recovers_after_the_window(
     assert r.status == 200, await r.text()
 
 
-async def test_off_and_exempt_tokens_are_not_counted(aiohttp_client: Any, redis_url: str,
-                                                     ws: str) -> None:
+async def test_off_and_exempt_tokens_are_not_counted(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
     exempt = "bulk-" + uuid.uuid4().hex[:8]
-    settings = _settings(redis_url, {"bulk-secret": (exempt, "supervisor")},
-                         ROUTER_RATE_LIMITS="supervisor=2/day",
-                         ROUTER_RATE_LIMIT_OVERRIDES=f"{exempt}=off")
+    settings = _settings(
+        redis_url,
+        {"bulk-secret": (exempt, "supervisor")},
+        ROUTER_RATE_LIMITS="supervisor=2/day",
+        ROUTER_RATE_LIMIT_OVERRIDES=f"{exempt}=off",
+    )
     api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     for _ in range(6):
-        r = await api.get(f"/v1/workspaces/{ws}/pools", headers={"Authorization":
-                                                                  "Bearer bulk-secret"})
+        r = await api.get(
+            f"/v1/workspaces/{ws}/pools", headers={"Authorization": "Bearer bulk-secret"}
+        )
         assert r.status in (200, 404) and "RateLimit-Limit" not in r.headers
     off = _settings(redis_url, {}, ROUTER_RATE_LIMITS="off")
     api = await aiohttp_client(create_app(off))
@@ -112,13 +123,15 @@ async def test_off_and_exempt_tokens_are_not_counted(aiohttp_client: Any, redis_
         assert "RateLimit-Limit" not in r.headers
 
 
-async def test_redis_down_fails_open_to_the_handlers_503(aiohttp_client: Any, ws: str,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_redis_down_fails_open_to_the_handlers_503(
+    aiohttp_client: Any, ws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(ratelimit, "SKIP_AFTER_FAILURE", 60.0)  # however slow this machine is
     server = LocalRedis()
     try:
-        settings = _settings(server.url, {"gw-secret-2": ("gw-down", "gateway")},
-                             ROUTER_REDIS_TIMEOUT="0.5")
+        settings = _settings(
+            server.url, {"gw-secret-2": ("gw-down", "gateway")}, ROUTER_REDIS_TIMEOUT="0.5"
+        )
         api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
         await put_config(api, ws, small_config())
         gw = {"Authorization": "Bearer gw-secret-2"}
@@ -140,24 +153,36 @@ async def test_redis_down_fails_open_to_the_handlers_503(aiohttp_client: Any, ws
         server.stop()
 
 
-@pytest.mark.parametrize(("env", "named"), [
-    ({"ROUTER_RATE_LIMITS": "gateway=lots"}, "ROUTER_RATE_LIMITS"),
-    ({"ROUTER_RATE_LIMITS": "robot=5/second"}, "ROUTER_RATE_LIMITS"),
-    ({"ROUTER_RATE_LIMITS": "agent=0/second"}, "ROUTER_RATE_LIMITS"),
-    ({"ROUTER_RATE_LIMITS": "agent=5/second,9/minute"}, "ROUTER_RATE_LIMITS"),
-    ({"ROUTER_RATE_LIMIT_OVERRIDES": "gw1"}, "ROUTER_RATE_LIMIT_OVERRIDES"),
-])
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ROUTER_RATE_LIMITS": "gateway=lots"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "robot=5/second"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "agent=0/second"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "agent=5/second,9/minute"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMIT_OVERRIDES": "gw1"}, "ROUTER_RATE_LIMIT_OVERRIDES"),
+    ],
+)
 def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named):
         Settings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", **env})
 
 
 def test_settings_merge_with_the_defaults() -> None:
-    s = Settings.from_env({"REDIS_URL": "redis://x/0",
-                           "ROUTER_RATE_LIMITS": "agent=20/second; admin=off",
-                           "ROUTER_RATE_LIMIT_OVERRIDES": "crm-gw=100 per minute;ivr=off"})
-    assert s.rate_limits == {"gateway": "5000/second", "agent": "20/second",
-                             "supervisor": "500/second"}
+    s = Settings.from_env(
+        {
+            "REDIS_URL": "redis://x/0",
+            "ROUTER_RATE_LIMITS": "agent=20/second; admin=off",
+            "ROUTER_RATE_LIMIT_OVERRIDES": "crm-gw=100 per minute;ivr=off",
+        }
+    )
+    assert s.rate_limits == {
+        "gateway": "5000/second",
+        "agent": "20/second",
+        "supervisor": "500/second",
+    }
     assert s.rate_limit_overrides == {"crm-gw": "100 per minute", "ivr": "off"}
-    assert Settings.from_env({"REDIS_URL": "redis://x/0",
-                              "ROUTER_RATE_LIMITS": "OFF"}).rate_limits == {}
+    assert (
+        Settings.from_env({"REDIS_URL": "redis://x/0", "ROUTER_RATE_LIMITS": "OFF"}).rate_limits
+        == {}
+    )

@@ -82,17 +82,19 @@ def make_plans(rng: random.Random) -> list[Plan]:
         abandon = None
         if r < 0.10:
             abandon = ("queued", "offered", "assigned", "race")[int(r / 0.025)]
-        plans.append(Plan(
-            cid=f"c{i:05d}",
-            seed=rng.getrandbits(32),
-            channel="voice" if rng.random() < 0.5 else "chat",
-            dups=rng.choice((2, 3)) if rng.random() < 0.05 else 1,
-            late_retry=rng.random() < 0.01,
-            rejects=(2 if rng.random() < 0.1 else 1) if rng.random() < 0.10 else 0,
-            abandon=abandon,
-            abandon_delay=rng.uniform(0.0, 0.3),
-            hold=rng.uniform(0.0, 0.05),
-        ))
+        plans.append(
+            Plan(
+                cid=f"c{i:05d}",
+                seed=rng.getrandbits(32),
+                channel="voice" if rng.random() < 0.5 else "chat",
+                dups=rng.choice((2, 3)) if rng.random() < 0.05 else 1,
+                late_retry=rng.random() < 0.01,
+                rejects=(2 if rng.random() < 0.1 else 1) if rng.random() < 0.10 else 0,
+                abandon=abandon,
+                abandon_delay=rng.uniform(0.0, 0.3),
+                hold=rng.uniform(0.0, 0.05),
+            )
+        )
     rng.shuffle(plans)
     return plans
 
@@ -123,8 +125,15 @@ class Driver:
         self.stats: Counter[str] = Counter()
         self.problems: list[str] = []
 
-    async def call(self, rng: random.Random, method: str, path: str, headers: dict[str, str],
-                   body: Any = None, retry: bool = False) -> tuple[int, Any]:
+    async def call(
+        self,
+        rng: random.Random,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: Any = None,
+        retry: bool = False,
+    ) -> tuple[int, Any]:
         """One request to a random replica. A 503 (Redis did not answer within the
         replica's timeout, e.g. while the VM stalls) is retried when `retry` is set,
         i.e. for reads and idempotent writes."""
@@ -144,8 +153,9 @@ class Driver:
             await asyncio.sleep(0.1 * (attempt + 1))
         return status, data
 
-    async def expect(self, rng: random.Random, method: str, path: str, headers: dict[str, str],
-                     body: Any = None) -> Any:
+    async def expect(
+        self, rng: random.Random, method: str, path: str, headers: dict[str, str], body: Any = None
+    ) -> Any:
         status, data = await self.call(rng, method, path, headers, body, retry=True)
         assert status == 200, f"{method} {path} -> {status}: {data}"
         return data
@@ -158,10 +168,12 @@ class Driver:
 
         async def one(aid: str, seed: int) -> None:
             r = random.Random(seed)
-            await self.expect(r, "PUT", f"/agents/{aid}", SUP,
-                              {"skills": {"cards": 5}, "capacity": 100})
-            await self.expect(r, "POST", f"/agents/{aid}/state", AG_FOR(aid),
-                              {"state": "available"})
+            await self.expect(
+                r, "PUT", f"/agents/{aid}", SUP, {"skills": {"cards": 5}, "capacity": 100}
+            )
+            await self.expect(
+                r, "POST", f"/agents/{aid}/state", AG_FOR(aid), {"state": "available"}
+            )
 
         await asyncio.gather(*(one(aid, seed) for aid, seed in zip(ids, seeds, strict=True)))
         return ids
@@ -175,23 +187,39 @@ class Driver:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             waiting = [(cid, now - w.since) for cid, w in self.waiters.items()]
-            if (not waiting or len(waiting) < self.live
-                    or min(age for _, age in waiting) < STUCK_AFTER):
+            if (
+                not waiting
+                or len(waiting) < self.live
+                or min(age for _, age in waiting) < STUCK_AFTER
+            ):
                 continue
             self.stats["drains"] += 1
-            self.problems.append(f"{len(waiting)} contacts queued for > {STUCK_AFTER} s with "
-                                 f"nothing in service: {sorted(waiting)[:5]}")
-            await asyncio.gather(*(self.expect(rng, "POST", f"/agents/{a}/state", AG_FOR(a),
-                                               {"state": "available"}) for a in agents))
+            self.problems.append(
+                f"{len(waiting)} contacts queued for > {STUCK_AFTER} s with "
+                f"nothing in service: {sorted(waiting)[:5]}"
+            )
+            await asyncio.gather(
+                *(
+                    self.expect(
+                        rng, "POST", f"/agents/{a}/state", AG_FOR(a), {"state": "available"}
+                    )
+                    for a in agents
+                )
+            )
 
     # --- contacts -------------------------------------------------------------
 
     async def create(self, p: Plan, rng: random.Random) -> dict[str, Any]:
-        body = {"id": p.cid, "channel": p.channel, "intent": "card",
-                "customer": {"id": "cu-" + p.cid, "tier": "standard"}}
+        body = {
+            "id": p.cid,
+            "channel": p.channel,
+            "intent": "card",
+            "customer": {"id": "cu-" + p.cid, "tier": "standard"},
+        }
         before = self.stats["503"]
-        res = await asyncio.gather(*(self.call(rng, "POST", "/contacts", GW, body, retry=True)
-                                     for _ in range(p.dups)))
+        res = await asyncio.gather(
+            *(self.call(rng, "POST", "/contacts", GW, body, retry=True) for _ in range(p.dups))
+        )
         for status, data in res:
             assert status in (200, 201), f"create {p.cid} -> {status}: {data}"
             assert data["created"] == (status == 201), data
@@ -199,7 +227,8 @@ class Driver:
         # exactly one caller learns it created the contact, unless the create that
         # did so timed out (503) and its retry found the contact existing
         assert len(firsts) == 1 or (not firsts and self.stats["503"] > before), (
-            f"{p.cid}: {len(firsts)} creates reported created")
+            f"{p.cid}: {len(firsts)} creates reported created"
+        )
         assert len({data["enqueued_at"] for _, data in res}) == 1, res
         self.stats["creates"] += p.dups
         return firsts[0] if firsts else res[0][1]  # type: ignore[no-any-return]
@@ -207,11 +236,13 @@ class Driver:
     async def refresh(self, p: Plan, rng: random.Random) -> dict[str, Any]:
         return await self.expect(rng, "GET", f"/contacts/{p.cid}", SUP)  # type: ignore[no-any-return]
 
-    async def act(self, p: Plan, rng: random.Random, action: str, aid: str,
-                  racing: bool) -> dict[str, Any]:
+    async def act(
+        self, p: Plan, rng: random.Random, action: str, aid: str, racing: bool
+    ) -> dict[str, Any]:
         """accept / reject / complete as agent `aid`; returns the contact as it is now."""
-        status, data = await self.call(rng, "POST", f"/contacts/{p.cid}/{action}", AG_FOR(aid),
-                                       {"agent_id": aid})
+        status, data = await self.call(
+            rng, "POST", f"/contacts/{p.cid}/{action}", AG_FOR(aid), {"agent_id": aid}
+        )
         if status == 200:
             self.stats[action] += 1
             return data  # type: ignore[no-any-return]
@@ -223,19 +254,27 @@ class Driver:
             # a concurrent abandon took the contact from under its agent
             self.stats[f"{action}_lost_to_abandon"] += 1
             return view
-        if action != "complete" and any(e["type"] == "contact.offer_timeout"
-                                        and e.get("agent") == aid for e in view["timeline"]):
+        if action != "complete" and any(
+            e["type"] == "contact.offer_timeout" and e.get("agent") == aid for e in view["timeline"]
+        ):
             # the client lagged past OFFER_TIMEOUT (a heavily loaded machine): the
             # engine took the offer back, as it should
             self.stats[f"{action}_after_offer_timeout"] += 1
             self.problems.append(f"{p.cid}: offer to {aid} timed out before {action}")
             return view
-        raise AssertionError(f"{action} {p.cid} by {aid} -> {status}: {data}; "
-                             f"timeline now: {view['timeline'][-6:]}")
+        raise AssertionError(
+            f"{action} {p.cid} by {aid} -> {status}: {data}; timeline now: {view['timeline'][-6:]}"
+        )
 
     async def abandon(self, p: Plan, rng: random.Random) -> dict[str, Any] | None:
-        status, data = await self.call(rng, "POST", f"/contacts/{p.cid}/abandon", GW,
-                                       {"reason": "customer hung up"}, retry=True)
+        status, data = await self.call(
+            rng,
+            "POST",
+            f"/contacts/{p.cid}/abandon",
+            GW,
+            {"reason": "customer hung up"},
+            retry=True,
+        )
         if status == 409:  # the contact ended first
             assert data.get("state") in TERMINAL, data
             self.stats["abandon_too_late"] += 1
@@ -303,9 +342,14 @@ class Driver:
         self.final[p.cid] = view["state"]
         self.ended_at.append(time.monotonic())
         if p.late_retry:
-            status, again = await self.call(rng, "POST", "/contacts", GW, {
-                "id": p.cid, "channel": p.channel, "customer": {"id": "cu-" + p.cid}},
-                retry=True)
+            status, again = await self.call(
+                rng,
+                "POST",
+                "/contacts",
+                GW,
+                {"id": p.cid, "channel": p.channel, "customer": {"id": "cu-" + p.cid}},
+                retry=True,
+            )
             assert status == 200 and again["created"] is False, (status, again)
             assert again["state"] == view["state"], again
             self.stats["late_retries"] += 1
@@ -415,8 +459,11 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> Outcome:
             d = Driver(http, [r.url for r in replicas], ws)
             await d.expect(rng, "PUT", "", ADM, replica_config())
             agents = await d.setup_agents(rng)
-            cpu0 = ([cpu_seconds(r.proc.pid) for r in replicas], client_cpu(),
-                    await redis_cpu(client))
+            cpu0 = (
+                [cpu_seconds(r.proc.pid) for r in replicas],
+                client_cpu(),
+                await redis_cpu(client),
+            )
             t["drive"] = time.monotonic()
             drainer = asyncio.create_task(d.drain_stuck(agents))
             budget = max(60.0, t["start"] + RUN_BUDGET - time.monotonic())
@@ -441,8 +488,9 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> Outcome:
         t["read"] = time.monotonic()
         rep = replay(events)
         timed_out = {e["agent"] for e in events if e["type"] == "contact.offer_timeout"}
-        leftovers = [] if cut_short else await check_redis_left_nothing(
-            client, ws, agents, timed_out)
+        leftovers = (
+            [] if cut_short else await check_redis_left_nothing(client, ws, agents, timed_out)
+        )
     finally:
         await client.aclose()
         stop_replicas(replicas)
@@ -462,25 +510,33 @@ def test_no_double_booking_across_three_replicas(
     done = len(d.final)
     final = Counter(d.final.values())
     cpu = t["cpu_replicas"] + t["cpu_client"] + t["cpu_redis"]
-    print(f"\n{done} of {N_CONTACTS} contacts ended, {N_AGENTS} agents, {N_REPLICAS} replicas: "
-          f"{drive_s:.1f} s = {done / drive_s:.0f} contacts/s, "
-          f"{d.stats['requests'] / drive_s:.0f} requests/s; startup "
-          f"{t['ready'] - t['start']:.1f} s, {out.events} events read in "
-          f"{t['read'] - t['done']:.1f} s")
-    print(f"CPU during the drive: replicas {t['cpu_replicas']:.1f} s, client "
-          f"{t['cpu_client']:.1f} s, redis {t['cpu_redis']:.1f} s = {cpu / drive_s:.2f} cores, "
-          f"{cpu / max(done, 1) * 1000:.1f} ms per contact; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{done} of {N_CONTACTS} contacts ended, {N_AGENTS} agents, {N_REPLICAS} replicas: "
+        f"{drive_s:.1f} s = {done / drive_s:.0f} contacts/s, "
+        f"{d.stats['requests'] / drive_s:.0f} requests/s; startup "
+        f"{t['ready'] - t['start']:.1f} s, {out.events} events read in "
+        f"{t['read'] - t['done']:.1f} s"
+    )
+    print(
+        f"CPU during the drive: replicas {t['cpu_replicas']:.1f} s, client "
+        f"{t['cpu_client']:.1f} s, redis {t['cpu_redis']:.1f} s = {cpu / drive_s:.2f} cores, "
+        f"{cpu / max(done, 1) * 1000:.1f} ms per contact; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     step = max(N_CONTACTS // 5, 1)
-    fifths = [t["drive"], *sorted(d.ended_at)[step - 1::step]]
-    print("contacts/s per fifth of the run: " + ", ".join(
-        f"{step / (b - a):.0f}" for a, b in itertools.pairwise(fifths)))
+    fifths = [t["drive"], *sorted(d.ended_at)[step - 1 :: step]]
+    print(
+        "contacts/s per fifth of the run: "
+        + ", ".join(f"{step / (b - a):.0f}" for a, b in itertools.pairwise(fifths))
+    )
     print(f"final states {dict(final)}; abandoned from {dict(rep['abandoned_from'])}")
     print(f"driver {dict(sorted(d.stats.items()))}")
     print(f"events {dict(sorted(rep['types'].items()))}")
-    print(f"agents that reached full capacity: "
-          f"{sum(1 for v in rep['peak'].values() if v == 100)} of {N_AGENTS}; "
-          f"{rep['pulled']} offers were queued contacts pulled by agents that freed capacity")
+    print(
+        f"agents that reached full capacity: "
+        f"{sum(1 for v in rep['peak'].values() if v == 100)} of {N_AGENTS}; "
+        f"{rep['pulled']} offers were queued contacts pulled by agents that freed capacity"
+    )
     for msg in d.problems[:10]:
         print("driver:", msg)
 
@@ -493,9 +549,11 @@ def test_no_double_booking_across_three_replicas(
     assert rep["types"]["contact.expired"] == 0
     assert set(rep["cap"]) == set(out.agents)
     if out.cut_short:
-        pytest.fail(f"too slow: {done} of {N_CONTACTS} contacts ended within the "
-                    f"{RUN_BUDGET:.0f} s budget ({done / drive_s:.0f} contacts/s, load average "
-                    f"{os.getloadavg()[0]:.1f}); the invariants held for the part driven")
+        pytest.fail(
+            f"too slow: {done} of {N_CONTACTS} contacts ended within the "
+            f"{RUN_BUDGET:.0f} s budget ({done / drive_s:.0f} contacts/s, load average "
+            f"{os.getloadavg()[0]:.1f}); the invariants held for the part driven"
+        )
 
     # every contact ended exactly once, nothing left reserved or queued
     assert set(d.final) == ids and set(final) <= TERMINAL, final

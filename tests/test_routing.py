@@ -47,8 +47,9 @@ async def test_vip_served_first_only_while_offset_covers_gap(api: Any, ws: str) 
     assert vip["rank"] < s_old["rank"] < s_new["rank"]
     waited_longer = vip["enqueued_at"] - s_old["enqueued_at"]
     assert abs((s_old["rank"] - vip["rank"]) - (120 - waited_longer)) < 0.01
-    await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"},
-                   headers=AG_FOR("a1"))
+    await api.post(
+        f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"}, headers=AG_FOR("a1")
+    )
     order = [await serve_next(api, ws, "a1") for _ in range(3)]
     assert order == ["vip", "s-old", "s-new"]
 

@@ -10,13 +10,21 @@ from typing import Any
 
 from tests.conftest import AG_FOR, SUP, act, add_agent, create, put_config, small_config
 
-ROUTE_LOANS_LATER = {"name": "bullseye", "when": {"intent": ["card_issue"]},
-                     "stages": [{"pools": ["cards"]}, {"pools": ["loans"], "after": 0.5}]}
+ROUTE_LOANS_LATER = {
+    "name": "bullseye",
+    "when": {"intent": ["card_issue"]},
+    "stages": [{"pools": ["cards"]}, {"pools": ["loans"], "after": 0.5}],
+}
 ROUTE_LOANS = {"name": "loans", "when": {"intent": ["loan"]}, "stages": [{"pools": ["loans"]}]}
 
 
-def config(*rules: dict[str, Any], strategy: str | None = None, offer_timeout: float = 20,
-           wrap_up: float = 0, **defaults: Any) -> dict[str, Any]:
+def config(
+    *rules: dict[str, Any],
+    strategy: str | None = None,
+    offer_timeout: float = 20,
+    wrap_up: float = 0,
+    **defaults: Any,
+) -> dict[str, Any]:
     cfg = small_config(**defaults)
     for ch in cfg["channels"].values():
         ch.update(offer_timeout=offer_timeout, wrap_up=wrap_up)
@@ -45,8 +53,9 @@ async def offers(api: Any, ws: str, aid: str) -> list[str]:
 
 
 async def set_state(api: Any, ws: str, aid: str, state: str) -> None:
-    r = await api.post(f"/v1/workspaces/{ws}/agents/{aid}/state", json={"state": state},
-                       headers=AG_FOR(aid))
+    r = await api.post(
+        f"/v1/workspaces/{ws}/agents/{aid}/state", json={"state": state}, headers=AG_FOR(aid)
+    )
     assert r.status == 200, await r.text()
 
 
@@ -245,8 +254,11 @@ async def test_bullseye_reaches_second_stage_after_its_time(api: Any, ws: str) -
 
 
 def overflow_rule(wait: float) -> dict[str, Any]:
-    return {"name": "ovf", "overflow_wait": wait,
-            "stages": [{"pools": ["cards"]}, {"pools": ["loans"], "after": 600}]}
+    return {
+        "name": "ovf",
+        "overflow_wait": wait,
+        "stages": [{"pools": ["cards"]}, {"pools": ["loans"], "after": 600}],
+    }
 
 
 async def busy_cards_and_free_loans(api: Any, ws: str, wait: float) -> None:
@@ -397,4 +409,3 @@ async def test_abandon_queued_leaves_queue(api: Any, ws: str) -> None:
     await ok(api, ws, "c1", "complete", agent_id="a1")
     a1 = await agent(api, ws, "a1")
     assert (a1["contacts"], a1["load"]) == ([], 0)
-

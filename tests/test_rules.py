@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import (
+from router.cli.demo import demo_config
+from router.routing.config import (
     Channel,
     Conditions,
     Defaults,
@@ -19,9 +20,8 @@ from router.config import (
     Stage,
     Tier,
 )
-from router.demo import demo_config
-from router.errors import InvalidInput
-from router.rules import RoutePlan, plan_route
+from router.routing.rules import RoutePlan, plan_route
+from router.runtime.errors import InvalidInput
 
 DEMO = demo_config()
 

@@ -109,8 +109,13 @@ def seed(url: str, ws: str) -> None:
     ok(adm.post(f"{base}/agents/a1/state", json={"state": "available"}))
 
     def create(cid: str, channel: str) -> dict[str, Any]:
-        body = {"id": cid, "channel": channel, "customer": {"id": "cu-" + cid, "tier": "vip"},
-                "intent": "card", "note": "called about a card"}
+        body = {
+            "id": cid,
+            "channel": channel,
+            "customer": {"id": "cu-" + cid, "tier": "vip"},
+            "intent": "card",
+            "note": "called about a card",
+        }
         return ok(gw.post(f"{base}/contacts", json=body))
 
     assert create("done", "chat")["agent"] == "a1"
@@ -127,8 +132,9 @@ def seed(url: str, ws: str) -> None:
 @pytest.fixture(scope="module")
 def router_url(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A router process with rate limits off; it must log no traceback."""
-    replica = Replica(redis_url, tmp_path_factory.mktemp("fuzz"), 0,
-                      env={"ROUTER_RATE_LIMITS": "off"})
+    replica = Replica(
+        redis_url, tmp_path_factory.mktemp("fuzz"), 0, env={"ROUTER_RATE_LIMITS": "off"}
+    )
     try:
         asyncio.run(wait_ready([replica]))
         yield replica.url
@@ -170,8 +176,11 @@ def _known_names(case: Case) -> Case:
         body["channel"] = _pick(CHANNELS, body.get("id"))
         if isinstance(body.get("customer"), dict) and body["customer"].get("tier") is not None:
             body["customer"]["tier"] = _pick(TIERS, body["customer"]["tier"])
-        body["skills"] = [{**s, "skill": _pick(SKILLS, s.get("skill"))}
-                          for s in body.get("skills", []) if isinstance(s, dict)]
+        body["skills"] = [
+            {**s, "skill": _pick(SKILLS, s.get("skill"))}
+            for s in body.get("skills", [])
+            if isinstance(s, dict)
+        ]
     elif path.endswith("/agents/{agent_id}") and isinstance(body.get("skills"), dict):
         body["skills"] = {_pick(SKILLS, k): v for k, v in body["skills"].items()}
     elif path.endswith("/transfer"):
@@ -263,8 +272,9 @@ def fuzz_operation(
 ) -> None:
     stream = operation.path.endswith("/stream")
     strategies = [operation.as_strategy(mode)]  # random names too: unknown ids and workspaces
-    strategies += [operation.as_strategy(mode, path_parameters=p)
-                   for p in _path_choices(operation, ws)]
+    strategies += [
+        operation.as_strategy(mode, path_parameters=p) for p in _path_choices(operation, ws)
+    ]
     session = requests.Session()
     checks = [CHECKS.get_one(name) for name in CHECK_NAMES]
 

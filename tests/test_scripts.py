@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from router.scripts import ROUTING_SCRIPTS, routing_library
+from router.routing.library import ROUTING_SCRIPTS, routing_library
 from tests.conftest import act, add_agent, create, put_config, small_config
 
 
@@ -18,8 +18,7 @@ async def test_library_names_carry_a_digest_of_the_code() -> None:
         assert f"redis.register_function('{name}_{digest}'" in code
 
 
-async def test_functions_lost_by_redis_are_loaded_again(api: Any, ws: str,
-                                                        redis_url: str) -> None:
+async def test_functions_lost_by_redis_are_loaded_again(api: Any, ws: str, redis_url: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 3})
     client = Redis.from_url(redis_url)

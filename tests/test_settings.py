@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.settings import Settings, SettingsError
+from router.runtime.settings import Settings, SettingsError
 
 
 def test_gc_thresholds_default_and_override() -> None:

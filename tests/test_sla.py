@@ -10,8 +10,8 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
-from router.keys import WsKeys
-from router.scripts import Scripts
+from router.routing.library import Scripts
+from router.store.keys import WsKeys
 from tests.conftest import GW, SUP, act, add_agent, create, put_config, small_config
 
 
@@ -46,8 +46,12 @@ async def test_ladder_fires_in_order_each_step_once(api: Any, ws: str) -> None:
         {"after": 0.3, "actions": [{"do": "notify", "to": ["role:duty_manager"]}]},
         {"at": 0.5, "actions": [{"do": "notify", "to": ["team_supervisor"]}]},
     ]
-    await put_config(api, ws, sla_config(std={"answer": {"target": 0.4, "ladder": ladder}}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(std={"answer": {"target": 0.4, "ladder": ladder}})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
     c = await create(api, ws, "c1")
     assert c["state"] == "queued" and c["sla"] == "std"
     got = await wait_for(api, ws, "c1", lambda c: "sla.escalated" in types(c))
@@ -59,7 +63,10 @@ async def test_ladder_fires_in_order_each_step_once(api: Any, ws: str) -> None:
     assert abs(clock["due_at"] - clock["started_at"] - 0.4) < 0.05
     steps = {e["type"]: e for e in got["timeline"] if e["type"].startswith("sla.")}
     assert [(e["clock"], e["step"]) for e in steps.values()] == [
-        ("answer", 1), ("answer", 2), ("answer", 0)]  # ladder indexes: config order
+        ("answer", 1),
+        ("answer", 2),
+        ("answer", 0),
+    ]  # ladder indexes: config order
     warned = steps["sla.warning"]["at"] - clock["started_at"]
     escalated = steps["sla.escalated"]["at"] - clock["started_at"]
     # never early: at 0.5 x 0.4 s, and 0.3 s after the breach (how late is a benchmark)
@@ -68,10 +75,22 @@ async def test_ladder_fires_in_order_each_step_once(api: Any, ws: str) -> None:
 
 
 async def test_boost_at_breach_changes_who_is_served_next(api: Any, ws: str) -> None:
-    cfg = sla_config(fast={"answer": {"target": 0.2, "ladder": [
-        {"at": 1.0, "actions": [{"do": "boost", "seconds": 300}]}]}})
-    cfg["rules"] = [{"name": "complaints", "when": {"intent": ["complaint"]},
-                     "stages": [{"pools": ["cards"]}], "sla": "fast"}]
+    cfg = sla_config(
+        fast={
+            "answer": {
+                "target": 0.2,
+                "ladder": [{"at": 1.0, "actions": [{"do": "boost", "seconds": 300}]}],
+            }
+        }
+    )
+    cfg["rules"] = [
+        {
+            "name": "complaints",
+            "when": {"intent": ["complaint"]},
+            "stages": [{"pools": ["cards"]}],
+            "sla": "fast",
+        }
+    ]
     await put_config(api, ws, cfg)
     await create(api, ws, "older")  # no SLA: would be served first by age
     await asyncio.sleep(0.05)
@@ -84,8 +103,12 @@ async def test_boost_at_breach_changes_who_is_served_next(api: Any, ws: str) -> 
 
 
 async def test_answer_before_target_is_met_and_nothing_fires(api: Any, ws: str) -> None:
-    await put_config(api, ws, sla_config(std={"answer": 0.3}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(std={"answer": 0.3})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
     await add_agent(api, ws, "a1", {"cards": 5})
     await create(api, ws, "c1")
     r = await act(api, ws, "c1", "accept", agent_id="a1")
@@ -97,15 +120,21 @@ async def test_answer_before_target_is_met_and_nothing_fires(api: Any, ws: str) 
 
 
 async def test_abandon_cancels_every_clock(api: Any, ws: str, redis_url: str) -> None:
-    await put_config(api, ws, sla_config(std={"answer": 0.3, "resolve": 600}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(std={"answer": 0.3, "resolve": 600})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
     await create(api, ws, "c1")
     assert (await act(api, ws, "c1", "abandon")).status == 200
     await asyncio.sleep(0.5)
     got = await contact(api, ws, "c1")
     assert types(got) == ["sla.cancelled", "sla.cancelled"]
     assert {k: v["status"] for k, v in got["sla_clocks"].items()} == {
-        "answer": "cancelled", "resolve": "cancelled"}
+        "answer": "cancelled",
+        "resolve": "cancelled",
+    }
     client = Redis.from_url(redis_url, decode_responses=True)
     try:  # no SLA timer of this contact is left behind
         timers = await client.zrange(WsKeys(ws).timers, 0, -1)
@@ -115,13 +144,18 @@ async def test_abandon_cancels_every_clock(api: Any, ws: str, redis_url: str) ->
 
 
 async def test_pause_and_resume_keep_the_remaining_budget(api: Any, ws: str) -> None:
-    await put_config(api, ws, sla_config(case={"resolve": 1.0}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "case"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(case={"resolve": 1.0})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "case"}},
+    )
     await create(api, ws, "c1")
     base = f"/v1/workspaces/{ws}/contacts/c1"
     await asyncio.sleep(0.3)
-    r = await api.post(base + "/pause", json={"clock": "resolve", "reason": "waiting on customer"},
-                       headers=GW)
+    r = await api.post(
+        base + "/pause", json={"clock": "resolve", "reason": "waiting on customer"}, headers=GW
+    )
     assert r.status == 200, await r.text()
     r = await api.post(base + "/pause", json={"clock": "resolve"}, headers=GW)
     assert r.status == 409 and (await r.json())["state"] == "paused"
@@ -141,54 +175,89 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
     api: Any, ws: str, redis_url: str
 ) -> None:
     policies = {
-        "std": {"answer": 60, "low_rating": {"below": 3, "actions": [
-            {"do": "create_followup", "channel": "voice", "intent": "callback",
-             "sla": "callback_24h"},
-            {"do": "notify", "to": ["team_supervisor"]}]}},
+        "std": {
+            "answer": 60,
+            "low_rating": {
+                "below": 3,
+                "actions": [
+                    {
+                        "do": "create_followup",
+                        "channel": "voice",
+                        "intent": "callback",
+                        "sla": "callback_24h",
+                    },
+                    {"do": "notify", "to": ["team_supervisor"]},
+                ],
+            },
+        },
         "callback_24h": {"resolve": 86_400},
     }
-    await put_config(api, ws, sla_config(**policies) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
-    r = await api.put(f"/v1/workspaces/{ws}/agents/a1",
-                      json={"skills": {"cards": 5}, "supervisor": "sup-7"}, headers=SUP)
+    await put_config(
+        api,
+        ws,
+        sla_config(**policies)
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
+    r = await api.put(
+        f"/v1/workspaces/{ws}/agents/a1",
+        json={"skills": {"cards": 5}, "supervisor": "sup-7"},
+        headers=SUP,
+    )
     assert r.status == 200
-    await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"},
-                   headers=SUP)
+    await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"}, headers=SUP)
     for cid, score in (("happy", 9), ("unhappy", 2)):
         await create(api, ws, cid)
         assert (await act(api, ws, cid, "accept", agent_id="a1")).status == 200
         assert (await act(api, ws, cid, "complete", agent_id="a1")).status == 200
-        r = await api.post(f"/v1/workspaces/{ws}/contacts/{cid}/rating", json={"score": score},
-                           headers=GW)
+        r = await api.post(
+            f"/v1/workspaces/{ws}/contacts/{cid}/rating", json={"score": score}, headers=GW
+        )
         assert r.status == 200, await r.text()
     # a retried rating changes nothing; a different score is refused
-    r = await api.post(f"/v1/workspaces/{ws}/contacts/unhappy/rating", json={"score": 2},
-                       headers=GW)
+    r = await api.post(
+        f"/v1/workspaces/{ws}/contacts/unhappy/rating", json={"score": 2}, headers=GW
+    )
     assert r.status == 200
-    r = await api.post(f"/v1/workspaces/{ws}/contacts/unhappy/rating", json={"score": 5},
-                       headers=GW)
+    r = await api.post(
+        f"/v1/workspaces/{ws}/contacts/unhappy/rating", json={"score": 5}, headers=GW
+    )
     assert r.status == 409
-    rated = [e for e in (await contact(api, ws, "unhappy"))["timeline"]
-             if e["type"] == "contact.rated"]
+    rated = [
+        e for e in (await contact(api, ws, "unhappy"))["timeline"] if e["type"] == "contact.rated"
+    ]
     assert len(rated) == 1
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
         followups: list[dict[str, Any]] = []
         for _ in range(100):
-            events = [msgspec.json.decode(e["e"]) for _, e in
-                      await client.xrange(WsKeys(ws).events, "-", "+")]
-            followups = [e for e in events if e["type"] == "contact.created"
-                         and e["actor"] == "system:followup"]
+            events = [
+                msgspec.json.decode(e["e"])
+                for _, e in await client.xrange(WsKeys(ws).events, "-", "+")
+            ]
+            followups = [
+                e
+                for e in events
+                if e["type"] == "contact.created" and e["actor"] == "system:followup"
+            ]
             if followups:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # and only one, though timers poll on
-        events = [msgspec.json.decode(e["e"]) for _, e in
-                  await client.xrange(WsKeys(ws).events, "-", "+")]
+        events = [
+            msgspec.json.decode(e["e"]) for _, e in await client.xrange(WsKeys(ws).events, "-", "+")
+        ]
     finally:
         await client.aclose()
-    assert len([e for e in events if e.get("actor") == "system:followup"
-                and e["type"] == "contact.created"]) == 1
+    assert (
+        len(
+            [
+                e
+                for e in events
+                if e.get("actor") == "system:followup" and e["type"] == "contact.created"
+            ]
+        )
+        == 1
+    )
     low = next(e for e in events if e["type"] == "contact.rated" and e["contact"] == "unhappy")
     assert low["low"] is True and low["notify"] == ["person:sup-7"]
     fu = await contact(api, ws, followups[0]["contact"])
@@ -200,24 +269,40 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
 
 
 async def test_sla_config_problems_are_listed_by_path(api: Any, ws: str) -> None:
-    cfg = sla_config(bad={"calendar": "nowhere", "answer": {"target": 60, "ladder": [
-        {"at": 0.5, "after": 10},
-        {"after": 30, "actions": [{"do": "expand", "pools": ["ghost"]},
-                                  {"do": "create_followup", "channel": "fax"}]}]}})
+    cfg = sla_config(
+        bad={
+            "calendar": "nowhere",
+            "answer": {
+                "target": 60,
+                "ladder": [
+                    {"at": 0.5, "after": 10},
+                    {
+                        "after": 30,
+                        "actions": [
+                            {"do": "expand", "pools": ["ghost"]},
+                            {"do": "create_followup", "channel": "fax"},
+                        ],
+                    },
+                ],
+            },
+        }
+    )
     cfg["calendars"] = {"cn": {"timezone": "Asia/Shanghai", "hours": {"mon": ["18:00-09:00"]}}}
-    r = await api.put(f"/v1/workspaces/{ws}", json=cfg,
-                      headers={"Authorization": "Bearer demo-admin"})
+    r = await api.put(
+        f"/v1/workspaces/{ws}", json=cfg, headers={"Authorization": "Bearer demo-admin"}
+    )
     assert r.status == 422
     fields = {p["field"] for p in (await r.json())["errors"]}
-    assert {"sla_policies.bad.calendar", "sla_policies.bad.answer.ladder[0]",
-            "sla_policies.bad.answer.ladder[1].actions[0].pools[0]",
-            "sla_policies.bad.answer.ladder[1].actions[1].channel"} <= fields
+    assert {
+        "sla_policies.bad.calendar",
+        "sla_policies.bad.answer.ladder[0]",
+        "sla_policies.bad.answer.ladder[1].actions[0].pools[0]",
+        "sla_policies.bad.answer.ladder[1].actions[1].channel",
+    } <= fields
     assert any(f.startswith("calendars.cn.hours") for f in fields)
 
 
-async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(
-    api: Any, ws: str
-) -> None:
+async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(api: Any, ws: str) -> None:
     import standardwebhooks
 
     from tests.receiver import Receiver, new_secret
@@ -245,8 +330,9 @@ async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(
         assert secret not in text and secret[6:] not in text
         assert (await r.json())["config"]["webhooks"]["crm"]["secret"] == "whsec_<redacted>"
         cfg["webhooks"]["crm"]["secret"] = "not-a-secret"
-        r = await api.put(f"/v1/workspaces/{ws}", json=cfg,
-                          headers={"Authorization": "Bearer demo-admin"})
+        r = await api.put(
+            f"/v1/workspaces/{ws}", json=cfg, headers={"Authorization": "Bearer demo-admin"}
+        )
         assert r.status == 422 and "not-a-secret" not in await r.text()
         assert (await r.json())["field"] == "webhooks.crm.secret"
     finally:
@@ -255,9 +341,19 @@ async def test_breach_reaches_a_webhook_signed_and_secrets_stay_hidden(
 
 async def test_a_refired_sla_step_changes_nothing(api: Any, ws: str, redis_url: str) -> None:
     """A step fired again (a lost lease, a retried call) finds its marker and does nothing."""
-    await put_config(api, ws, sla_config(std={"answer": {"target": 3600, "ladder": [
-        {"at": 0.5, "actions": [{"do": "boost", "seconds": 60}]}]}}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(
+            std={
+                "answer": {
+                    "target": 3600,
+                    "ladder": [{"at": 0.5, "actions": [{"do": "boost", "seconds": 60}]}],
+                }
+            }
+        )
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
     c = await create(api, ws, "c1")
     client = Redis.from_url(redis_url, decode_responses=True)
     keys = WsKeys(ws)
@@ -266,10 +362,12 @@ async def test_a_refired_sla_step_changes_nothing(api: Any, ws: str, redis_url: 
         await client.zrem(keys.timers, step)  # take it out of the service's hands
         scripts = Scripts(client)
         args = [step, 0, step, 0]  # the same timer twice in one call, then again
-        assert await scripts["fire"](keys=[keys.runtime, keys.timer_leases,
-                                           keys.timer_lease_info], args=args) == [1, 0]
-        assert await scripts["fire"](keys=[keys.runtime, keys.timer_leases,
-                                           keys.timer_lease_info], args=args[:2]) == [0]
+        assert await scripts["fire"](
+            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info], args=args
+        ) == [1, 0]
+        assert await scripts["fire"](
+            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info], args=args[:2]
+        ) == [0]
     finally:
         await client.aclose()
     got = await contact(api, ws, "c1")
@@ -282,11 +380,14 @@ async def test_overdue_timers_fire_at_once_and_count_as_late(
 ) -> None:
     """After an outage (no replica running), what came due meanwhile fires at
     once and is counted late, with how late it was in the event."""
-    from router.api.app import TIMERS
+    from router.api.appkeys import TIMERS
 
-    await put_config(api, ws, sla_config(std={"answer": {"target": 3600, "ladder": [
-        {"at": 0.5}]}}) | {
-        "defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}})
+    await put_config(
+        api,
+        ws,
+        sla_config(std={"answer": {"target": 3600, "ladder": [{"at": 0.5}]}})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
     await create(api, ws, "c1")
     late_before = api.server.app[TIMERS].late
     client = Redis.from_url(redis_url, decode_responses=True)
@@ -304,12 +405,16 @@ async def test_overdue_timers_fire_at_once_and_count_as_late(
     assert api.server.app[TIMERS].late == late_before + 1
 
 
-async def test_config_change_replans_running_clocks_keeping_the_budget(
-    api: Any, ws: str
-) -> None:
+async def test_config_change_replans_running_clocks_keeping_the_budget(api: Any, ws: str) -> None:
     cfg = sla_config(std={"answer": 3600}, other={"answer": 3600})
-    cfg["rules"] = [{"name": "loans", "when": {"intent": ["loan"]},
-                     "stages": [{"pools": ["loans"]}], "sla": "other"}]
+    cfg["rules"] = [
+        {
+            "name": "loans",
+            "when": {"intent": ["loan"]},
+            "stages": [{"pools": ["loans"]}],
+            "sla": "other",
+        }
+    ]
     cfg["defaults"]["sla"] = "std"
     await put_config(api, ws, cfg)
     await create(api, ws, "c1")

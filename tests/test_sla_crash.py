@@ -41,8 +41,10 @@ TIMEOUT = 420
 
 def crash_config(hook_url: str) -> dict[str, Any]:
     cfg = small_config()
-    ladder = [{"at": f, "actions": [{"do": "notify", "to": ["role:duty_manager"]}]}
-              for f in (0.25, 0.5, 0.75)]
+    ladder = [
+        {"at": f, "actions": [{"do": "notify", "to": ["role:duty_manager"]}]}
+        for f in (0.25, 0.5, 0.75)
+    ]
     cfg["sla_policies"] = {"crash": {"answer": {"target": TARGET, "ladder": ladder}}}
     cfg["defaults"]["sla"] = "crash"
     cfg["webhooks"] = {"crm": {"url": hook_url, "events": ["sla.*"], "secret": new_secret()}}
@@ -61,8 +63,9 @@ async def create_all(http: aiohttp.ClientSession, replicas: list[Replica], ws: s
             for attempt in range(20):
                 r = replicas[(i + attempt) % len(replicas)]
                 try:
-                    async with http.post(f"{r.url}/v1/workspaces/{ws}/contacts", json=body,
-                                         headers=GW) as resp:
+                    async with http.post(
+                        f"{r.url}/v1/workspaces/{ws}/contacts", json=body, headers=GW
+                    ) as resp:
                         if resp.status in (200, 201):
                             return
                         assert resp.status == 503, await resp.text()
@@ -101,8 +104,11 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
         await wait_ready(replicas)
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            async with http.put(f"{replicas[0].url}/v1/workspaces/{ws}",
-                                json=crash_config(receiver.url()), headers=ADM) as resp:
+            async with http.put(
+                f"{replicas[0].url}/v1/workspaces/{ws}",
+                json=crash_config(receiver.url()),
+                headers=ADM,
+            ) as resp:
                 assert resp.status == 200, await resp.text()
             await asyncio.sleep(1.2)  # every replica's config cache has the webhook
             t0 = time.monotonic()
@@ -124,8 +130,9 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
         out["events"] = await read_sla_events(client, "{ws:" + ws + "}:events")
         out["ok"] = receiver.ok_ids()
         tag = "{ws:" + ws + "}"
-        out["leftover_timers"] = [t for t in await client.zrange(tag + ":timers", 0, -1)
-                                  if t.startswith("sla|")]
+        out["leftover_timers"] = [
+            t for t in await client.zrange(tag + ":timers", 0, -1) if t.startswith("sla|")
+        ]
         out["leased"] = await client.zcard(tag + ":timers:leased")
         out["retry"] = await client.zcard(tag + ":wh:retry")
         out["dead"] = await client.llen(tag + ":wh:dead")
@@ -145,15 +152,19 @@ def test_timers_and_webhooks_survive_a_killed_replica(
     events, ok = out["events"], out["ok"]
     per_step = Counter((e["contact"], e["clock"], e["step"]) for _, e in events)
     twice = Counter(ok.values())
-    print(f"\n{N_TIMERS:,} timers, 3 replicas, replica 0 killed after "
-          f"{out['killed_at'][0]:.1f} s with {out['killed_at'][1]:,} delivered; "
-          f"{len(events):,} SLA events, {len(ok):,} webhook ids answered 2xx "
-          f"({sum(ok.values()):,} answers, by count {dict(twice)}); "
-          f"{out['create_retries']} create retries; {out['seconds']:.1f} s")
+    print(
+        f"\n{N_TIMERS:,} timers, 3 replicas, replica 0 killed after "
+        f"{out['killed_at'][0]:.1f} s with {out['killed_at'][1]:,} delivered; "
+        f"{len(events):,} SLA events, {len(ok):,} webhook ids answered 2xx "
+        f"({sum(ok.values()):,} answers, by count {dict(twice)}); "
+        f"{out['create_retries']} create retries; {out['seconds']:.1f} s"
+    )
     # every timer fired exactly once
     assert len(per_step) == N_TIMERS and set(per_step.values()) == {1}
     assert Counter(e["type"] for _, e in events) == {
-        "sla.warning": 3 * N_CONTACTS, "sla.breached": N_CONTACTS}
+        "sla.warning": 3 * N_CONTACTS,
+        "sla.breached": N_CONTACTS,
+    }
     assert not out["leftover_timers"] and out["leased"] == 0
     # every SLA event reached the receiver; a webhook-id twice only for the
     # deliveries the killed replica had in flight (at most its concurrency)

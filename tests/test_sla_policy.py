@@ -23,8 +23,12 @@ from sla.policy import (
 )
 
 SH = ZoneInfo("Asia/Shanghai")
-OFFICE = compile_calendar(Calendar(timezone="Asia/Shanghai", hours={
-    d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")}))
+OFFICE = compile_calendar(
+    Calendar(
+        timezone="Asia/Shanghai",
+        hours={d: ["09:00-12:00", "13:00-18:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+    )
+)
 
 
 def ms(*args: int) -> int:
@@ -36,7 +40,10 @@ def test_ladder_always_has_the_breach_and_keeps_config_indexes() -> None:
     assert [(s.at, s.after) for s in ladder(clock)] == [(None, 60), (0.8, None), (1.0, None)]
     steps = schedule(clock, None, 0)
     assert [(s.index, s.kind, s.delta_ms) for s in steps] == [
-        (0, "escalation", 160_000), (1, "warning", 80_000), (2, "breach", 100_000)]
+        (0, "escalation", 160_000),
+        (1, "warning", 80_000),
+        (2, "breach", 100_000),
+    ]
 
 
 def test_business_time_offsets_skip_the_weekend_and_lunch() -> None:
@@ -60,16 +67,24 @@ def test_plan_text_and_actions_text_are_what_the_scripts_parse() -> None:
     policy = SlaPolicy(answer=20.0, resolve=Clock(target=60, ladder=[Step(at=0.5)]))
     text = plan_text(policy, None, 0, {"answer": "fa", "resolve": "fr"})
     assert text == "answer:20000:fa:0.20000|resolve:60000:fr:0.30000,1.60000"
-    acts = [Notify(to=["team_supervisor", "role:duty"]), Boost(seconds=30), Boost(seconds=1.5),
-            Expand(pools=["a", "b"]), Reassign(), CreateFollowup(channel="voice", sla="cb")]
+    acts = [
+        Notify(to=["team_supervisor", "role:duty"]),
+        Boost(seconds=30),
+        Boost(seconds=1.5),
+        Expand(pools=["a", "b"]),
+        Reassign(),
+        CreateFollowup(channel="voice", sla="cb"),
+    ]
     assert actions_text(acts) == "31500;a,b;1;team_supervisor,role:duty;voice//cb"
 
 
 def test_rule_policy_wins_over_selectors() -> None:
     from sla.policy import Selector
 
-    policies = {"vip": SlaPolicy(answer=20, when=Selector(tier=["vip"])),
-                "mail": SlaPolicy(answer=3600, when=Selector(channel=["email"]))}
+    policies = {
+        "vip": SlaPolicy(answer=20, when=Selector(tier=["vip"])),
+        "mail": SlaPolicy(answer=3600, when=Selector(channel=["email"])),
+    }
     assert select_policy(policies, None, tier="vip", channel="voice", intent=None) == "vip"
     assert select_policy(policies, None, tier="gold", channel="email", intent=None) == "mail"
     assert select_policy(policies, "x", tier="vip", channel="voice", intent=None) == "x"

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.staffing import (
+from router.wfm.staffing import (
     QueueMetrics,
     ServiceTarget,
     StaffingCapExceeded,

@@ -10,9 +10,9 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from router.engine import Engine
-from router.keys import WsKeys
-from router.validation import parse_config
+from router.routing.engine import Engine
+from router.routing.validation import parse_config
+from router.store.keys import WsKeys
 from tests.conftest import SUP, act, add_agent, create, put_config, small_config
 
 
@@ -29,8 +29,9 @@ async def engine(redis_url: str) -> AsyncIterator[Engine]:
 _CLAIM_IDS = iter(range(1, 1_000_000))
 
 
-async def claim(engine: Engine, ws: WsKeys, owner: str, lease_ms: int = 5000,
-                claim_id: int | None = None) -> list[Any]:
+async def claim(
+    engine: Engine, ws: WsKeys, owner: str, lease_ms: int = 5000, claim_id: int | None = None
+) -> list[Any]:
     res = await engine.scripts["claim"](
         keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
         args=[100, lease_ms, owner, next(_CLAIM_IDS) if claim_id is None else claim_id],
@@ -51,10 +52,21 @@ async def test_lost_lease_is_refired_and_effect_happens_once(engine: Engine, ws:
     keys = WsKeys(ws)
     client = engine.client
     # an offered contact whose offer timer is due now; nobody runs the worker here
-    await client.hset(keys.contact("c1"), mapping={  # type: ignore[misc]
-        "id": "c1", "st": "queued", "ch": "voice", "enq": 0, "rank": 0, "stage": 1,
-        "stages": "0:cards|1:loans", "w": 100, "og": 0, "cust": "x",
-    })
+    await client.hset(
+        keys.contact("c1"),
+        mapping={  # type: ignore[misc]
+            "id": "c1",
+            "st": "queued",
+            "ch": "voice",
+            "enq": 0,
+            "rank": 0,
+            "stage": 1,
+            "stages": "0:cards|1:loans",
+            "w": 100,
+            "og": 0,
+            "cust": "x",
+        },
+    )
     await client.zadd(keys.timers, {"stage|c1|2": 1})
     claimed = await claim(engine, keys, "replica-a", lease_ms=100)
     assert [c[0] for c in claimed] == ["stage|c1|2"] and claimed[0][2] == 0
@@ -84,7 +96,9 @@ async def test_hand_back_returns_only_own_leases(engine: Engine, ws: str) -> Non
     )
     assert n == 2
     assert await engine.client.zrange(keys.timers, 0, -1, withscores=True) == [
-        ("expire|x|0", 5.0), ("expire|y|0", 6.0)]
+        ("expire|x|0", 5.0),
+        ("expire|y|0", 6.0),
+    ]
 
 
 async def test_offer_timeout_fired_by_the_service(api: Any, ws: str) -> None:
@@ -114,8 +128,9 @@ async def test_claim_retried_after_a_lost_reply_gets_the_same_timers(
     await engine.client.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
     first = await claim(engine, keys, "a", claim_id=7)  # its reply is "lost"
     retry = await claim(engine, keys, "a", claim_id=7)
-    assert sorted(m for m, *_ in retry) == sorted(m for m, *_ in first) == [
-        "expire|x|0", "expire|y|0"]
+    assert (
+        sorted(m for m, *_ in retry) == sorted(m for m, *_ in first) == ["expire|x|0", "expire|y|0"]
+    )
     assert {m: due for m, due, _ in retry} == {"expire|x|0": 5, "expire|y|0": 6}
     assert await claim(engine, keys, "a", claim_id=8) == []  # a new call: nothing new is due
     for m, *_ in retry:

@@ -20,7 +20,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
-from router.settings import Settings, redacted_url
+from router.runtime.settings import Settings, redacted_url
 from tests.conftest import ADM, GW, SUP, agent_headers, small_config
 from tests.procs import Replica, stop_replicas, wait_ready
 from tests.tlscerts import ADMIN_PASSWORD, ROUTER_PASSWORD, Pki, TlsRedis, make_pki
@@ -34,15 +34,18 @@ def _client_ctx(pki: Pki, cert: bool = False) -> ssl.SSLContext:
 
 
 async def _get(url: str, ctx: ssl.SSLContext | bool, **kw: Any) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as http, http.get(
-            url, ssl=ctx, timeout=aiohttp.ClientTimeout(total=5), **kw) as r:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, ssl=ctx, timeout=aiohttp.ClientTimeout(total=5), **kw) as r,
+    ):
         return r.status, await r.text()
 
 
 async def _handshake(port: int, ctx: ssl.SSLContext) -> tuple[str, str]:
     """The TLS version and cipher suite a handshake with the server agrees on."""
-    _, writer = await asyncio.wait_for(asyncio.open_connection(
-        "127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1"), 5)
+    _, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1"), 5
+    )
     try:
         tls = writer.get_extra_info("ssl_object")
         return tls.version(), tls.cipher()[0]
@@ -61,8 +64,13 @@ async def test_https_and_mutual_tls(redis_url: str, tmp_path: Path) -> None:
     pki = make_pki(tmp_path / "pki")
     tls = {"ROUTER_TLS_CERT": str(pki.server_cert), "ROUTER_TLS_KEY": str(pki.server_key)}
     plain = Replica(redis_url, tmp_path, 0, tls, client_ssl=_client_ctx(pki))
-    mutual = Replica(redis_url, tmp_path, 1, {**tls, "ROUTER_TLS_CLIENT_CA": str(pki.ca)},
-                     client_ssl=_client_ctx(pki, cert=True))
+    mutual = Replica(
+        redis_url,
+        tmp_path,
+        1,
+        {**tls, "ROUTER_TLS_CLIENT_CA": str(pki.ca)},
+        client_ssl=_client_ctx(pki, cert=True),
+    )
     # Bad settings stop the process at once, naming the variable.
     missing = Replica(redis_url, tmp_path, 2, {**tls, "ROUTER_TLS_KEY": str(tmp_path / "no.key")})
     mismatch = Replica(redis_url, tmp_path, 3, {**tls, "ROUTER_TLS_KEY": str(pki.client_key)})
@@ -91,8 +99,11 @@ async def test_https_and_mutual_tls(redis_url: str, tmp_path: Path) -> None:
         assert (await _get(mutual.url + "/healthz", _client_ctx(pki, cert=True)))[0] == 200
         with pytest.raises(aiohttp.ClientError):
             await _get(mutual.url + "/healthz", _client_ctx(pki))
-        for proc, variable in ((missing, "ROUTER_TLS_KEY"), (mismatch, "ROUTER_TLS_KEY"),
-                               (not_pem, "ROUTER_TLS_CLIENT_CA")):
+        for proc, variable in (
+            (missing, "ROUTER_TLS_KEY"),
+            (mismatch, "ROUTER_TLS_KEY"),
+            (not_pem, "ROUTER_TLS_CLIENT_CA"),
+        ):
             code, log = _exit_and_log(proc)
             assert code == 2 and variable in log and "Traceback" not in log, log
     finally:
@@ -109,8 +120,9 @@ def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
 
 
 @pytest.mark.usefixtures("one_at_a_time")
-async def test_rediss_with_the_router_acl_user(tls_redis: TlsRedis, tmp_path: Path,
-                                               ws: str) -> None:
+async def test_rediss_with_the_router_acl_user(
+    tls_redis: TlsRedis, tmp_path: Path, ws: str
+) -> None:
     url = tls_redis.url("router", ROUTER_PASSWORD)
     ops = Redis.from_url(tls_redis.url("ops", ADMIN_PASSWORD), decode_responses=True)
     replica = Replica(url, tmp_path, 0, {"ROUTER_LOG_LEVEL": "DEBUG"})
@@ -120,18 +132,24 @@ async def test_rediss_with_the_router_acl_user(tls_redis: TlsRedis, tmp_path: Pa
             base = f"/v1/workspaces/{ws}"
             async with http.put(base, json=small_config(), headers=ADM) as r:
                 assert r.status == 200, await r.text()
-            async with http.put(f"{base}/agents/a1", json={"skills": {"cards": 5}},
-                                headers=SUP) as r:
+            async with http.put(
+                f"{base}/agents/a1", json={"skills": {"cards": 5}}, headers=SUP
+            ) as r:
                 assert r.status == 200, await r.text()
-            async with http.post(f"{base}/agents/a1/state", json={"state": "available"},
-                                 headers=agent_headers("a1")) as r:
+            async with http.post(
+                f"{base}/agents/a1/state", json={"state": "available"}, headers=agent_headers("a1")
+            ) as r:
                 assert r.status == 200, await r.text()
-            async with http.post(f"{base}/contacts", headers=GW, json={
-                    "id": "c1", "channel": "voice", "customer": {"id": "cu1"}}) as r:
+            async with http.post(
+                f"{base}/contacts",
+                headers=GW,
+                json={"id": "c1", "channel": "voice", "customer": {"id": "cu1"}},
+            ) as r:
                 assert r.status == 201, await r.text()
                 assert (await r.json())["agent"] == "a1"
-            async with http.post(f"{base}/contacts/c1/accept", json={"agent_id": "a1"},
-                                 headers=agent_headers("a1")) as r:
+            async with http.post(
+                f"{base}/contacts/c1/accept", json={"agent_id": "a1"}, headers=agent_headers("a1")
+            ) as r:
                 assert r.status == 200, await r.text()
                 assert (await r.json())["state"] == "assigned"
             async with http.get(f"{base}/events?limit=10", headers=SUP) as r:
@@ -146,8 +164,12 @@ async def test_rediss_with_the_router_acl_user(tls_redis: TlsRedis, tmp_path: Pa
         router = Redis.from_url(url, decode_responses=True)
         try:
             assert await router.exists(f"{{ws:{ws}}}:config") == 1
-            for attempt in (router.set("other:key", "1"), router.flushall(),
-                            router.config_get("*"), router.keys("*")):
+            for attempt in (
+                router.set("other:key", "1"),
+                router.flushall(),
+                router.config_get("*"),
+                router.keys("*"),
+            ):
                 with pytest.raises(NoPermissionError):
                     await attempt
         finally:

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.config import RoutingConfig
-from router.demo import demo_config
-from router.errors import BadRequest, FieldProblem, InvalidInput
-from router.validation import parse_config, validate_config
+from router.cli.demo import demo_config
+from router.routing.config import RoutingConfig
+from router.routing.validation import parse_config, validate_config
+from router.runtime.errors import BadRequest, FieldProblem, InvalidInput
 
 
 def demo_doc() -> dict[str, Any]:
@@ -404,7 +404,7 @@ def test_mutated_demo_config_is_rejected_cleanly(
 
 def test_msgspec_errors_keep_their_location() -> None:
     # The fallback for a corner where the schema and the Structs disagree.
-    from router.validation import _msgspec_problem
+    from router.routing.validation import _msgspec_problem
 
     body = json.dumps(small_doc(tiers={"gold": {"x": 1}})).encode()
     with pytest.raises(msgspec.ValidationError) as info:

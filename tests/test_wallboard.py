@@ -19,8 +19,15 @@ from tests.procs import start_replicas, stop_replicas, wait_ready
 CHROMIUM = shutil.which("chromium")
 REPORTS = Path(__file__).resolve().parent.parent / "reports"
 # as the machine's probe runs it: no sandbox as root, no background network
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
@@ -33,11 +40,13 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             async with http.put(base, json=small_config(), headers=ADM) as r:
                 assert r.status == 200
-            async with http.put(base + "/agents/a1", json={"skills": {"loans": 5}},
-                                headers=SUP) as r:
+            async with http.put(
+                base + "/agents/a1", json={"skills": {"loans": 5}}, headers=SUP
+            ) as r:
                 assert r.status == 200
-            async with http.post(base + "/agents/a1/state", json={"state": "available"},
-                                 headers=SUP) as r:
+            async with http.post(
+                base + "/agents/a1/state", json={"state": "available"}, headers=SUP
+            ) as r:
                 assert r.status == 200
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -54,7 +63,8 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
                 out["url_after"] = page.url  # the token is taken out of the address
                 out["tiles"] = await page.locator("section.tile h2").all_text_contents()
                 out["loans_available"] = await page.locator(
-                    '#tile-loans [data-field="agents_available"]').text_content()
+                    '#tile-loans [data-field="agents_available"]'
+                ).text_content()
                 for i in range(3):
                     body = {"id": f"c{i}", "channel": "voice", "customer": {"id": f"x{i}"}}
                     async with http.post(base + "/contacts", json=body, headers=GW) as r:

@@ -19,8 +19,8 @@ import pytest
 import standardwebhooks
 from redis.asyncio import Redis
 
-from router.keys import WORKSPACES
-from router.redisclient import make_client
+from router.store.client import make_client
+from router.store.keys import WORKSPACES
 from sla.signing import Webhook, cloudevent, matches
 from sla.webhooks import (
     GROUP,
@@ -259,8 +259,16 @@ async def test_receiver_failing_for_30_s_then_recovering_gets_everything_once(
     receiver.status = lambda req, n: 500 if time.monotonic() < recovers else 200
     wh = Webhook(url=receiver.url(), events=["sla.*"], secret=new_secret())
     await create_group(client, ws)
-    d = dispatcher(client, ws, {"crm": wh}, poll=0.2, backoff_base=1.0, backoff_cap=8.0,
-                   claim_idle=60.0, lease=60.0)
+    d = dispatcher(
+        client,
+        ws,
+        {"crm": wh},
+        poll=0.2,
+        backoff_base=1.0,
+        backoff_cap=8.0,
+        claim_idle=60.0,
+        lease=60.0,
+    )
     await d.start()
     sids: list[str] = []
     try:

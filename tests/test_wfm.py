@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from router.keys import WsKeys
-from router.staffing import ServiceTarget, agents_needed
+from router.store.keys import WsKeys
+from router.wfm.staffing import ServiceTarget, agents_needed
 from tests.conftest import SUP, act, create, put_config, small_config
 
 
@@ -41,7 +41,9 @@ async def test_staffing_from_live_arrivals_and_what_if(api: Any, ws: str) -> Non
     assert status == 200 and out["inputs"]["source"]["rate"] == "query"
     expected = agents_needed(0.5, 300, target, max_occupancy=0.85, shrinkage=0.25)
     assert (out["erlang_c"]["agents"], out["erlang_c"]["scheduled"]) == (
-        expected.agents, expected.scheduled)
+        expected.agents,
+        expected.scheduled,
+    )
     assert out["erlang_c"]["agents"] >= 150 * 0.99 / 0.85  # 150 erlangs at <= 85% occupancy
 
 
@@ -71,8 +73,9 @@ async def seed_arrivals(redis_url: str, ws: str, days: int, tomorrow: dt.date) -
             d = tomorrow - dt.timedelta(days=back)
             row = daily_pattern(d.weekday())
             mapping = {f"voice|{i}": n for i, n in enumerate(row) if n}
-            await client.hset(keys.arrivals("cards", (d - dt.date(1970, 1, 1)).days),
-                              mapping=mapping)  # type: ignore[arg-type]
+            await client.hset(
+                keys.arrivals("cards", (d - dt.date(1970, 1, 1)).days), mapping=mapping
+            )  # type: ignore[arg-type]
     finally:
         await client.aclose()
 
@@ -94,8 +97,10 @@ async def test_forecast_from_recorded_arrivals_gives_an_agents_curve(
     peak = max(range(96), key=lambda i: out["expected"][i])
     assert 32 <= peak < 48  # the busy morning
     target = ServiceTarget(percent=80, seconds=20)
-    assert out["agents"][peak] == agents_needed(
-        out["expected"][peak] / 900, 180, target, max_occupancy=0.85).agents
+    assert (
+        out["agents"][peak]
+        == agents_needed(out["expected"][peak] / 900, 180, target, max_occupancy=0.85).agents
+    )
     assert out["scheduled_peak"] >= out["agents"][peak] / 0.7 - 1
 
 

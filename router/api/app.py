@@ -1,136 +1,35 @@
-"""The aiohttp application: state, middlewares, background tasks."""
+"""The aiohttp application: state, middlewares, background tasks, stages of shutdown."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 
-import msgspec
 from aiohttp import web
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.audit.sealer import make_sealer
-from router.auth import AUTH, Authenticator, authorize
-from router.engine import Engine
-from router.errors import Forbidden, NotFound, RouterError, Unauthorized, Unavailable
-from router.metrics import Metrics, StateExporter
-from router.notify import Notifier
-from router.pauses import PauseMeter
-from router.redisclient import make_client
-from router.serving import DRAIN, Drain, drain_middleware
-from router.settings import Settings, Token
+from router.api.appkeys import ENGINE, EXPORTER, METRICS, NOTIFIER, REDIS, SETTINGS, TIMERS
+from router.api.middlewares import auth_middleware, errors_middleware, metrics_middleware
+from router.api.ratelimit import ratelimit_middleware
+from router.api.routes import setup_routes
+from router.routing.engine import Engine
+from router.runtime.errors import NotFound
+from router.runtime.metrics import Metrics
+from router.runtime.pauses import PauseMeter
+from router.runtime.serving import DRAIN, Drain, drain_middleware
+from router.runtime.settings import Settings
+from router.security.audit.sealer import make_sealer
+from router.security.auth import AUTH, Authenticator
+from router.store.client import make_client
+from router.store.notify import Notifier
+from router.wfm.exporter import StateExporter
 from sla.timers import TimerWorker
 from sla.webhooks import Webhook, WebhookDispatcher
 
 log = logging.getLogger(__name__)
-
-SETTINGS = web.AppKey("settings", Settings)
-ENGINE = web.AppKey("engine", Engine)
-NOTIFIER = web.AppKey("notifier", Notifier)
-TIMERS = web.AppKey("timers", TimerWorker)
-REDIS = web.AppKey("redis", Redis)
-METRICS = web.AppKey("metrics", Metrics)
-EXPORTER = web.AppKey("exporter", StateExporter)
-TOKEN = web.RequestKey("token", Token)  # the caller, set by auth
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_ENC = msgspec.json.Encoder()
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
-
-
-def problem(status: int, title: str, detail: str, slug: str, **extra: object) -> web.Response:
-    body: dict[str, object] = {
-        "type": f"https://contact-router.dev/problems/{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    body.update({k: v for k, v in extra.items() if v is not None})
-    headers = {"Retry-After": "1"} if status == 503 else None
-    return web.Response(
-        status=status,
-        body=_ENC.encode(body),
-        content_type="application/problem+json",
-        headers=headers,
-    )
-
-
-def error_response(exc: RouterError) -> web.Response:
-    return problem(exc.status, exc.title, exc.detail, exc.slug, **exc.extra())
-
-
-@web.middleware
-async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RouterError as exc:
-        return error_response(exc)
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
-        log.warning("redis unavailable: %s", type(exc).__name__)
-        request.app[METRICS].redis_errors.labels("http").inc()
-        return error_response(Unavailable("the state store is unreachable; retry shortly"))
-    except web.HTTPRequestEntityTooLarge:
-        limit = request.app[SETTINGS].max_body  # also ends chunked bodies (no Content-Length)
-        detail = f"the request body is over the limit of {limit} bytes (ROUTER_MAX_BODY)"
-        return problem(413, "Payload too large", detail, "too-large", limit=limit)
-    except web.HTTPException as exc:
-        if exc.status >= 400:
-            response = problem(exc.status, exc.reason, exc.text or exc.reason, "http")
-            if "Allow" in exc.headers:  # a 405 must list the methods (RFC 9110)
-                response.headers["Allow"] = exc.headers["Allow"]
-            return response
-        raise
-    except Exception:
-        log.exception("unhandled error on %s", request.match_info.route.resource)
-        return problem(500, "Internal error", "an internal error occurred", "internal")
-
-
-@web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Labelled by route template, never the raw path (bounded cardinality).
-    info = request.match_info.route.resource
-    route = info.canonical if info is not None else "unmatched"
-    start = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        request.app[METRICS].http.labels(request.method, route, str(status)).observe(
-            time.perf_counter() - start
-        )
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    route = request.match_info.handler
-    if request.path in OPEN_PATHS or getattr(route, "open_access", False):
-        return await handler(request)
-    auth = request.app[AUTH]
-    token: Token | None = None
-    try:
-        token = auth.identify(request.headers.get("Authorization", ""))
-        request[TOKEN] = token
-        if request.match_info.http_exception is None:  # unknown route: its 404 / 405
-            authorize(token, route, request.match_info.get("ws"))
-        return await handler(request)
-    except (Unauthorized, Forbidden) as exc:  # from here or a handler's scope check
-        auth.denied(request.app.get(REDIS), request, token, exc)
-        raise
-
-
-def actor(request: web.Request) -> str:
-    tok: Token = request[TOKEN]
-    return f"{tok.role}:{tok.name}"
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
@@ -161,7 +60,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     app[EXPORTER] = exporter
-    sealer = make_sealer(client, metrics.registry, settings)  # audit trail (router/audit/)
+    sealer = make_sealer(client, metrics.registry, settings)  # audit trail (router/security/audit/)
     try:
         await engine.scripts.load_all(client)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -225,9 +124,6 @@ async def _release_metrics_lease(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
-    from router.api.ratelimit import ratelimit_middleware
-    from router.api.routes import setup_routes
-
     app = web.Application(
         middlewares=[
             metrics_middleware,

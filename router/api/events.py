@@ -13,7 +13,7 @@ decision in epoch milliseconds, `actor` is `<role>:<token name>` or `system` for
 timer effects; the other fields depend on the type (`contact`, `agent`, `pool`,
 `state`, `reason`, `explain`, ...). Events never carry customer identity or
 attributes. The stream is trimmed approximately (`XADD MAXLEN ~`) at
-`router.keys.EVENTS_MAXLEN` (1,000,000) entries per workspace: a reader further
+`router.store.keys.EVENTS_MAXLEN` (1,000,000) entries per workspace: a reader further
 behind than that silently loses the oldest events.
 
 HTTP (supervisor or admin):
@@ -63,11 +63,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.api.app import ENGINE, REDIS, SETTINGS
-from router.api.routes import json_response, path_id, roles
-from router.errors import BadRequest, FieldProblem, InvalidInput, Unavailable
-from router.keys import WsKeys
-from router.redisclient import make_client
+from router.api.appkeys import ENGINE, REDIS, SETTINGS
+from router.api.common import json_response, path_id, roles
+from router.runtime.errors import BadRequest, FieldProblem, InvalidInput, Unavailable
+from router.store.client import make_client
+from router.store.keys import WsKeys
 from sla.signing import cloudevent
 
 log = logging.getLogger(__name__)

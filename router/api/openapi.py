@@ -11,8 +11,8 @@ from router.api.events import LIMIT_MAX, CloudEvent, EventPage
 from router.api.openapi_links import add_links
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
-from router.config import RoutingConfig, StoredConfig
-from router.model import (
+from router.routing.config import RoutingConfig, StoredConfig
+from router.routing.model import (
     AbandonIn,
     AgentIn,
     AgentOut,
@@ -25,7 +25,7 @@ from router.model import (
     ReasonIn,
     TransferIn,
 )
-from router.pools import PoolStats
+from router.wfm.pools import PoolStats
 
 _TYPES: tuple[Any, ...] = (
     RoutingConfig,

@@ -40,9 +40,10 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from router.api.app import ENGINE, METRICS, REDIS, TOKEN, Handler, problem
-from router.scripts import Script
-from router.settings import Settings, Token
+from router.api.appkeys import ENGINE, METRICS, REDIS, TOKEN, Handler
+from router.api.common import problem
+from router.runtime.settings import Settings, Token
+from router.store.scripts import Script
 
 log = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
-from router.api.app import ENGINE, REDIS
+from router.api.appkeys import ENGINE, REDIS
+from router.api.common import path_id, roles
 from router.api.events import EVENT_STREAMS, MAX_STREAMS, _gone, _Sender
-from router.api.routes import path_id, roles
-from router.config import RoutingConfig
-from router.errors import Unavailable
-from router.keys import WsKeys
-from router.pools import pool_stats
-from router.stats import pool_windows
+from router.routing.config import RoutingConfig
+from router.runtime.errors import Unavailable
+from router.store.keys import WsKeys
+from router.wfm.pools import pool_stats
+from router.wfm.stats import pool_windows
 
 PERIOD = 0.5  # seconds between looks at the state
 HEARTBEAT = 15.0

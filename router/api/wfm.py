@@ -9,20 +9,20 @@ from aiohttp import web
 from msgspec import Struct
 from redis.asyncio import Redis
 
-from router.api.app import ENGINE, REDIS
-from router.api.routes import json_response, path_id, roles
-from router.errors import FieldProblem, InvalidInput, NotFound
-from router.forecast import ForecastError, seasonal_naive, smoothed_forecast
-from router.forecast import agents_needed as forecast_agents
-from router.keys import WsKeys
-from router.staffing import (
+from router.api.appkeys import ENGINE, REDIS
+from router.api.common import json_response, path_id, roles
+from router.runtime.errors import FieldProblem, InvalidInput, NotFound
+from router.store.keys import WsKeys
+from router.wfm.forecast import ForecastError, seasonal_naive, smoothed_forecast
+from router.wfm.forecast import agents_needed as forecast_agents
+from router.wfm.staffing import (
     ServiceTarget,
     StaffingCapExceeded,
     StaffingPlan,
     agents_needed,
     scheduled_agents,
 )
-from router.stats import pool_windows
+from router.wfm.stats import pool_windows
 
 EPOCH = dt.date(1970, 1, 1)
 

@@ -1,0 +1,25 @@
+"""Pool statistics: depth, longest wait, agents by state, occupancy, estimated wait."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from router.api.appkeys import ENGINE, REDIS
+from router.api.common import json_response, path_id, roles
+from router.wfm.pools import pool_stats
+
+
+@roles("supervisor")
+async def get_pools(request: web.Request) -> web.Response:
+    ws = path_id(request, "ws")
+    cfg = (await request.app[ENGINE].configs.get(ws)).config
+    client = request.app[REDIS]
+    stats = [await pool_stats(client, ws, pid, p) for pid, p in cfg.pools.items()]
+    return json_response({"pools": stats})
+
+
+@roles("supervisor")
+async def get_pool(request: web.Request) -> web.Response:
+    ws, pid = path_id(request, "ws"), path_id(request, "pool_id")
+    cfg = (await request.app[ENGINE].configs.get(ws)).config
+    return json_response(await pool_stats(request.app[REDIS], ws, pid, cfg.pools.get(pid)))

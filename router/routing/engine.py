@@ -1,0 +1,355 @@
+"""Routing operations: thin async wrappers that run one Lua script each.
+
+Pure decisions that need no shared state (rule matching, membership) happen
+here in Python; everything that must be atomic across replicas happens in
+the script.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import msgspec
+from prometheus_client import Histogram
+from redis.asyncio import Redis
+
+from router.routing.config import CONFIG_ENCODER, RoutingConfig, Stage, StoredConfig
+from router.routing.configstore import ConfigStore
+from router.routing.library import Scripts
+from router.routing.membership import agent_pools
+from router.routing.model import (
+    AgentIn,
+    AgentOut,
+    AgentStateIn,
+    ContactIn,
+    ContactOut,
+    TimelineEntry,
+)
+from router.routing.personal import pack, unpack
+from router.routing.rules import plan_route
+from router.routing.runtime_hash import runtime_fields
+from router.routing.slaops import SlaOps, sla_clocks, start_plan
+from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
+from router.store.batch import ScriptBatcher
+from router.store.keys import WORKSPACES, WsKeys
+from sla.webhooks import create_group
+
+_JSON = msgspec.json.Encoder()
+_TIMELINE = msgspec.json.Decoder(TimelineEntry)
+
+
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _stages_text(stages: Sequence[Stage]) -> str:
+    return "|".join(f"{round(s.after * 1000)}:{','.join(s.pools)}" for s in stages)
+
+
+def _stages_list(text: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for part in filter(None, text.split("|")):
+        after, _, pools = part.partition(":")
+        out.append({"after": int(after) / 1000, "pools": pools.split(",")})
+    return out
+
+
+def _f(raw: dict[str, str], key: str) -> float | None:
+    v = raw.get(key)
+    return int(float(v)) / 1000 if v not in (None, "") else None
+
+
+def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
+    stages = _stages_list(raw.get("stages", ""))
+    stage = int(raw.get("stage", "1"))
+    pools: list[str] = []
+    for s in stages[:stage]:
+        pools += [p for p in s["pools"] if p not in pools]  # type: ignore[attr-defined]
+    return ContactOut(
+        id=raw["id"],
+        state=raw["st"],
+        channel=raw["ch"],
+        tier=raw.get("tier", ""),
+        intent=raw.get("intent") or None,
+        customer_id=raw.get("cust", ""),
+        agent=raw.get("agent") or None,
+        pools=[raw["tgt"]] if raw.get("tgt") else pools,
+        stages=stages,
+        stage=stage,
+        rank=float(raw["rank"]) / 1000,
+        priority_offset=float(raw.get("off", "0")) / 1000,
+        enqueued_at=float(raw["enq"]) / 1000,
+        created_at=float(raw["created"]) / 1000,
+        offer_expires_at=_f(raw, "oexp"),
+        sla=raw.get("sla") or None,
+        rules=[r for r in raw.get("rules", "").split(",") if r],
+        created=created,
+        gateway=raw.get("gw") or None,
+        # in full here: responses mask it by caller (router/security/privacy.py present)
+        personal=unpack(raw.get("pii")),
+    )
+
+
+def _timeline_entry(raw: str) -> TimelineEntry:
+    # stored in Redis TIME milliseconds; the API speaks seconds like every other time
+    e = _TIMELINE.decode(raw)
+    return msgspec.structs.replace(e, at=e.at / 1000)
+
+
+def agent_out(raw: dict[str, str]) -> AgentOut:
+    return AgentOut(
+        id=raw["id"],
+        state=raw["st"],
+        reason=raw.get("reason") or None,
+        skills=msgspec.json.decode(raw.get("skills", "{}")),
+        capacity=int(raw.get("cap", "0")),
+        load=int(raw.get("load", "0")),
+        team=raw.get("team") or None,
+        supervisor=raw.get("sup") or None,
+        pools=[p.split("=")[0] for p in raw.get("pools", "").split(",") if p],
+        contacts=sorted(k[2:] for k in raw if k.startswith("h:")),
+        idle_since=_f(raw, "idle"),
+        missed_offers=int(raw.get("missed", "0")),
+    )
+
+
+class Engine:
+    def __init__(self, client: Redis, observe: Histogram | None = None) -> None:
+        self.client = client
+        self._observe = observe  # decision latency by operation (per replica)
+        self.scripts = Scripts(client)
+        self.batcher = ScriptBatcher(client)
+        self.configs = ConfigStore(client)
+        self.sla = SlaOps(self)
+
+    async def _run(self, name: str, ws: WsKeys, key: str, args: Sequence[Any]) -> Any:
+        start = time.perf_counter()
+        res = await self.batcher.call(self.scripts[name], (ws.runtime, key), args)
+        if self._observe is not None:
+            self._observe.labels(name).observe(time.perf_counter() - start)
+        return res
+
+    # --- config ---------------------------------------------------------------
+
+    async def put_config(
+        self, ws_name: str, cfg: RoutingConfig, actor: str, expected: int | None = None
+    ) -> StoredConfig:
+        ws = WsKeys(ws_name)
+        try:  # running SLA clocks keep the budget they used under the old rules
+            previous: StoredConfig | None = await self.configs.get(ws_name)
+        except NotFound:
+            previous = None
+        doc = CONFIG_ENCODER.encode(cfg)
+        res = await self.scripts["config_put"](
+            keys=[ws.runtime, ws.config, WORKSPACES],
+            args=[actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
+        )
+        if res[0] == -2:
+            raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")
+        if cfg.webhooks:  # from now on every event is kept for the webhooks
+            await create_group(self.client, ws_name)
+        stored = StoredConfig(version=res[0], updated_at=res[1] / 1000, actor=actor, config=cfg)
+        self.configs.remember(ws_name, stored)
+        await self._resync_agents(ws, cfg, actor)
+        await self.sla.replan(ws_name, previous.config if previous else None, cfg, actor)
+        return stored
+
+    async def _resync_agents(self, ws: WsKeys, cfg: RoutingConfig, actor: str) -> None:
+        """Recomputes every agent's pools after a config change."""
+        ids = sorted(cast(set[str], await self.client.smembers(ws.agents)))
+        for i in range(0, len(ids), 200):
+            pipe = self.client.pipeline(transaction=False)
+            for aid in ids[i : i + 200]:
+                pipe.hmget(ws.agent(aid), "skills", "cap", "team", "sup")
+            rows = await pipe.execute()
+            for aid, (skills, cap, team, sup) in zip(ids[i : i + 200], rows, strict=True):
+                body = AgentIn(
+                    skills=msgspec.json.decode(skills or "{}"),
+                    capacity=int(cap or 100),
+                    team=team or None,
+                    supervisor=sup or None,
+                )
+                await self._upsert(ws, cfg, aid, body, actor)
+
+    # --- agents ---------------------------------------------------------------
+
+    async def upsert_agent(self, ws_name: str, aid: str, body: AgentIn, actor: str) -> AgentOut:
+        stored = await self.configs.get(ws_name)
+        unknown = [
+            FieldProblem(f"skills.{s}", "skill is not declared in the routing config")
+            for s in body.skills
+            if s not in stored.config.skills
+        ]
+        if unknown:
+            raise InvalidInput(unknown)
+        return await self._upsert(WsKeys(ws_name), stored.config, aid, body, actor)
+
+    async def _upsert(
+        self, ws: WsKeys, cfg: RoutingConfig, aid: str, body: AgentIn, actor: str
+    ) -> AgentOut:
+        pools = agent_pools(cfg, body.skills)
+        res = await self.batcher.call(
+            self.scripts["agent_upsert"],
+            (ws.runtime, ws.agent(aid), ws.agents),
+            [
+                actor,
+                aid,
+                body.capacity,
+                body.team or "",
+                body.supervisor or "",
+                _JSON.encode(body.skills),
+                ",".join(f"{p}={s}" for p, s in pools.items()),
+                ",".join(f"{k}={v}" for k, v in body.skills.items()),
+            ],
+        )
+        return agent_out(_pairs(res[1]))
+
+    async def set_agent_state(
+        self, ws_name: str, aid: str, body: AgentStateIn, actor: str
+    ) -> AgentOut:
+        await self.configs.get(ws_name)
+        ws = WsKeys(ws_name)
+        args = [actor, body.state, body.reason or ""]
+        res = await self._run("agent_state", ws, ws.agent(aid), args)
+        if res[0] == -1:
+            raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
+        if res[0] == -2:
+            raise Conflict(res[2], state=res[1], field="state")
+        return agent_out(_pairs(res[1]))
+
+    async def get_agent(self, ws_name: str, aid: str) -> AgentOut:
+        await self.configs.get(ws_name)
+        raw = cast(dict[str, str], await self.client.hgetall(WsKeys(ws_name).agent(aid)))
+        if not raw:
+            raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
+        return agent_out(raw)
+
+    async def agent_view(self, ws_name: str, aid: str) -> tuple[AgentOut, list[ContactOut]]:
+        """The agent and the contacts currently offered to it (not yet accepted),
+        read in one script call that shares the replica's pipeline."""
+        await self.configs.get(ws_name)
+        res = await self.batcher.call(self.scripts["agent_view"], (WsKeys(ws_name).agent(aid),), ())
+        if not res:
+            raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
+        return agent_out(_pairs(res[0])), [contact_out(_pairs(r), False) for r in res[1:]]
+
+    async def agent_offers(self, ws_name: str, aid: str) -> list[ContactOut]:
+        """Contacts currently offered to the agent (not yet accepted)."""
+        return (await self.agent_view(ws_name, aid))[1]
+
+    # --- contacts -------------------------------------------------------------
+
+    async def create_contact(
+        self,
+        ws_name: str,
+        body: ContactIn,
+        actor: str,
+        sla_override: str | None = None,
+        gateway: str | None = None,
+    ) -> ContactOut:
+        """`gateway`: the creating token's name, recorded so that gateway alone sees it."""
+        stored = await self.configs.get(ws_name)
+        cfg = stored.config
+        plan = plan_route(
+            cfg,
+            channel=body.channel,
+            tier=body.customer.tier,
+            intent=body.intent,
+            language=body.customer.language,
+            flags=body.customer.flags,
+            attributes=body.attributes,
+            skills=body.skills,
+        )
+        sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
+        payload: dict[str, object] = {
+            "id": body.id,
+            "ch": body.channel,
+            "tier": plan.tier,
+            "intent": body.intent or "",
+            "lang": body.customer.language or "",
+            "cust": body.customer.id,
+            "stages": _stages_text(plan.stages),
+            "off": round(plan.priority_offset * 1000),
+            "toff": round(plan.tier_offset * 1000),
+            "roff": round(plan.rule_offset * 1000),
+            "sla": sla or "",
+            "rules": ",".join(plan.rules),
+            "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
+            "attrs": _JSON.encode(body.attributes).decode(),
+            "cfgv": stored.version,
+        }
+        if plan.overflow_wait is not None:
+            payload["ovf"] = round(plan.overflow_wait * 1000)
+        if gateway:
+            payload["gw"] = gateway
+        pii = pack(body)
+        if pii is not None:  # only when given: most contacts carry none
+            payload["pii"] = pii
+        ws = WsKeys(ws_name)
+        res = await self._run(
+            "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]
+        )
+        if res[0] == -1:
+            if res[1] == "queue_full":
+                raise QueueFull(f"pool {res[2]!r} has reached its maximum queue length")
+            raise InvalidInput([FieldProblem("channel", "channel is not configured")])
+        return contact_out(_pairs(res[1]), created=res[0] == 1)
+
+    async def get_contact(self, ws_name: str, cid: str, timeline: bool = True) -> ContactOut:
+        await self.configs.get(ws_name)
+        ws = WsKeys(ws_name)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(ws.contact(cid))
+        pipe.lrange(ws.timeline(cid), 0, -1)
+        pipe.hgetall(ws.sla(cid))
+        raw, tl, sla = await pipe.execute()
+        if not raw:
+            raise NotFound(f"contact {cid!r} does not exist", field="contact_id")
+        out = contact_out(raw, False)
+        if sla:
+            out = msgspec.structs.replace(out, sla_clocks=sla_clocks(sla))
+        if timeline:
+            out = msgspec.structs.replace(out, timeline=[_timeline_entry(e) for e in tl])
+        return out
+
+    async def contact_action(
+        self, ws_name: str, cid: str, action: str, args: Sequence[Any], actor: str
+    ) -> ContactOut:
+        """accept / reject / complete / abandon / transfer: one script each."""
+        await self.configs.get(ws_name)
+        ws = WsKeys(ws_name)
+        res = await self._run(action, ws, ws.contact(cid), [actor, *args])
+        code = res[0]
+        if code == -1:
+            raise NotFound(f"contact {cid!r} does not exist", field="contact_id")
+        if code == -2:
+            raise Conflict(f"cannot {action}: {res[2]}", state=res[1])
+        if code == -3:
+            raise InvalidInput([FieldProblem(res[1], res[2])])
+        if code == -4:
+            raise Conflict("the clock changed while resuming; retry", state="paused")
+        return contact_out(_pairs(res[1]), False)
+
+    async def fire_timers(self, ws: WsKeys, timers: list[tuple[str, int]]) -> object:
+        """Applies and acknowledges due timers (`sla.timers.TimerWorker`'s effect):
+        follow-ups here in Python, every other kind in one `fire` script call."""
+        args: list[object] = []
+        for member, due in timers:
+            if member.startswith("followup|"):
+                # Python effect, acknowledged after it: a crash in between re-fires
+                # it, and the follow-up's id is derived from the timer (idempotent).
+                await self.sla.create_followup(ws.name, member)
+                await self.batcher.call(
+                    self.scripts["ack"], (ws.timer_leases, ws.timer_lease_info), [member]
+                )
+            else:
+                args += (member, due)
+        if not args:
+            return None
+        keys = (ws.runtime, ws.timer_leases, ws.timer_lease_info)
+        return await self.batcher.call(self.scripts["fire"], keys, args)
+
+    async def close(self) -> None:
+        await self.batcher.close()

@@ -1,0 +1,98 @@
+"""The routing operations as one Redis Functions library, and every script by name.
+
+The library is `lib.lua` (shared routing logic) followed by each operation's
+file, wrapped as a registered function. A library's top level runs once, when
+it is loaded, so the ~70 local functions and constant tables of `lib.lua` are
+built once rather than on every call; with EVAL they were rebuilt per call,
+which measured ~30 µs of Redis time a call (`benchmarks/redis_ceiling.py`).
+Each operation stays one atomic call.
+
+Library and function names carry a digest of the code: replicas of two
+versions during a rolling upgrade each call their own code, as EVALSHA did.
+Redis keeps functions in its RDB/AOF and replicates them; when they are still
+missing (a flushed or brand-new server) a call loads the library and retries.
+
+The timer scripts (`sla/lua`) and the read-only `agent_view` stay EVALSHA
+scripts: they need nothing from the library.
+"""
+
+from __future__ import annotations
+
+from hashlib import sha256
+
+from redis.asyncio import Redis
+
+from router.store.scripts import Function, Library, Lua, Script, read_lua
+
+PACKAGE = "router.routing"
+ROUTING_SCRIPTS = (
+    "create",
+    "agent_upsert",
+    "agent_state",
+    "accept",
+    "reject",
+    "complete",
+    "abandon",
+    "transfer",
+    "fire",
+    "config_put",
+    "resolve",
+    "respond",
+    "sla_pause",
+    "sla_resume",
+    "sla_replan",
+    "rate",
+)
+TIMER_SCRIPTS = ("claim", "handback", "ack")
+# Read-only router scripts that need nothing from the routing library.
+STANDALONE_SCRIPTS = ("agent_view",)
+
+
+def shared_code() -> str:
+    """The library's top level: the routing logic every operation calls."""
+    return read_lua(PACKAGE, "lib")
+
+
+def routing_library() -> tuple[str, str]:
+    """The library's source and the digest its names carry."""
+    lib = shared_code()
+    bodies = [(name, read_lua(PACKAGE, name)) for name in ROUTING_SCRIPTS]
+    digest = sha256("\n".join([lib, *(b for _, b in bodies)]).encode()).hexdigest()[:12]
+    parts = [f"#!lua name=router_{digest}", lib]
+    for name, body in bodies:
+        parts.append(
+            f"redis.register_function('{name}_{digest}', function(keys_, argv_)\n"
+            f"begin(keys_, argv_)\n{body}\nend)"
+        )
+    return "\n".join(parts) + "\n", digest
+
+
+class Scripts:
+    """Every routing function and script, by name."""
+
+    def __init__(self, client: Redis) -> None:
+        code, digest = routing_library()
+        self.library = Library(client, "router_" + digest, code, digest)
+        self.scripts: dict[str, Script] = {}
+        for name in TIMER_SCRIPTS:
+            self.scripts[name] = Script.register(client, read_lua("sla", name))
+        for name in STANDALONE_SCRIPTS:
+            self.scripts[name] = Script.register(client, read_lua(PACKAGE, name))
+        self.by_name: dict[str, Lua] = {n: Function(self.library, n) for n in ROUTING_SCRIPTS}
+        self.by_name.update(self.scripts)
+
+    def __getitem__(self, name: str) -> Lua:
+        return self.by_name[name]
+
+    async def load_all(self, client: Redis) -> None:
+        """Loads everything up front so /readyz can report it loaded."""
+        await self.library.load(client)
+        for script in self.scripts.values():
+            await script.load(client)
+
+    async def loaded(self, client: Redis) -> bool:
+        """Is every function and script in this Redis?"""
+        if not await self.library.loaded(client):
+            return False
+        shas = [s.sha for s in self.scripts.values()]
+        return all(await client.script_exists(*shas))

@@ -1,0 +1,195 @@
+"""Wire types of the HTTP API (requests and responses), validated at the edge."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from msgspec import Meta, Struct
+
+from router.routing.config import AttributeValue, Name, Proficiency, SkillRequirement
+
+Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+ShortText = Annotated[str, Meta(max_length=256)]
+AgentStateName = Literal["offline", "available", "break", "missed"]
+ContactState = Literal[
+    "queued", "offered", "assigned", "wrap_up", "completed", "abandoned", "expired"
+]
+TERMINAL_STATES = frozenset({"completed", "abandoned", "expired"})
+MAX_ATTRIBUTES = 32
+
+
+# --- agents -----------------------------------------------------------------
+
+
+class AgentIn(Struct, forbid_unknown_fields=True, frozen=True):
+    skills: dict[Name, Proficiency]
+    capacity: Annotated[int, Meta(ge=1, le=10_000)] = 100
+    team: Name | None = None
+    supervisor: Id | None = None
+
+
+class AgentStateIn(Struct, forbid_unknown_fields=True, frozen=True):
+    state: Literal["offline", "available", "break"]
+    reason: ShortText | None = None
+
+
+class AgentOut(Struct, frozen=True):
+    id: str
+    state: str
+    reason: str | None
+    skills: dict[str, int]
+    capacity: int
+    load: int
+    team: str | None
+    supervisor: str | None
+    pools: list[str]
+    contacts: list[str]
+    idle_since: float | None
+    missed_offers: int
+
+
+# --- contacts ---------------------------------------------------------------
+
+
+# Personal data (router/security/privacy.py): kept in the contact record only, never in
+# events, timelines, webhooks, metrics or logs; shown in full only to the agent
+# holding the contact.
+PersonName = Annotated[str, Meta(min_length=1, max_length=256)]
+Phone = Annotated[str, Meta(min_length=1, max_length=40, pattern=r"^\+?[0-9(][0-9 ()./-]*$")]
+NationalId = Annotated[
+    str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ./-]*$")
+]
+Note = Annotated[str, Meta(max_length=4096)]
+
+
+class Customer(Struct, forbid_unknown_fields=True, frozen=True):
+    id: Id
+    tier: Name | None = None
+    language: Name | None = None
+    flags: Annotated[list[Name], Meta(max_length=16)] = []
+    name: PersonName | None = None
+    phone: Phone | None = None
+    national_id: NationalId | None = None
+
+
+class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
+    id: Id
+    channel: Name
+    customer: Customer
+    intent: Name | None = None
+    skills: Annotated[list[SkillRequirement], Meta(max_length=16)] = []
+    # Free-form routing attributes; never logged.
+    attributes: dict[Name, AttributeValue | Annotated[str, Meta(max_length=1024)]] = {}
+    # Free text about the contact: personal data, shown as "[redacted]" when masked.
+    note: Note | None = None
+
+
+class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of accept / reject / complete: the agent acting on its offer."""
+
+    agent_id: Id
+
+
+class ClockIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of SLA pause / resume."""
+
+    clock: Literal["answer", "first_response", "resolve"] = "resolve"
+    reason: ShortText | None = None
+
+
+class RatingIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """The customer's rating of a served contact (1 worst .. 10 best; no free text)."""
+
+    score: Annotated[int, Meta(ge=1, le=10)]
+
+
+class ReasonIn(Struct, forbid_unknown_fields=True, frozen=True):
+    reason: ShortText | None = None
+
+
+class AbandonIn(Struct, forbid_unknown_fields=True, frozen=True):
+    reason: ShortText | None = None
+
+
+class TransferIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Exactly one of `pool` or `agent_id`."""
+
+    pool: Name | None = None
+    agent_id: Id | None = None
+    reason: ShortText | None = None
+
+
+class Explanation(Struct, frozen=True, omit_defaults=True):
+    pool: str | None = None
+    strategy: str | None = None
+    winner: str | None = None
+    why: str | None = None
+    rank: dict[str, float] | None = None
+    candidates: list[dict[str, Any]] = []
+
+
+class TimelineEntry(Struct, frozen=True, omit_defaults=True):
+    at: float  # seconds since the epoch (Redis TIME)
+    type: str
+    actor: str
+    state: str | None = None
+    agent: str | None = None
+    pool: str | None = None
+    reason: str | None = None
+    # SLA events: which clock and ladder step, and how late the step fired.
+    clock: str | None = None
+    step: int | None = None
+    late_ms: int | None = None
+    explain: dict[str, Any] | None = None
+
+
+class SlaClockOut(Struct, frozen=True):
+    """One SLA clock of a contact: `status` is active, warned, breached, paused,
+    met, missed (reached after the breach) or cancelled (the contact ended)."""
+
+    status: str
+    policy: str
+    started_at: float
+    due_at: float
+    ended_at: float | None
+    paused_ms: int
+    # When the first ladder step fired (a warning, or the breach itself).
+    warned_at: float | None
+
+
+class PersonalOut(Struct, frozen=True, omit_defaults=True):
+    """Personal fields of a contact. `masked`: name as initials, phone as its last
+    2 digits, national_id as its last 4 characters, note as "[redacted]"."""
+
+    masked: bool
+    name: str | None = None
+    phone: str | None = None
+    national_id: str | None = None
+    note: str | None = None
+
+
+class ContactOut(Struct, frozen=True):
+    id: str
+    state: str
+    channel: str
+    tier: str
+    intent: str | None
+    customer_id: str
+    agent: str | None
+    pools: list[str]
+    stages: list[dict[str, Any]]
+    stage: int
+    rank: float
+    priority_offset: float
+    enqueued_at: float
+    created_at: float
+    offer_expires_at: float | None
+    sla: str | None
+    rules: list[str]
+    created: bool
+    timeline: list[TimelineEntry] | None = None
+    sla_clocks: dict[str, SlaClockOut] | None = None
+    # The gateway (token name) that created the contact.
+    gateway: str | None = None
+    # Personal fields given at creation, as the caller's role may see them.
+    personal: PersonalOut | None = None

@@ -1,0 +1,400 @@
+"""The sealer: hash-chains every source entry, in stream order, one replica at a time.
+
+Every replica runs one `Sealer`. For each source stream (each workspace's
+events, and the global `router:access` stream of denied requests) it tries to
+hold a Redis lease (`<chain>:lease`, SET NX PX, renewed every third of its
+life); only the holder seals that source. A dead holder's lease runs out and
+another replica carries on from the chain head kept in Redis.
+
+Sealing one batch (up to `batch` entries) is: read the entries after the
+head's source id, build and hash the records here (SHA-256; Redis Lua has no
+SHA-256), then one script (`lua/seal.lua`) appends them and moves the head,
+but only if the head is still where this replica read it. So even two
+replicas that both believe they hold the lease (a paused process whose lease
+ran out) can never fork the chain: the second one's write is refused and it
+re-reads.
+
+The holder also exports sealed records to segment files (`ROUTER_AUDIT_DIR`,
+see `segments.py`) and applies retention: source entries older than the
+`events` (or `access`) window are trimmed (XTRIM MINID), never past the last
+sealed one; sealed records and segments older than the `audit` window
+(default: kept) likewise, never past the last exported one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from router.runtime.aio import cancel_requested
+from router.runtime.settings import Settings
+from router.security.audit.records import (
+    GENESIS,
+    Source,
+    event_json,
+    gap_event,
+    id_tuple,
+    seal_record,
+    stream_ms,
+)
+from router.security.audit.segments import Exporter, ExportError
+from router.store.keys import WORKSPACES, WsKeys
+from router.store.leases import LEASE_LUA, RELEASE_LUA
+
+log = logging.getLogger(__name__)
+
+LEASE_MS = 10_000
+
+
+def _lua(name: str) -> str:
+    return (
+        resources.files("router.security.audit").joinpath("lua", name + ".lua").read_text("utf-8")
+    )
+
+
+# Read once at import; registered per client (redis-py handles EVALSHA/NOSCRIPT).
+SEAL_LUA = _lua("seal")
+
+
+class AuditMetrics(Collector):
+    """Records sealed and exported (per replica: only one seals each record, so
+    sums over replicas are exact), and the sealing lag of the sources this
+    replica seals. Labelled by workspace only (`router:access` for the access
+    stream)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.sealed = Counter("router_audit_records_sealed", "Audit records sealed by this replica",
+                              ["workspace"], registry=registry)  # fmt: skip
+        self.exported = Counter("router_audit_records_exported",
+                                "Sealed records written to segment files by this replica",
+                                ["workspace"], registry=registry)  # fmt: skip
+        self.errors = Counter("router_audit_errors", "Sealing or export attempts that failed",
+                              ["workspace"], registry=registry)  # fmt: skip
+        self.lag: dict[str, float] = {}
+        registry.register(self)
+
+    def collect(self) -> Iterator[Metric]:
+        lag = GaugeMetricFamily(
+            "router_audit_seal_lag_seconds",
+            "Age of the oldest entry not sealed yet (0: caught up); on the sealing replica only",
+            labels=["workspace"],
+        )
+        for label, seconds in sorted(self.lag.items()):
+            lag.add_metric([label], seconds)
+        yield lag
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # the sources vary: collected, not described
+
+
+@dataclass
+class Chain:
+    """What this replica knows of one source's chain while it holds the lease."""
+
+    source: Source
+    loaded: bool = False
+    seq: int = 0
+    hash: str = GENESIS
+    src: str = ""  # last source entry id sealed
+    # Ordinal of `src` among all entries ever added to the source (XINFO
+    # entries-added counts them), to tell how many were deleted unsealed.
+    ord: int | None = None
+    last_id: str = ""  # id of the newest sealed record (to skip idle exports)
+    next_trim: float = 0.0
+    next_roll: float = 0.0
+    failing_since: float | None = field(default=None)
+
+
+class Sealer:
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        metrics: AuditMetrics | None = None,
+        exporter: Exporter | None = None,
+        lease_ms: int = LEASE_MS,
+        poll: float = 0.25,
+        # One seal script call per batch: 1,000 records held Redis ~5 ms at a
+        # time (SLOWLOG, 500 lifecycles/s), and every request waited behind it.
+        batch: int = 250,
+        chunk: int = 250,
+        trim_every: float = 60.0,
+        discover_every: float = 2.0,
+    ) -> None:
+        self._client = client
+        self.metrics = metrics
+        self.exporter = exporter
+        self.lease_ms = lease_ms
+        self.poll = poll
+        self.batch = batch
+        self.chunk = chunk
+        self.trim_every = trim_every
+        self.discover_every = discover_every
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._seal = client.register_script(SEAL_LUA)
+        self._lease = client.register_script(LEASE_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self.sources: dict[str, Source] = {}
+        self.held: dict[str, Chain] = {}
+        self._next_discover = 0.0
+        self._next_renew = 0.0
+
+    # --- loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        failing = False
+        while not cancel_requested():
+            busy = False
+            try:
+                busy = await self.step()
+                if failing:
+                    log.info("audit sealing resumed")
+                failing = False
+            except Exception as exc:  # Redis down, or a bug: keep sealing when it clears
+                if not failing:  # once per outage, not once per poll
+                    log.warning("audit sealing paused: %s", type(exc).__name__,
+                                exc_info=not isinstance(exc, RedisError | OSError))  # fmt: skip
+                failing = True
+            # a full batch means more is waiting: go on, but let others run first
+            await asyncio.sleep(0 if busy else self.poll)
+
+    async def step(self) -> bool:
+        """One round over the sources: leases, then a batch per held source.
+        True when some source had a full batch (more may be waiting)."""
+        now = time.monotonic()
+        if now >= self._next_discover:
+            known = set(self.sources)
+            await self._discover()
+            self._next_discover = now + self.discover_every
+            if set(self.sources) - known:  # a new workspace: seal it from the start
+                self._next_renew = now
+        if now >= self._next_renew:
+            await self._renew()
+            self._next_renew = now + self.lease_ms / 3000
+        busy = False
+        for chain in list(self.held.values()):
+            try:
+                busy = await self.advance(chain) >= self.batch or busy
+            except (RedisError, OSError, ExportError) as exc:
+                self._failed(chain, exc)
+            await asyncio.sleep(0)
+        return busy
+
+    def _failed(self, chain: Chain, exc: Exception, reload: bool = True) -> None:
+        if self.metrics:
+            self.metrics.errors.labels(chain.source.label).inc()
+        now = time.monotonic()
+        # the reason once, then at most once a minute while it lasts
+        if chain.failing_since is None or now - chain.failing_since > 60:
+            chain.failing_since = now
+            detail = str(exc) if isinstance(exc, ExportError) else type(exc).__name__
+            log.error("audit %s: %s", chain.source.name, detail)
+        if reload:
+            chain.loaded = False  # re-read the head: it may have moved meanwhile
+
+    async def _discover(self) -> None:
+        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        found = {s.name: s for s in (Source.workspace(n) for n in names)}
+        access = Source.access()
+        found[access.name] = access
+        self.sources = found
+
+    async def _renew(self) -> None:
+        sources = list(self.sources.values())
+        pipe = self._client.pipeline(transaction=False)
+        for s in sources:
+            await self._lease(keys=[s.lease], args=[self.owner, self.lease_ms], client=pipe)
+        results = await pipe.execute()
+        for s, held in zip(sources, results, strict=True):
+            if int(held) == 1:
+                self.held.setdefault(s.name, Chain(s))
+            elif self.held.pop(s.name, None) is not None:
+                log.info("audit %s: sealing lease moved to another replica", s.name)
+                if self.metrics:
+                    self.metrics.lag.pop(s.label, None)
+
+    async def release(self) -> None:
+        """On shutdown: hand the leases back so another replica seals at once."""
+        for chain in list(self.held.values()):
+            await self._release(keys=[chain.source.lease], args=[self.owner])
+        self.held.clear()
+
+    # --- sealing ----------------------------------------------------------------
+
+    async def _load_head(self, chain: Chain) -> None:
+        h = cast(list[str | None], await self._client.hmget(
+            chain.source.head, ["seq", "hash", "src", "ord"]))  # fmt: skip
+        chain.seq = int(h[0] or 0)
+        chain.hash, chain.src = h[1] or GENESIS, h[2] or ""
+        chain.ord = int(h[3]) if h[3] else None
+        newest = await self._client.xrevrange(chain.source.sealed, "+", "-", count=1)
+        chain.last_id = cast(list[tuple[str, Any]], newest)[0][0] if newest else ""
+        chain.loaded = True
+
+    async def advance(self, chain: Chain) -> int:
+        """Seals one batch of a source, exports, applies retention when due;
+        returns the larger of records sealed and exported."""
+        if not chain.loaded:
+            await self._load_head(chain)
+        sealed = await self._seal_batch(chain)
+        exported = 0
+        if self.exporter is not None:
+            try:
+                exported = await self._export(chain, self.exporter)
+            except (ExportError, OSError) as exc:
+                # sealing goes on (and retention waits): export retries next round
+                self._failed(chain, exc, reload=False)
+                return sealed
+        if time.monotonic() >= chain.next_trim:
+            await self.apply_retention(chain)
+            chain.next_trim = time.monotonic() + self.trim_every
+        chain.failing_since = None
+        return max(sealed, exported)
+
+    async def _export(self, chain: Chain, exporter: Exporter) -> int:
+        exported = 0
+        if chain.last_id and exporter.exported_id.get(chain.source.name) != chain.last_id:
+            exported = await exporter.catch_up(chain.source)
+        if exported and self.metrics:
+            self.metrics.exported.labels(chain.source.label).inc(exported)
+        if time.monotonic() >= chain.next_roll:
+            await exporter.roll_if_due(chain.source)
+            chain.next_roll = time.monotonic() + 5
+        return exported
+
+    async def _read(self, chain: Chain) -> tuple[list[tuple[str, dict[str, str]]], int, int]:
+        """The next entries, with how many were deleted unsealed before them and
+        the ordinal of the last one (-1: unknown), from one consistent view."""
+        s = chain.source
+        start = "(" + chain.src if chain.src else "-"
+        if not await self._client.xrange(s.stream, start, "+", count=1):
+            return [], 0, -1  # nothing new: the usual answer, kept cheap
+        pipe = self._client.pipeline(transaction=True)  # XRANGE and XINFO at one instant
+        pipe.xrange(s.stream, start, "+", count=self.batch)
+        pipe.xinfo_stream(s.stream)
+        got, info = await pipe.execute(raise_on_error=False)
+        if isinstance(got, Exception):
+            raise got
+        entries = cast(list[tuple[str, dict[str, str]]], got)
+        if not entries or isinstance(info, Exception):
+            return entries, 0, -1
+        added, length = int(info["entries-added"]), int(info["length"])
+        first = info.get("recorded-first-entry-id") or entries[0][0]
+        lost, base = 0, chain.ord
+        if not chain.src:  # first seal: what was trimmed before is no loss
+            base = added - length
+        elif base is not None and id_tuple(first) > id_tuple(chain.src):
+            # the length cap trimmed past the head: every entry still there is
+            # unsealed, so the ones added since the head and not there are lost
+            lost = max(0, added - base - length)
+        if entries[-1][0] == info.get("last-generated-id"):
+            return entries, lost, added  # read to the end: the ordinal is exact
+        return entries, lost, -1 if base is None else base + lost + len(entries)
+
+    async def _seal_batch(self, chain: Chain) -> int:
+        s = chain.source
+        entries, lost, last_ord = await self._read(chain)
+        if not entries:
+            if self.metrics:
+                self.metrics.lag[s.label] = 0.0
+            return 0
+        args: list[Any] = [chain.seq, chain.hash, entries[-1][0], "" if last_ord < 0 else last_ord]
+        seq, prev = chain.seq, chain.hash
+        todo: list[tuple[str, str]] = []
+        if lost:
+            todo.append((entries[0][0], gap_event(chain.src, entries[0][0], lost)))
+        todo += ((eid, event_json(fields)) for eid, fields in entries)
+        for i in range(0, len(todo), self.chunk):
+            for src, event in todo[i : i + self.chunk]:
+                seq += 1
+                line, prev = seal_record(s.name, seq, prev, src, event)
+                args += (seq, prev, line)
+            await asyncio.sleep(0)  # hashing a large batch must not hold the loop
+        res = await self._seal(keys=[s.head, s.sealed], args=args)
+        if int(res[0]) == 0:  # another replica sealed first: read its head next round
+            chain.loaded = False
+            return 0
+        chain.seq, chain.hash, chain.src, chain.last_id = seq, prev, entries[-1][0], res[2]
+        chain.ord = None if last_ord < 0 else last_ord
+        if self.metrics:
+            self.metrics.sealed.labels(s.label).inc(len(todo))
+            behind = len(entries) >= self.batch
+            self.metrics.lag[s.label] = (
+                max(0.0, time.time() - stream_ms(chain.src) / 1000) if behind else 0.0
+            )
+        return len(todo)
+
+    # --- retention ----------------------------------------------------------------
+
+    async def windows(self, source: Source) -> tuple[int, int]:
+        """(source window, audit window) in seconds, 0 = keep. A workspace's
+        come from its config; the shared access stream keeps the longest any
+        workspace asks for."""
+        if not source.is_access:
+            got = await self._client.hmget(WsKeys(source.label).runtime,
+                                           ["ret_events_s", "ret_audit_s"])  # fmt: skip
+            return int(got[0] or 0), int(got[1] or 0)
+        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        pipe = self._client.pipeline(transaction=False)
+        for n in names:
+            pipe.hmget(WsKeys(n).runtime, ["ret_access_s", "ret_audit_s"])
+        rows = await pipe.execute() if names else []
+        return (_longest([int(r[0] or 0) for r in rows]),
+                _longest([int(r[1] or 0) for r in rows]))  # fmt: skip
+
+    async def apply_retention(self, chain: Chain) -> None:
+        s = chain.source
+        src_window, audit_window = await self.windows(s)
+        secs, micros = await self._client.time()
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        if src_window and chain.src:
+            ms, n = id_tuple(chain.src)  # never past the last sealed entry
+            await self._trim(s.stream, min((now_ms - src_window * 1000, 0), (ms, n + 1)))
+        if audit_window:
+            cutoff = now_ms - audit_window * 1000
+            bound = (cutoff, 0)
+            # the newest record stays, so the head can always be checked against it
+            got = await self._client.xrevrange(s.sealed, "+", "-", count=1)
+            newest = cast(list[tuple[str, dict[str, str]]], got)
+            if not newest:
+                return
+            bound = min(bound, id_tuple(newest[0][0]))
+            if self.exporter is not None:  # never past the last exported record
+                done = self.exporter.exported_id.get(s.name)
+                ms, n = id_tuple(done) if done else (0, 0)
+                bound = min(bound, (ms, n + 1))
+                await self.exporter.prune(s, cutoff)
+            await self._trim(s.sealed, bound)
+
+    async def _trim(self, key: str, minid: tuple[int, int]) -> None:
+        if minid > (0, 0):
+            # exact, not `~`: what is past the bound must stay
+            await self._client.xtrim(key, minid=f"{minid[0]}-{minid[1]}", approximate=False)
+
+
+def _longest(windows: list[int]) -> int:
+    """The longest window, 0 (keep) when any keeps or there is none."""
+    return 0 if not windows or 0 in windows else max(windows)
+
+
+def make_sealer(client: Redis, registry: CollectorRegistry, settings: Settings) -> Sealer:
+    """The sealer of a router replica (exporting when an audit directory is set)."""
+    exporter = None
+    if settings.audit_dir:
+        exporter = Exporter(client, Path(settings.audit_dir), settings.audit_segment_records,
+                            settings.audit_segment_seconds)  # fmt: skip
+    return Sealer(client, metrics=AuditMetrics(registry), exporter=exporter)

@@ -1,0 +1,49 @@
+"""Personal data of a contact: what each caller sees.
+
+How they are stored is `router/routing/personal.py`. Responses show them by
+caller: the agent the contact is offered or assigned to sees them in full;
+everyone else (supervisors, the creating gateway, admins) sees them masked:
+name -> initials, phone -> its last 2 digits, national ID -> its last 4
+characters, note -> "[redacted]".
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from router.routing.model import ContactOut, PersonalOut
+from router.runtime.settings import Token
+
+REDACTED = "[redacted]"
+_HIDDEN = "***"
+
+
+def initials(name: str) -> str:
+    return " ".join(part[0] + "." for part in name.split())
+
+
+def last(value: str, keep: int) -> str:
+    """`***` and the last `keep` letters or digits; all hidden when that would show it all."""
+    chars = [c for c in value if c.isalnum()]
+    return _HIDDEN + ("".join(chars[-keep:]) if len(chars) > keep else "")
+
+
+def mask(p: PersonalOut) -> PersonalOut:
+    if p.masked:
+        return p
+    return PersonalOut(
+        masked=True,
+        name=initials(p.name) if p.name is not None else None,
+        phone=last(p.phone, 2) if p.phone is not None else None,
+        national_id=last(p.national_id, 4) if p.national_id is not None else None,
+        note=REDACTED if p.note is not None else None,
+    )
+
+
+def present(token: Token, contact: ContactOut) -> ContactOut:
+    """The contact as `token` may see it: in full only for the agent holding it."""
+    if contact.personal is None or contact.personal.masked:
+        return contact
+    if token.role == "agent" and contact.agent == token.name:
+        return contact
+    return msgspec.structs.replace(contact, personal=mask(contact.personal))

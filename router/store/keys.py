@@ -1,0 +1,160 @@
+"""Every Redis key the engine uses, in one place.
+
+All keys of a workspace start with the hash tag `{ws:<name>}` so that every
+multi-key Lua script runs on one Redis Cluster slot. The Lua library
+(`router/routing/lua/lib.lua`) builds the same names from the tag it is given in
+KEYS[1]; keep both in step.
+"""
+
+from __future__ import annotations
+
+# Set of workspace names (the only key outside a workspace tag): lets timer
+# workers and config watchers find workspaces without SCAN.
+WORKSPACES = "router:workspaces"
+# Pub/sub channel for cross-replica notifications (offers, config changes).
+NOTIFY_CHANNEL = "router:notify"
+
+# Length cap of the per-workspace event stream (approximate trimming).
+EVENTS_MAXLEN = 1_000_000
+
+# Stream of denied requests (401 and 403), all workspaces: at (ms), actor,
+# method, route template, status, reason, remote address; never the token.
+ACCESS_STREAM = "router:access"
+ACCESS_MAXLEN = 100_000
+
+
+class WsKeys:
+    """Key names of one workspace."""
+
+    __slots__ = ("name", "tag")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.tag = "{ws:" + name + "}"
+
+    # Hash: version, doc (JSON), updated_at, actor.
+    @property
+    def config(self) -> str:
+        return self.tag + ":config"
+
+    # Hash: the numbers Lua needs from the config (channel weights, timeouts,
+    # pool strategies); written atomically with the config document.
+    @property
+    def runtime(self) -> str:
+        return self.tag + ":rt"
+
+    # Set of agent ids known to the workspace.
+    @property
+    def agents(self) -> str:
+        return self.tag + ":agents"
+
+    # Stream of events (CloudEvents-shaped JSON in field `e`).
+    @property
+    def events(self) -> str:
+        return self.tag + ":events"
+
+    # Sorted set of timers: member `kind|contact|arg`, score = due ms.
+    @property
+    def timers(self) -> str:
+        return self.tag + ":timers"
+
+    # Sorted set of leased timers: score = lease expiry ms.
+    @property
+    def timer_leases(self) -> str:
+        return self.tag + ":timers:leased"
+
+    # Hash: leased timer -> "owner|due ms", to hand leases back and measure lag.
+    @property
+    def timer_lease_info(self) -> str:
+        return self.tag + ":timers:lease"
+
+    # Hash: owner -> its last claim ("claim id|members"), so a retried claim
+    # whose reply was lost gets the same timers back.
+    @property
+    def timer_claims(self) -> str:
+        return self.tag + ":timers:claims"
+
+    # Sorted set: webhook deliveries to retry (JSON member, score = next attempt ms).
+    @property
+    def webhook_retry(self) -> str:
+        return self.tag + ":wh:retry"
+
+    # List: webhook deliveries that failed for longer than their max age.
+    @property
+    def webhook_dead(self) -> str:
+        return self.tag + ":wh:dead"
+
+    def agent(self, agent_id: str) -> str:
+        return self.tag + ":a:" + agent_id
+
+    def contact(self, contact_id: str) -> str:
+        return self.tag + ":c:" + contact_id
+
+    # List of timeline entries (JSON) of one contact, expires with it.
+    def timeline(self, contact_id: str) -> str:
+        return self.tag + ":c:" + contact_id + ":tl"
+
+    # Set: contacts with an SLA clock running or paused, to re-plan them when a
+    # config changes a clock's definition (no SCAN on a live path).
+    @property
+    def sla_running(self) -> str:
+        return self.tag + ":sla:run"
+
+    # Hash: the contact's SLA clocks (`<clock>.<field>`), expires with it.
+    def sla(self, contact_id: str) -> str:
+        return self.tag + ":c:" + contact_id + ":sla"
+
+    # Sorted set: contact -> rank (virtual arrival ms), one per pool and channel so
+    # an agent with room for a chat finds the best chat without skipping calls.
+    def queue(self, pool: str, channel: str) -> str:
+        return self.tag + ":q:" + pool + ":" + channel
+
+    # Sorted set: contact -> enqueued_at ms, all channels (depth, longest wait).
+    def queue_age(self, pool: str) -> str:
+        return self.tag + ":qa:" + pool
+
+    # Sorted set: agents able to take a contact of `channel` now, by strategy score.
+    def ready(self, pool: str, channel: str) -> str:
+        return self.tag + ":r:" + pool + ":" + channel
+
+    # Set: agents whose skills qualify them for the pool.
+    def members(self, pool: str) -> str:
+        return self.tag + ":m:" + pool
+
+    # Set: members who are not offline (staffed), for expected wait.
+    def staffed(self, pool: str) -> str:
+        return self.tag + ":s:" + pool
+
+    # Hash: per-minute statistics of a pool (answered, within, wait_ms, abandoned,
+    # abandon_wait_ms, handled, handle_ms, arrived); `minute` = epoch ms // 60000.
+    # Kept two hours: sliding service-level windows are sums of these.
+    def pool_minute(self, pool: str, minute: int) -> str:
+        return self.tag + ":sl:" + pool + ":" + str(minute)
+
+    # Hash: running counts of contact and SLA events by labels (metrics):
+    # "type|pool|channel|tier" and "sla.type|policy|clock".
+    @property
+    def event_counts(self) -> str:
+        return self.tag + ":stats:counts"
+
+    # Hash: arrivals of a pool on one UTC day (`day` = epoch ms // 86_400_000),
+    # field "<channel>|<15-minute interval 0..95>"; kept ten weeks for forecasts.
+    def arrivals(self, pool: str, day: int) -> str:
+        return self.tag + ":arr:" + pool + ":" + str(day)
+
+    # Hash: counts of one UTC day (`day` = epoch ms // 86_400_000), such as
+    # "breached|<pool>" for the wallboard; kept three days.
+    def day_counts(self, day: int) -> str:
+        return self.tag + ":stats:day:" + str(day)
+
+    # Hash: running pool statistics (aht EWMA, counters).
+    def pool_stats(self, pool: str) -> str:
+        return self.tag + ":ps:" + pool
+
+    # Sorted set: contacts transferred to one named agent, by rank.
+    def agent_queue(self, agent_id: str) -> str:
+        return self.tag + ":aq:" + agent_id
+
+    # String: the agent who last served a customer (TTL = continuity window).
+    def last_agent(self, customer_id: str) -> str:
+        return self.tag + ":la:" + customer_id

@@ -1,0 +1,118 @@
+"""Running Lua in Redis: EVALSHA scripts and Redis Functions libraries.
+
+Generic pieces only: what code a library holds is decided above this package
+(`router/routing/library.py` builds the routing library and names every
+script). Lua files ship inside the package that owns them and are read once
+with `importlib.resources` (`read_lua`).
+
+A `Library` is loaded with FUNCTION LOAD; a `Function` is one FCALL of it and
+loads the library again when Redis lost it (a flushed or brand-new server),
+then retries. A `Script` is an EVALSHA script; redis-py's Script reloads it on
+NOSCRIPT. Both queue into a pipeline the same way (`Lua`), which is what the
+batcher (`router/store/batch.py`) needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
+
+
+def read_lua(package: str, name: str) -> str:
+    """`<package>/lua/<name>.lua`, read from the installed package."""
+    return resources.files(package).joinpath("lua", name + ".lua").read_text("utf-8")
+
+
+def missing(exc: BaseException) -> bool:
+    """Redis does not have the code (restarted empty, flushed): load and retry."""
+    return isinstance(exc, NoScriptError) or (
+        isinstance(exc, ResponseError) and "function not found" in str(exc).lower()
+    )
+
+
+class Lua(Protocol):
+    """A script or library function: queued in a pipeline, or called alone
+    (loading the code first when Redis lacks it)."""
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None: ...
+
+    async def __call__(
+        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
+    ) -> Any: ...
+
+
+class Script:
+    """An EVALSHA script (redis-py's Script reloads it on NOSCRIPT)."""
+
+    def __init__(self, script: AsyncScript) -> None:
+        self.script = script
+
+    @classmethod
+    def register(cls, client: Redis, text: str) -> Script:
+        return cls(client.register_script(text))
+
+    @property
+    def sha(self) -> str:
+        return str(self.script.sha)
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+        pipe.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def __call__(
+        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
+    ) -> Any:
+        return await self.script(keys=list(keys), args=list(args), client=client)
+
+    async def load(self, client: Redis) -> None:
+        self.script.sha = await client.script_load(self.script.script)
+
+    async def loaded(self, client: Redis) -> bool:
+        return bool((await client.script_exists(self.sha))[0])
+
+
+class Library:
+    """A Redis Functions library, loaded once per Redis. `code` starts with its
+    `#!lua name=<name>` line; `digest` is the suffix of its function names."""
+
+    def __init__(self, client: Redis, name: str, code: str, digest: str) -> None:
+        self.client = client
+        self.code, self.digest, self.name = code, digest, name
+
+    async def load(self, client: Redis | None = None) -> None:
+        try:
+            await (client or self.client).function_load(self.code)
+        except ResponseError as exc:
+            if "already exists" not in str(exc):  # another replica loaded it first
+                raise
+
+    async def loaded(self, client: Redis) -> bool:
+        return bool(await client.function_list(library=self.name))
+
+
+class Function:
+    """One function of a library, called with FCALL."""
+
+    def __init__(self, library: Library, name: str) -> None:
+        self.library = library
+        self.fname = f"{name}_{library.digest}"
+
+    def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
+        pipe.fcall(self.fname, len(keys), *keys, *args)
+
+    async def __call__(
+        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
+    ) -> Any:
+        c = client or self.library.client
+        try:
+            return await c.fcall(self.fname, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not missing(exc):
+                raise
+        await self.library.load(c)
+        return await c.fcall(self.fname, len(keys), *keys, *args)

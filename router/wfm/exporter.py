@@ -1,0 +1,161 @@
+"""The shared state in Redis as Prometheus series, exported by one replica.
+
+The holder of a Redis lease (`router:metrics:exporter:<group>`, renewed on
+every scrape and by a background loop; another replica takes over within
+`LEASE_MS` when it dies) reads queues, agents, service level and the event
+counts the scripts keep, and hands the snapshot to the registry's `RedisState`
+collector (`router/runtime/metrics.py`). The other replicas omit these series,
+so sums over replicas never double count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from typing import Any, cast
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from redis.asyncio import Redis
+
+from router.routing.config import RoutingConfig
+from router.routing.configstore import ConfigStore
+from router.runtime.aio import cancel_requested
+from router.runtime.errors import NotFound
+from router.runtime.metrics import RedisState
+from router.store.keys import WORKSPACES, WsKeys
+from router.store.leases import LEASE_LUA, RELEASE_LUA
+from router.wfm.pools import PoolStats, pool_stats
+from router.wfm.stats import WindowStats, pool_windows
+
+LEASE_PREFIX = "router:metrics:exporter:"
+LEASE_MS = 30_000
+RENEW_EVERY = 10.0
+
+
+class StateExporter:
+    """Holds the exporter lease and builds the Redis-state snapshot on scrape."""
+
+    def __init__(
+        self, client: Redis, configs: ConfigStore, state: RedisState, group: str = "default"
+    ) -> None:
+        self._key = LEASE_PREFIX + group
+        self._client = client
+        self._configs = configs
+        self._state = state
+        self._lease = client.register_script(LEASE_LUA)
+        self._release = client.register_script(RELEASE_LUA)
+        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def hold(self) -> bool:
+        held = bool(await self._lease(keys=[self._key], args=[self.owner, LEASE_MS]))
+        self._state.exporter = held
+        return held
+
+    async def run(self) -> None:
+        """Keeps the lease warm between scrapes so the exporter does not flap."""
+        while not cancel_requested():
+            with contextlib.suppress(Exception):
+                await self.hold()
+            await asyncio.sleep(RENEW_EVERY)
+
+    async def release(self) -> None:
+        """On shutdown: let another replica take over at its next scrape."""
+        with contextlib.suppress(Exception):
+            await self._release(keys=[self._key], args=[self.owner])
+
+    async def refresh(self) -> None:
+        if not await self.hold():
+            return
+        families: dict[str, Metric] = {}
+        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        for ws in names:
+            try:
+                cfg = (await self._configs.get(ws)).config
+            except NotFound:
+                continue
+            await self._workspace(ws, cfg, families)
+        self._state.snapshot = list(families.values())
+
+    async def _workspace(self, ws: str, cfg: RoutingConfig, fam: dict[str, Metric]) -> None:
+        keys = WsKeys(ws)
+        secs, micros = await self._client.time()
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        pools = list(cfg.pools)
+        stats = [await pool_stats(self._client, ws, p, cfg.pools[p]) for p in pools]
+        windows = await pool_windows(self._client, ws, pools, now_ms)
+        counts = cast(dict[str, str], await self._client.hgetall(keys.event_counts))
+        pending = int(await self._client.zcard(keys.timers))
+        _gauge(fam, "router_timers_pending", "Timers waiting to come due", ["workspace"],
+               [ws], pending)  # fmt: skip
+        for p, s in zip(pools, stats, strict=True):
+            _pool_gauges(fam, ws, s, cfg.pools[p].service_level.percent / 100)
+            for w in windows[p].values():
+                _window_gauges(fam, ws, p, w)
+        _event_counters(fam, ws, counts)
+
+
+def _family(fam: dict[str, Metric], kind: str, name: str, doc: str, labels: list[str]) -> Any:
+    f = fam.get(name)
+    if f is None:
+        cls = GaugeMetricFamily if kind == "gauge" else CounterMetricFamily
+        f = fam[name] = cls(name, doc, labels=labels)
+    return f
+
+
+def _gauge(fam: dict[str, Metric], name: str, doc: str, labels: list[str],
+           values: list[str], value: float | None) -> None:  # fmt: skip
+    if value is not None:
+        _family(fam, "gauge", name, doc, labels).add_metric(values, value)
+
+
+def _pool_gauges(fam: dict[str, Metric], ws: str, s: PoolStats, target: float) -> None:
+    wp = ["workspace", "pool"]
+    for ch, depth in s.depth_by_channel.items():
+        _gauge(fam, "router_queue_depth", "Contacts waiting, by pool and channel",
+               [*wp, "channel"], [ws, s.id, ch], depth)  # fmt: skip
+    _gauge(fam, "router_queue_longest_wait_seconds", "Wait of the oldest waiting contact",
+           wp, [ws, s.id], s.longest_wait)  # fmt: skip
+    for state in ("available", "busy", "break", "missed", "offline"):
+        _gauge(fam, "router_agents", "Member agents by state (busy: available with load)",
+               [*wp, "state"], [ws, s.id, state], s.agents_by_state.get(state, 0))  # fmt: skip
+    _gauge(fam, "router_pool_occupancy_ratio", "Load over capacity of staffed agents", wp,
+           [ws, s.id], s.occupancy)  # fmt: skip
+    _gauge(fam, "router_service_level_target_ratio", "The pool's service-level target", wp,
+           [ws, s.id], target)  # fmt: skip
+    _gauge(fam, "router_estimated_wait_seconds", "Expected wait of a new contact", wp,
+           [ws, s.id], s.estimated_wait)  # fmt: skip
+
+
+def _window_gauges(fam: dict[str, Metric], ws: str, pool: str, w: WindowStats) -> None:
+    labels, values = ["workspace", "pool", "window"], [ws, pool, w.window]
+    _gauge(fam, "router_service_level_ratio",
+           "Answered within target over answered, in a sliding window", labels, values,
+           w.service_level)  # fmt: skip
+    _gauge(fam, "router_service_level_with_abandons_ratio",
+           "Answered within target over answered plus abandoned", labels, values,
+           w.service_level_with_abandons)  # fmt: skip
+    _gauge(fam, "router_average_speed_of_answer_seconds", "Mean wait of answered contacts",
+           labels, values, w.average_speed_of_answer)  # fmt: skip
+    _gauge(fam, "router_average_handle_time_seconds", "Mean answer-to-completion time",
+           labels, values, w.average_handle_time)  # fmt: skip
+    _gauge(fam, "router_abandon_rate_ratio", "Abandoned over answered plus abandoned",
+           labels, values, w.abandon_rate)  # fmt: skip
+    _gauge(fam, "router_arrival_rate_per_second", "Contacts arriving per second", labels,
+           values, w.arrival_rate)  # fmt: skip
+
+
+def _event_counters(fam: dict[str, Metric], ws: str, counts: dict[str, str]) -> None:
+    for field, n in sorted(counts.items()):
+        parts = field.split("|")
+        if parts[0].startswith("contact.") and len(parts) == 4:
+            f = _family(fam, "counter", "router_contact_events",
+                        "Contact events (created, offered, assigned, abandoned, ...)",
+                        ["workspace", "event", "pool", "channel", "tier"])  # fmt: skip
+            f.add_metric([ws, parts[0].removeprefix("contact."), *parts[1:]], int(n))
+        elif parts[0].startswith("sla.") and len(parts) == 3:
+            f = _family(fam, "counter", "router_sla_events",
+                        "SLA events (warning, breached, escalated, met, missed, ...)",
+                        ["workspace", "event", "policy", "clock"])  # fmt: skip
+            f.add_metric([ws, parts[0].removeprefix("sla."), *parts[1:]], int(n))
