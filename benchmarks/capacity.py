@@ -34,7 +34,7 @@ from benchmarks.e2e import CpuWindow, machine, proc_cpu
 from loadtest.workspace import WORKSPACE, agents, config
 from router.runtime.settings import DEMO_JWT_SECRET
 from router.store.local import LocalRedis
-from tests.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
+from tests.support.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
 
 AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
 

@@ -217,7 +217,7 @@ def machine() -> dict[str, str]:
 
 
 def admission_config() -> dict[str, Any]:
-    """tests/conftest.py small_config with offers that do not time out during a run."""
+    """tests/support/client.py small_config with offers that do not time out during a run."""
     return {
         "tiers": {"vip": {"priority_offset": 120}, "standard": {"priority_offset": 0}},
         "channels": {

@@ -29,7 +29,7 @@ from router.runtime.settings import DEMO_JWT_SECRET
 from router.security.audit.sealer import SEAL_LUA
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.local import LocalRedis
-from tests.procs import start_replicas, stop_replicas, wait_ready
+from tests.support.procs import start_replicas, stop_replicas, wait_ready
 
 
 def script_names(url: str) -> dict[str, str]:

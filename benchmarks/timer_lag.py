@@ -41,8 +41,8 @@ from router.routing.validation import parse_config
 from router.store.client import make_client
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis
-from tests.conftest import small_config
-from tests.procs import start_replicas, stop_replicas, wait_ready
+from tests.support.client import small_config
+from tests.support.procs import start_replicas, stop_replicas, wait_ready
 
 WS = "lag"
 CHUNK = 5_000

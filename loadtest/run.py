@@ -37,7 +37,7 @@ from router.runtime.settings import DEMO_JWT_SECRET
 from router.store.client import make_client
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis, free_port
-from tests.procs import Replica, start_replicas, stop_replicas, wait_ready
+from tests.support.procs import Replica, start_replicas, stop_replicas, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 ADM = {"Authorization": "Bearer demo-admin"}

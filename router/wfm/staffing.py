@@ -52,7 +52,7 @@ term * r / (1 - r) on what is left stops the sum after O(sqrt(y)) terms however
 large y is, with no truncation guess. Its log-space rounding grows like
 1e-16 * y, so rate * patience is limited to 1e8 (errors below 1e-8 there); the
 results match the birth-death chain solved state by state, a simulation and
-Erlang C as patience grows (tests/test_staffing.py).
+Erlang C as patience grows (tests/wfm/test_staffing.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,188 @@
+"""Per-token rate limits: counted in Redis, refused before any change, fail open."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from router.api import ratelimit
+from router.api.app import create_app
+from router.runtime.settings import Settings, SettingsError, token_hash
+from router.store.local import LocalRedis
+from tests.support.client import SUP, add_agent, put_config, small_config
+
+
+def _settings(redis_url: str, tokens: dict[str, tuple[str, str]], **env: str) -> Settings:
+    """Settings with tokens {secret: (name, role)} plus the demo supervisor/admin ones."""
+    spec = ",".join(f"{name}:{role}:{token_hash(tok)}" for tok, (name, role) in tokens.items())
+    spec += f",supervisor:supervisor:{token_hash('demo-supervisor')}"
+    spec += f",admin:admin:{token_hash('demo-admin')}"
+    return Settings.from_env(
+        {"ROUTER_TOKENS": spec, "ROUTER_METRICS_GROUP": uuid.uuid4().hex, **env},
+        redis_url=redis_url,
+    )
+
+
+def _contact(cid: str) -> dict[str, Any]:
+    return {"id": cid, "channel": "voice", "customer": {"id": "cu-" + cid, "tier": "standard"}}
+
+
+async def test_over_the_limit_is_429_and_changes_nothing(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
+    # A unique token name: its counter is its own even on a Redis kept between runs.
+    # A day's window, so the burst below never straddles a window boundary.
+    name = "gw-" + uuid.uuid4().hex[:8]
+    settings = _settings(
+        redis_url, {"gw-secret-1": (name, "gateway")}, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}=5/day"
+    )
+    api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    await put_config(api, ws, small_config())
+    gw = {"Authorization": "Bearer gw-secret-1"}
+
+    async def post(i: int) -> tuple[int, Any, dict[str, str]]:
+        r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact(f"c{i}"), headers=gw)
+        return r.status, await r.json(content_type=None), dict(r.headers)
+
+    results = await asyncio.gather(*(post(i) for i in range(8)))  # concurrent: one pipeline
+    created = [i for i, (status, _, _) in enumerate(results) if status == 201]
+    refused = [i for i, (status, _, _) in enumerate(results) if status == 429]
+    assert len(created) == 5 and len(refused) == 3, [r[0] for r in results]
+    assert sorted(int(results[i][2]["RateLimit-Remaining"]) for i in created) == [0, 1, 2, 3, 4]
+    for i in created:
+        assert results[i][2]["RateLimit-Limit"] == "5"
+        assert results[i][2]["RateLimit-Policy"] == "5;w=86400"
+    for i in refused:
+        _, problem, headers = results[i]
+        assert headers["Content-Type"] == "application/problem+json"
+        assert problem["status"] == 429 and problem["type"].endswith("/rate-limited")
+        assert headers["RateLimit-Remaining"] == "0"
+        reset = int(headers["Retry-After"])
+        assert 1 <= reset <= 86400 and headers["RateLimit-Reset"] == headers["Retry-After"]
+    # Refused contacts were never created; accepted ones exist; other tokens are unaffected.
+    for i in range(8):
+        r = await api.get(f"/v1/workspaces/{ws}/contacts/c{i}", headers=SUP)
+        assert r.status == (200 if i in created else 404), (i, await r.text())
+    r = await api.get(f"/v1/workspaces/{ws}/pools", headers=SUP)
+    assert r.status == 200 and int(r.headers["RateLimit-Remaining"]) > 0
+
+
+async def test_counted_across_replicas_and_recovers_after_the_window(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
+    name = "desk-" + uuid.uuid4().hex[:8]
+    settings = _settings(
+        redis_url, {"desk-secret": (name, "agent")}, ROUTER_RATE_LIMITS="agent=4/2 seconds"
+    )
+    # Two apps on one Redis stand for two replicas: they share the token's count.
+    one: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    two: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    await put_config(one, ws, small_config())
+    await add_agent(one, ws, name, {"cards": 5}, available=False)  # the token acts as it
+    desk = {"Authorization": "Bearer desk-secret"}
+    deadline = time.monotonic() + 10
+    statuses: list[int] = []
+    while time.monotonic() < deadline:
+        api = (one, two)[len(statuses) % 2]
+        r = await api.get(f"/v1/workspaces/{ws}/agents/{name}", headers=desk)
+        statuses.append(r.status)
+        if r.status == 429:
+            break
+    # At most 4 in a 2 s window, 8 across one window boundary, then a refusal.
+    assert statuses[-1] == 429 and 4 <= statuses.count(200) <= 8, statuses
+    await asyncio.sleep(int(r.headers["Retry-After"]))
+    r = await two.get(f"/v1/workspaces/{ws}/agents/{name}", headers=desk)
+    assert r.status == 200, await r.text()
+
+
+async def test_off_and_exempt_tokens_are_not_counted(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
+    exempt = "bulk-" + uuid.uuid4().hex[:8]
+    settings = _settings(
+        redis_url,
+        {"bulk-secret": (exempt, "supervisor")},
+        ROUTER_RATE_LIMITS="supervisor=2/day",
+        ROUTER_RATE_LIMIT_OVERRIDES=f"{exempt}=off",
+    )
+    api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    for _ in range(6):
+        r = await api.get(
+            f"/v1/workspaces/{ws}/pools", headers={"Authorization": "Bearer bulk-secret"}
+        )
+        assert r.status in (200, 404) and "RateLimit-Limit" not in r.headers
+    off = _settings(redis_url, {}, ROUTER_RATE_LIMITS="off")
+    api = await aiohttp_client(create_app(off))
+    for _ in range(3):
+        r = await api.get(f"/v1/workspaces/{ws}/pools", headers=SUP)
+        assert "RateLimit-Limit" not in r.headers
+
+
+async def test_redis_down_fails_open_to_the_handlers_503(
+    aiohttp_client: Any, ws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ratelimit, "SKIP_AFTER_FAILURE", 60.0)  # however slow this machine is
+    server = LocalRedis()
+    try:
+        settings = _settings(
+            server.url, {"gw-secret-2": ("gw-down", "gateway")}, ROUTER_REDIS_TIMEOUT="0.5"
+        )
+        api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+        await put_config(api, ws, small_config())
+        gw = {"Authorization": "Bearer gw-secret-2"}
+        r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact("up"), headers=gw)
+        assert r.status == 201 and r.headers["RateLimit-Limit"] == "5000"
+        server.stop()
+        r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact("down"), headers=gw)
+        # Not a 500 and not a refusal by the limiter: the request reached the
+        # engine, whose own Redis call answered 503 with Retry-After.
+        assert r.status == 503 and r.headers["Retry-After"], await r.text()
+        assert r.headers["Content-Type"] == "application/problem+json"
+        # Right after a failed check the next request skips it: one timeout, not two.
+        r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact("down2"), headers=gw)
+        assert r.status == 503
+        metrics = await (await api.get("/metrics")).text()
+        assert 'router_redis_errors_total{where="ratelimit"} 1.0' in metrics
+        assert 'router_redis_errors_total{where="http"} 2.0' in metrics
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ROUTER_RATE_LIMITS": "gateway=lots"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "robot=5/second"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "agent=0/second"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMITS": "agent=5/second,9/minute"}, "ROUTER_RATE_LIMITS"),
+        ({"ROUTER_RATE_LIMIT_OVERRIDES": "gw1"}, "ROUTER_RATE_LIMIT_OVERRIDES"),
+    ],
+)
+def test_bad_settings_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env({"REDIS_URL": "redis://127.0.0.1:1/0", **env})
+
+
+def test_settings_merge_with_the_defaults() -> None:
+    s = Settings.from_env(
+        {
+            "REDIS_URL": "redis://x/0",
+            "ROUTER_RATE_LIMITS": "agent=20/second; admin=off",
+            "ROUTER_RATE_LIMIT_OVERRIDES": "crm-gw=100 per minute;ivr=off",
+        }
+    )
+    assert s.rate_limits == {
+        "gateway": "5000/second",
+        "agent": "20/second",
+        "supervisor": "500/second",
+    }
+    assert s.rate_limit_overrides == {"crm-gw": "100 per minute", "ivr": "off"}
+    assert (
+        Settings.from_env({"REDIS_URL": "redis://x/0", "ROUTER_RATE_LIMITS": "OFF"}).rate_limits
+        == {}
+    )
