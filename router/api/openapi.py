@@ -180,7 +180,22 @@ def _stream_op(
     return op
 
 
-def build() -> dict[str, Any]:
+Route = tuple[str, str, dict[str, Any]]
+_ACTIONS: tuple[tuple[str, Any], ...] = (
+    ("accept", AgentRef),
+    ("reject", AgentRef),
+    ("complete", AgentRef),
+    ("abandon", AbandonIn),
+    ("transfer", TransferIn),
+    ("resolve", ReasonIn),
+    ("respond", AgentRef),
+    ("rating", RatingIn),
+    ("pause", ClockIn),
+    ("resume", ClockIn),
+)
+
+
+def _components() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
     )
@@ -191,6 +206,21 @@ def build() -> dict[str, Any]:
         {"required": [a], "properties": {a: {"type": "string"}, b: {"type": "null"}}}
         for a, b in (("pool", "agent_id"), ("agent_id", "pool"))
     ]
+    return components
+
+
+def _config_routes(b: str) -> list[Route]:
+    return [
+        (
+            "put",
+            b,
+            _op("Replace the routing config (new version)", _ref(StoredConfig), RoutingConfig),
+        ),
+        ("get", b, _op("Current routing config", _ref(StoredConfig))),
+    ]
+
+
+def _agent_routes(b: str) -> list[Route]:
     offers = {
         "type": "object",
         "required": ["agent_id", "offers"],
@@ -199,129 +229,86 @@ def build() -> dict[str, Any]:
             "offers": {"type": "array", "items": _ref(ContactOut)},
         },
     }
-    pools = {
-        "type": "object",
-        "required": ["pools"],
-        "properties": {"pools": {"type": "array", "items": _ref(PoolStats)}},
+    wait = {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "number", "minimum": 0, "maximum": 60},
     }
-    b = "/v1/workspaces/{ws}"
-    routes: list[tuple[str, str, dict[str, Any]]] = [
-        (
-            "put",
-            b,
-            _op("Replace the routing config (new version)", _ref(StoredConfig), RoutingConfig),
-        ),
-        ("get", b, _op("Current routing config", _ref(StoredConfig))),
-        (
-            "put",
-            b + "/agents/{agent_id}",
-            _op("Create or update an agent", _ref(AgentOut), AgentIn),
-        ),
-        ("get", b + "/agents/{agent_id}", _op("An agent", _ref(AgentOut))),
-        (
-            "post",
-            b + "/agents/{agent_id}/state",
-            _op("Change agent state", _ref(AgentOut), AgentStateIn),
-        ),
+    a = b + "/agents/{agent_id}"
+    return [
+        ("put", a, _op("Create or update an agent", _ref(AgentOut), AgentIn)),
+        ("get", a, _op("An agent", _ref(AgentOut))),
+        ("post", a + "/state", _op("Change agent state", _ref(AgentOut), AgentStateIn)),
+        ("get", a + "/offers", _op("Pending offers (long-poll)", offers, params=[wait])),
         (
             "get",
-            b + "/agents/{agent_id}/offers",
-            _op(
-                "Pending offers (long-poll)",
-                offers,
-                params=[
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
-                    }
-                ],
-            ),
-        ),
-        (
-            "get",
-            b + "/agents/{agent_id}/ws",
+            a + "/ws",
             _op("WebSocket push of offers and state", {"type": "object"}, status=101),
         ),
+    ]
+
+
+def _contact_routes(b: str) -> list[Route]:
+    routes: list[Route] = [
         (
             "post",
             b + "/contacts",
             _op("Create a contact (idempotent on id)", _ref(ContactOut), ContactIn, status=201),
         ),
         ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
+    ]
+    for action, typ in _ACTIONS:
+        op = _op(f"{action.capitalize()} a contact", _ref(ContactOut), typ)
+        routes.append(("post", b + "/contacts/{contact_id}/" + action, op))
+    return routes
+
+
+def _pool_routes(b: str) -> list[Route]:
+    pools = {
+        "type": "object",
+        "required": ["pools"],
+        "properties": {"pools": {"type": "array", "items": _ref(PoolStats)}},
+    }
+    forecast = _op(
+        "A day's arrivals per 15 minutes from recorded arrivals, and agents needed",
+        _ref(ForecastOut),
+        params=[
+            _query("day", {"type": "string", "format": "date"}, "1970-01-01 or later"),
+            _query("channel", _NAME, "Only arrivals of this channel (the pool serves it)"),
+            *_wfm_params("patience", "shrinkage"),
+        ],
+    )
+    staffing = _op(
+        "Agents needed (Erlang C and A) from live traffic; what-if by query",
+        _ref(StaffingOut),
+        params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
+    )
+    return [
         ("get", b + "/pools", _op("Live statistics of every pool", pools)),
         ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
-        (
-            "get",
-            b + "/pools/{pool_id}/forecast",
-            _op(
-                "A day's arrivals per 15 minutes from recorded arrivals, and agents needed",
-                _ref(ForecastOut),
-                params=[
-                    _query("day", {"type": "string", "format": "date"}, "1970-01-01 or later"),
-                    _query("channel", _NAME, "Only arrivals of this channel (the pool serves it)"),
-                    *_wfm_params("patience", "shrinkage"),
-                ],
-            ),
-        ),
-        (
-            "get",
-            b + "/pools/{pool_id}/staffing",
-            _op(
-                "Agents needed (Erlang C and A) from live traffic; what-if by query",
-                _ref(StaffingOut),
-                params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
-            ),
-        ),
-        (
-            "get",
-            b + "/events",
-            _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params()),
-        ),
-        (
-            "get",
-            b + "/events/stream",
-            _stream_op(
-                "Server-sent events (CloudEvents in data)",
-                _ref(CloudEvent),
-                _event_params(page=False),
-            ),
-        ),
-        (
-            "get",
-            b + "/wallboard",
-            {
-                **_op("Wallboard page (HTML; token in the URL fragment)", {"type": "string"}),
-                "security": [],
-            },
-        ),
-        (
-            "get",
-            b + "/wallboard/stream",
-            _stream_op("Wallboard tiles as server-sent events (event: tiles)", _ref(Board)),
-        ),
+        ("get", b + "/pools/{pool_id}/forecast", forecast),
+        ("get", b + "/pools/{pool_id}/staffing", staffing),
     ]
-    for action, typ in (
-        ("accept", AgentRef),
-        ("reject", AgentRef),
-        ("complete", AgentRef),
-        ("abandon", AbandonIn),
-        ("transfer", TransferIn),
-        ("resolve", ReasonIn),
-        ("respond", AgentRef),
-        ("rating", RatingIn),
-        ("pause", ClockIn),
-        ("resume", ClockIn),
-    ):
-        routes.append(
-            (
-                "post",
-                b + "/contacts/{contact_id}/" + action,
-                _op(f"{action.capitalize()} a contact", _ref(ContactOut), typ),
-            )
-        )
-    paths: dict[str, dict[str, Any]] = {
+
+
+def _event_routes(b: str) -> list[Route]:
+    page = _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params())
+    stream = _stream_op(
+        "Server-sent events (CloudEvents in data)", _ref(CloudEvent), _event_params(page=False)
+    )
+    wallboard = _op("Wallboard page (HTML; token in the URL fragment)", {"type": "string"})
+    tiles = _stream_op("Wallboard tiles as server-sent events (event: tiles)", _ref(Board))
+    return [
+        ("get", b + "/events", page),
+        ("get", b + "/events/stream", stream),
+        ("get", b + "/wallboard", {**wallboard, "security": []}),
+        ("get", b + "/wallboard/stream", tiles),
+    ]
+
+
+def _probe_paths() -> dict[str, dict[str, Any]]:
+    return {
         "/healthz": {"get": {"summary": "Process up", "responses": {"200": {"description": "OK"}}}},
         "/metrics": {
             "get": {
@@ -341,9 +328,15 @@ def build() -> dict[str, Any]:
             }
         },
     }
-    for method, path, op in routes:
-        op["parameters"] = _path_params(path) + op["parameters"]
-        paths.setdefault(path, {})[method] = op
+
+
+def build() -> dict[str, Any]:
+    b = "/v1/workspaces/{ws}"
+    paths = _probe_paths()
+    for routes in (_config_routes, _agent_routes, _contact_routes, _pool_routes, _event_routes):
+        for method, path, op in routes(b):
+            op["parameters"] = _path_params(path) + op["parameters"]
+            paths.setdefault(path, {})[method] = op
     # A retried create answers 200 with the contact it made the first time.
     created = paths[b + "/contacts"]["post"]["responses"]
     created["200"] = {**created["201"], "description": "The existing contact (a retry)"}
@@ -355,7 +348,7 @@ def build() -> dict[str, Any]:
         "info": {"title": "Contact router", "version": "1"},
         "paths": paths,
         "components": {
-            "schemas": components,
+            "schemas": _components(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }

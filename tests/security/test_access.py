@@ -35,6 +35,7 @@ from tests.support.client import (
     JWT_SECRET,
     SUP,
     act,
+    add_agent,
     create,
     put_config,
     small_config,
@@ -62,23 +63,21 @@ def supervisor(sub: str, teams: list[str] | None = None, **kw: Any) -> dict[str,
 
 
 async def put_agent(
-    api: TestClient,
+    api: TestClient,  # type: ignore[type-arg]
     ws: str,
     aid: str,
-    team: str | None = None,  # type: ignore[type-arg]
+    team: str | None = None,
     sup: str | None = None,
     available: bool = True,
 ) -> None:
-    body = {"skills": {"cards": 5}, "team": team, "supervisor": sup}
-    r = await api.put(f"/v1/workspaces/{ws}/agents/{aid}", json=body, headers=SUP)
-    assert r.status == 200, await r.text()
-    if available:
-        r = await api.post(
-            f"/v1/workspaces/{ws}/agents/{aid}/state",
-            json={"state": "available"},
-            headers=AG_FOR(aid),
-        )
-        assert r.status == 200, await r.text()
+    """An agent skilled for `cards` in `team` under supervisor `sup`."""
+    await add_agent(api, ws, aid, {"cards": 5}, available=available, team=team, supervisor=sup)
+
+
+def public_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 async def app_with(aiohttp_client: Any, redis_url: str, **env: str) -> TestClient:  # type: ignore[type-arg]
@@ -490,9 +489,7 @@ async def test_public_key_tokens_and_the_cache(
     aiohttp_client: Any, redis_url: str, ws: str, tmp_path: Path, monkeypatch: Any
 ) -> None:
     private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem = public_pem(private)
     (tmp_path / "idp.pem").write_bytes(pem)
     api = await app_with(
         aiohttp_client,
@@ -649,9 +646,7 @@ async def test_signing_keys_rotate_without_downtime(
     assert (await after.get(url, headers=signed(claims, new))).status == 200
     # an identity provider's key bundle: the current and the next public key
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(2)]
-    bundle = b"".join(k.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        for k in keys)  # fmt: skip
+    bundle = b"".join(public_pem(k) for k in keys)
     (tmp_path / "bundle.pem").write_bytes(bundle)
     idp = await app_with(
         aiohttp_client,

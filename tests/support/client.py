@@ -66,12 +66,13 @@ async def add_agent(
     skills: dict[str, int],  # type: ignore[type-arg]
     capacity: int = 100,
     available: bool = True,
+    **fields: str | None,
 ) -> dict[str, Any]:
-    r = await api.put(
-        f"/v1/workspaces/{ws}/agents/{aid}",
-        json={"skills": skills, "capacity": capacity},
-        headers=SUP,
-    )
+    """PUT the agent (`fields`: team, supervisor, ... when not None) and, when
+    `available`, make it available with its own desktop's token."""
+    body = {"skills": skills, "capacity": capacity}
+    body |= {k: v for k, v in fields.items() if v is not None}
+    r = await api.put(f"/v1/workspaces/{ws}/agents/{aid}", json=body, headers=SUP)
     assert r.status == 200, await r.text()
     if available:
         r = await api.post(
