@@ -25,10 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.runtime.aio import cancel_requested
+from router.store.failures import store_unavailable
 from router.store.keys import WORKSPACES, WsKeys
 
 log = logging.getLogger(__name__)
@@ -41,8 +40,6 @@ STOP_GRACE = 2.0
 # Seconds a stopping worker keeps trying to hand its leases back while Redis
 # fails (a dropped link, a failover); after that they run out and re-fire.
 HANDBACK_RETRY = 5.0
-# Failures of the link to Redis, not of the timer itself.
-TRANSIENT = (RedisConnectionError, RedisTimeoutError, OSError)
 # Timers applied per fire call: they share one script prelude and round trip,
 # while each call stays short enough not to hold Redis up (a few ms).
 FIRE_BATCH = 32
@@ -103,7 +100,7 @@ class TimerWorker:
         for chunk, r in zip(chunks, results, strict=True):
             if isinstance(r, BaseException):
                 log.warning("timer effects failed (%s)", type(r).__name__)
-                if isinstance(r, TRANSIENT):
+                if store_unavailable(r):  # the link or a failover, not the timer itself
                     failed += (m for m, _ in chunk)
                 continue
             for _, due in chunk:

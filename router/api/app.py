@@ -25,6 +25,7 @@ from router.security.audit.sealer import make_sealer
 from router.security.auth import AUTH, Authenticator
 from router.store.client import make_client
 from router.store.notify import Notifier
+from router.store.topology import parse
 from router.wfm.exporter import StateExporter
 from sla.timers import TimerWorker
 from sla.webhooks import Webhook, WebhookDispatcher
@@ -36,7 +37,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = make_client(settings.redis_url, settings.redis_timeout)
     metrics = app[METRICS]
-    engine = Engine(client, observe=metrics.decision)
+    engine = Engine(
+        client,
+        observe=metrics.decision,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout=settings.redis_wait_timeout,
+    )
     notifier = Notifier(client)
 
     timers = TimerWorker(
@@ -124,6 +130,7 @@ async def _release_metrics_lease(app: web.Application) -> None:
 
 
 def create_app(settings: Settings) -> web.Application:
+    parse(settings.redis_url)  # a URL naming no topology stops the start (TopologyError)
     app = web.Application(
         middlewares=[
             metrics_middleware,

@@ -10,14 +10,13 @@ import logging
 import time
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.api.appkeys import METRICS, REDIS, SETTINGS, TOKEN, Handler
 from router.api.common import error_response, problem
 from router.runtime.errors import Forbidden, RouterError, Unauthorized, Unavailable
 from router.runtime.settings import Token
 from router.security.auth import AUTH, authorize
+from router.store.failures import store_unavailable
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
@@ -29,10 +28,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except RouterError as exc:
         return error_response(exc)
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError) as exc:
-        log.warning("redis unavailable: %s", type(exc).__name__)
-        request.app[METRICS].redis_errors.labels("http").inc()
-        return error_response(Unavailable("the state store is unreachable; retry shortly"))
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body  # also ends chunked bodies (no Content-Length)
         detail = f"the request body is over the limit of {limit} bytes (ROUTER_MAX_BODY)"
@@ -44,7 +39,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
         raise
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):  # e.g. a failover under way: transient
+            log.warning("redis unavailable: %s", type(exc).__name__)
+            request.app[METRICS].redis_errors.labels("http").inc()
+            return error_response(Unavailable("the state store is unreachable; retry shortly"))
         log.exception("unhandled error on %s", request.match_info.route.resource)
         return problem(500, "Internal error", "an internal error occurred", "internal")
 

@@ -91,13 +91,12 @@ def _banner(host: str, port: int, url: str, https: bool = False) -> None:
 
 
 async def _seed(url: str) -> None:
-    from redis.asyncio import Redis
-
     from router.cli.demo import DEMO_WORKSPACE, demo_agents, demo_config
     from router.routing.engine import Engine
     from router.routing.model import AgentStateIn
+    from router.store.client import make_client
 
-    client = Redis.from_url(url, decode_responses=True)
+    client = make_client(url, 10.0)
     engine = Engine(client)
     try:
         await engine.scripts.load_all(client)
@@ -138,13 +137,12 @@ def _seed_cmd(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from router.routing.configstore import ConfigStore
+    from router.store.client import make_client
     from router.wfm.pools import pool_stats
 
     async def run() -> None:
-        client = Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        client = make_client(os.environ["REDIS_URL"], 10.0)
         cfg = (await ConfigStore(client).get(args.workspace)).config
         for pid, pool in cfg.pools.items():
             s = await pool_stats(client, args.workspace, pid, pool)

@@ -116,11 +116,19 @@ def agent_out(raw: dict[str, str]) -> AgentOut:
 
 
 class Engine:
-    def __init__(self, client: Redis, observe: Histogram | None = None) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        observe: Histogram | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
+        """`wait_replicas`: the write guarantee, the Redis replicas every
+        acknowledged change must reach first (`router/store/batch.py`)."""
         self.client = client
         self._observe = observe  # decision latency by operation (per replica)
         self.scripts = Scripts(client)
-        self.batcher = ScriptBatcher(client)
+        self.batcher = ScriptBatcher(client, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
         self.configs = ConfigStore(client)
         self.sla = SlaOps(self)
 
@@ -142,9 +150,10 @@ class Engine:
         except NotFound:
             previous = None
         doc = CONFIG_ENCODER.encode(cfg)
-        res = await self.scripts["config_put"](
-            keys=[ws.runtime, ws.config, WORKSPACES],
-            args=[actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
+        res = await self.batcher.call(
+            self.scripts["config_put"],
+            (ws.runtime, ws.config, WORKSPACES),
+            [actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
         )
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")

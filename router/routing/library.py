@@ -43,6 +43,10 @@ ROUTING_SCRIPTS = (
     "sla_replan",
     "rate",
 )
+# Functions whose effect no caller is answered for: a timer's effect (re-fired
+# if lost) and a rate-limit count. Every other function is durable: with a
+# write guarantee set, its caller hears of it only once the replicas have it.
+NOT_DURABLE = frozenset({"fire", "rate"})
 TIMER_SCRIPTS = ("claim", "handback", "ack")
 # Read-only router scripts that need nothing from the routing library.
 STANDALONE_SCRIPTS = ("agent_view",)
@@ -78,7 +82,9 @@ class Scripts:
             self.scripts[name] = Script.register(client, read_lua("sla", name))
         for name in STANDALONE_SCRIPTS:
             self.scripts[name] = Script.register(client, read_lua(PACKAGE, name))
-        self.by_name: dict[str, Lua] = {n: Function(self.library, n) for n in ROUTING_SCRIPTS}
+        self.by_name: dict[str, Lua] = {
+            n: Function(self.library, n, durable=n not in NOT_DURABLE) for n in ROUTING_SCRIPTS
+        }
         self.by_name.update(self.scripts)
 
     def __getitem__(self, name: str) -> Lua:

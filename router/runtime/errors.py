@@ -110,3 +110,11 @@ class Unavailable(RouterError):
     title = "Service unavailable"
     slug = "unavailable"
     retry_after = 1
+
+
+class NotReplicated(Unavailable):
+    """The change is on the primary but did not reach the replicas the write
+    guarantee asks for in time: it may not survive a failover, so it is not
+    acknowledged. A retry is safe (creation is idempotent on the contact id)."""
+
+    slug = "not-replicated"

@@ -166,6 +166,11 @@ class Settings:
     # (short pauses), and full collections a hundred times rarer than its 10.
     gc_thresholds: tuple[int, int, int] = (700, 10, 1000)
     redis_timeout: float = 2.0
+    # What a 2xx promises: the change reached this many Redis replicas (WAIT)
+    # within `redis_wait_timeout` seconds, else the answer is 503. 0: the
+    # primary alone (a failover may lose the last writes it acknowledged).
+    redis_wait_replicas: int = 0
+    redis_wait_timeout: float = 1.0
     # Seconds a webhook delivery read by a replica may stay unacknowledged
     # before another replica takes it over (the first one is presumed dead).
     webhook_claim_idle: float = 60.0
@@ -218,6 +223,8 @@ class Settings:
             "timer_poll": num("ROUTER_TIMER_POLL", 0.02),
             "timer_lease": max(0.1, num("ROUTER_TIMER_LEASE", 5.0)),
             "redis_timeout": num("ROUTER_REDIS_TIMEOUT", 2.0),
+            "redis_wait_replicas": _whole("ROUTER_REDIS_WAIT_REPLICAS", e, 0, 16),
+            "redis_wait_timeout": num("ROUTER_REDIS_WAIT_TIMEOUT", 1.0),
             "gc_thresholds": _gc_thresholds(e.get("ROUTER_GC_THRESHOLDS", "")),
             "webhook_claim_idle": num("ROUTER_WEBHOOK_CLAIM_IDLE", 60.0),
             "metrics_group": e.get("ROUTER_METRICS_GROUP", "default"),
@@ -234,6 +241,8 @@ class Settings:
             "audit_segment_seconds": max(1.0, num("ROUTER_AUDIT_SEGMENT_SECONDS", 3600.0)),
         }
         values.update(overrides)
+        if not 0.01 <= float(values["redis_wait_timeout"]) <= 60:  # type: ignore[arg-type]
+            raise SettingsError("ROUTER_REDIS_WAIT_TIMEOUT must be between 0.01 and 60 seconds")
         if values.get("tokens_file"):  # checked now; read by router/security/auth.py (and re-read)
             read_tokens_file(str(values["tokens_file"]))
         if values.get("jwt_secret") and len(str(values["jwt_secret"])) < 32:
@@ -241,6 +250,13 @@ class Settings:
         if values.get("jwt_previous_secret") and len(str(values["jwt_previous_secret"])) < 32:
             raise SettingsError("ROUTER_JWT_PREVIOUS_SECRET must be at least 32 characters")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _whole(name: str, env: dict[str, str], low: int, high: int) -> int:
+    text = env.get(name, "").strip() or str(low)
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise SettingsError(f"{name} must be a whole number from {low} to {high} (got {text!r})")
+    return int(text)
 
 
 def _gc_thresholds(text: str) -> tuple[int, int, int]:

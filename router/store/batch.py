@@ -3,6 +3,14 @@
 Every request needs one FCALL (or EVALSHA); sending the calls that arrive in the same
 loop iteration as one non-transactional pipeline turns N round trips into
 one, which is where most of the per-request cost goes on a small machine.
+
+The write guarantee rides on the same pipeline: with `wait_replicas` set, a
+batch holding a durable call ends with `WAIT n timeout`, which returns once the
+primary's replicas have every write made before it on that connection. When
+fewer than `n` confirm in time, every durable call of the batch fails with
+`NotReplicated` (503) instead of being acknowledged; reads and non-durable
+calls keep their results. One WAIT covers the whole batch, so its cost is one
+round trip to the replicas per batch, not per request.
 """
 
 from __future__ import annotations
@@ -13,15 +21,24 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from router.runtime.errors import NotReplicated
 from router.store.scripts import Lua, missing
 
 Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
-    def __init__(self, client: Redis, max_batch: int = 512) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        max_batch: int = 512,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         self._client = client
         self._max_batch = max_batch
+        self.wait_replicas = wait_replicas
+        self._wait_ms = max(1, round(wait_timeout * 1000))
         self._pending: list[Call] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -46,12 +63,9 @@ class ScriptBatcher:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[Call]) -> None:
+    async def _send(self, batch: list[Call], reloaded: bool = False) -> None:
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for script, keys, args, _ in batch:
-                script.queue(pipe, keys, args)
-            results = await pipe.execute(raise_on_error=False)
+            results, unconfirmed = await self._execute(batch)
         except BaseException as exc:  # connection lost: every caller learns it
             for *_, fut in batch:
                 if not fut.done():
@@ -59,19 +73,55 @@ class ScriptBatcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (script, keys, args, fut), result in zip(batch, results, strict=True):
+        retry: list[Call] = []
+        for call, result in zip(batch, results, strict=True):
+            script, fut = call[0], call[3]
             if fut.done():
                 continue
-            if isinstance(result, Exception) and missing(result):
-                # Redis restarted empty or was flushed: the call loads the code.
-                try:
-                    fut.set_result(await script(keys=keys, args=args))
-                except Exception as exc:
-                    fut.set_exception(exc)
+            if isinstance(result, Exception) and missing(result) and not reloaded:
+                retry.append(call)  # Redis restarted empty or was flushed
             elif isinstance(result, Exception):
                 fut.set_exception(result)
+            elif unconfirmed is not None and script.durable:
+                fut.set_exception(unconfirmed)
             else:
                 fut.set_result(result)
+        if retry:
+            await self._reload_and_resend(retry)
+
+    async def _execute(self, batch: list[Call]) -> tuple[list[Any], NotReplicated | None]:
+        """One pipeline: the calls, then WAIT when the batch holds a durable call."""
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args, _ in batch:
+            script.queue(pipe, keys, args)
+        wait = self.wait_replicas > 0 and any(call[0].durable for call in batch)
+        if wait:
+            pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)
+        results = await pipe.execute(raise_on_error=False)
+        return results, (self._unconfirmed(results.pop()) if wait else None)
+
+    async def _reload_and_resend(self, calls: list[Call]) -> None:
+        """Loads the code Redis lost, then sends those calls again as one batch
+        (with its WAIT, so the write guarantee holds for them too)."""
+        try:
+            for script in {id(c[0]): c[0] for c in calls}.values():
+                await script.load(self._client)
+        except Exception as exc:
+            for *_, fut in calls:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        await self._send(calls, reloaded=True)
+
+    def _unconfirmed(self, reply: Any) -> NotReplicated | None:
+        """The error for the batch's durable calls when WAIT fell short, else None."""
+        if isinstance(reply, int) and reply >= self.wait_replicas:
+            return None
+        got = reply if isinstance(reply, int) else 0
+        return NotReplicated(
+            f"the change reached {got} of {self.wait_replicas} Redis replicas within "
+            f"{self._wait_ms} ms and is not acknowledged; retry"
+        )
 
     async def close(self) -> None:
         if self._tasks:

@@ -1,4 +1,11 @@
-"""The one way the service builds its Redis client.
+"""The one way the service builds its Redis client, for every topology.
+
+`REDIS_URL` picks the topology (`router/store/topology.py`): one server, or the
+primary Sentinel names. The Sentinel client is redis-py's own: every new
+connection asks the sentinels where the primary is, and a connection that
+meets a demoted primary (READONLY) is dropped and fails as a connection error,
+so the service answers 503 and the retry goes to the new primary rather than
+writing to an old one.
 
 redis-py computes its library version for `CLIENT SETINFO` by reading the
 package metadata from disk on every new connection (about a millisecond,
@@ -9,9 +16,13 @@ connection, so the identity is computed once here and shared.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.sentinel import Sentinel
 from redis.driver_info import DriverInfo
+
+from router.store.topology import Topology, TopologyError, parse
 
 
 @cache
@@ -19,13 +30,48 @@ def driver_info() -> DriverInfo:
     return DriverInfo(name="contact-router")  # resolves redis-py's version once
 
 
+class SentinelRedis(Redis):
+    """The primary's client; closing it also closes its connections to the sentinels."""
+
+    sentinels: list[Redis] = []  # set per instance
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for node in self.sentinels:
+            await node.aclose()
+
+
 def make_client(url: str, timeout: float | None = None, max_connections: int = 256) -> Redis:
-    return Redis.from_url(
-        url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
-        max_connections=max_connections,
-        driver_info=driver_info(),
+    common: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "health_check_interval": 30,
+        "max_connections": max_connections,
+        "driver_info": driver_info(),
+    }
+    topo = parse(url)
+    if topo.kind == "standalone":
+        return Redis.from_url(url, **common)
+    if topo.kind == "sentinel":
+        return _sentinel_client(topo, common)
+    raise TopologyError("REDIS_URL: Redis Cluster (redis+cluster://) is not supported yet")
+
+
+def _sentinel_client(topo: Topology, common: dict[str, Any]) -> Redis:
+    tls = {k: v for k, v in topo.options.items() if k.startswith("ssl")}
+    sentinel_kwargs = {
+        "socket_timeout": common["socket_timeout"],
+        "socket_connect_timeout": common["socket_connect_timeout"],
+        "decode_responses": True,
+        **tls,
+        **topo.sentinel_options,
+    }
+    nodes = list(topo.nodes)
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    client = cast(
+        SentinelRedis,
+        sentinel.master_for(topo.service, redis_class=SentinelRedis, **common, **topo.options),
     )
+    client.sentinels = list(sentinel.sentinels)
+    return client

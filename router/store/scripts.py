@@ -38,9 +38,15 @@ def missing(exc: BaseException) -> bool:
 
 class Lua(Protocol):
     """A script or library function: queued in a pipeline, or called alone
-    (loading the code first when Redis lacks it)."""
+    (loading the code first when Redis lacks it). `durable`: its effect is a
+    state change acknowledged to a caller, so it waits for the replicas the
+    write guarantee names (`router/store/batch.py`)."""
+
+    durable: bool
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None: ...
+
+    async def load(self, client: Redis) -> None: ...
 
     async def __call__(
         self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
@@ -50,12 +56,13 @@ class Lua(Protocol):
 class Script:
     """An EVALSHA script (redis-py's Script reloads it on NOSCRIPT)."""
 
-    def __init__(self, script: AsyncScript) -> None:
+    def __init__(self, script: AsyncScript, durable: bool = False) -> None:
         self.script = script
+        self.durable = durable
 
     @classmethod
-    def register(cls, client: Redis, text: str) -> Script:
-        return cls(client.register_script(text))
+    def register(cls, client: Redis, text: str, durable: bool = False) -> Script:
+        return cls(client.register_script(text), durable)
 
     @property
     def sha(self) -> str:
@@ -98,9 +105,13 @@ class Library:
 class Function:
     """One function of a library, called with FCALL."""
 
-    def __init__(self, library: Library, name: str) -> None:
+    def __init__(self, library: Library, name: str, durable: bool = True) -> None:
         self.library = library
         self.fname = f"{name}_{library.digest}"
+        self.durable = durable
+
+    async def load(self, client: Redis) -> None:
+        await self.library.load(client)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.fcall(self.fname, len(keys), *keys, *args)

@@ -34,7 +34,9 @@ class RedisServer:
     """A redis-server of the test's own: AOF optional, DEBUG allowed from
     loopback, restartable on the same port from the same directory."""
 
-    def __init__(self, directory: Path, *, aof: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, aof: bool = False, replica_of: int | None = None
+    ) -> None:
         exe = shutil.which("redis-server")
         if exe is None:
             raise RuntimeError("redis-server not found (apt-get install -y redis-server)")
@@ -42,6 +44,7 @@ class RedisServer:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.aof = aof
+        self.replica_of = replica_of  # the primary's port, at the first start
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -54,6 +57,8 @@ class RedisServer:
             "--enable-debug-command", "local",
             "--appendonly", "yes" if self.aof else "no", "--appendfsync", "everysec",
         ]  # fmt: skip
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         with (self.dir / "redis.log").open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
@@ -173,6 +178,7 @@ class Client:
         self.urls = urls
         self.base = f"/v1/workspaces/{ws}"
         self.stats: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()  # every HTTP status seen, retries included
         self.latencies: list[float] = []  # seconds per call, retries included
         self._next = 0
 
@@ -195,6 +201,7 @@ class Client:
             timeout=aiohttp.ClientTimeout(total=limit),
         ) as r:
             data = await r.read()
+            self.statuses[r.status] += 1
             return r.status, DECODE(data) if data else None, dict(r.headers)
 
     async def call(

@@ -1,0 +1,201 @@
+"""A Redis failover under load (tests/faults/test_sentinel_failover.py checks the
+outcome; benchmarks/failover.py measures it): a Sentinel group (primary, two
+replicas, three sentinels), two router processes on its `redis+sentinel://` URL,
+a gateway creating contacts and agent desktops accepting and completing them,
+retrying on 503 as they do in production. The primary is killed with SIGKILL
+mid-load and restarted at the same address (with its append-only file) after
+the sentinels promoted a replica.
+
+Every acknowledgement (a 2xx) is recorded with what it promised, so the test
+can show that nothing acknowledged was lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from router.store.client import make_client
+from router.store.keys import WsKeys
+from tests.support.client import ADM, GW, SUP
+from tests.support.fault_runs import (
+    KILL_LADDER,
+    probe,
+    sla_config,
+    ws_name,
+)
+from tests.support.faults import ENDED, Client, Desk, add_agents, create_contact, stop_all
+from tests.support.invariants import read_events
+from tests.support.procs import ROOT, Replica, _python, start_replicas, wait_ready
+from tests.support.sentinel import SentinelGroup
+
+LOAD_S = 22.0  # seconds of load
+KILL_AT = 6.0  # seconds into the load
+RESTART_AFTER = 8.0  # seconds after the kill, the old primary comes back
+RATE = 8.0  # contacts per second
+N_AGENTS = 8
+
+
+class AckingDesk(Desk):
+    """A desktop that records each action the engine acknowledged."""
+
+    def __init__(self, client: Client, aid: str, acked: dict[str, list[tuple[str, str]]]) -> None:
+        super().__init__(client, aid, lambda: 0.5)
+        self.acked = acked
+
+    async def _act(self, cid: str, action: str, done: frozenset[str]) -> bool:
+        ok = await super()._act(cid, action, done)
+        if ok:
+            self.acked.setdefault(cid, []).append((action, self.aid))
+        return ok
+
+
+async def _probe_creates(
+    http: aiohttp.ClientSession, urls: list[str], ws: str, stop: asyncio.Event
+) -> list[tuple[float, Any]]:
+    """One creation every 100 ms without retries: (monotonic time, status)."""
+    seen: list[tuple[float, Any]] = []
+    n = 0
+    while not stop.is_set():
+        n += 1
+        cid = f"p{n:05d}"
+        body = {"id": cid, "channel": "chat", "customer": {"id": "cu-" + cid}}
+        url = urls[n % len(urls)] + f"/v1/workspaces/{ws}/contacts"
+        seen.append((time.monotonic(), (await probe(http, "POST", url, body))["status"]))
+        await asyncio.sleep(0.1)
+    return seen
+
+
+def unavailable_window(seen: list[tuple[float, Any]], kill_t: float) -> float:
+    """Seconds from the kill to the first creation answered 2xx after it."""
+    after = [t for t, status in seen if t >= kill_t and status in (200, 201)]
+    return (after[0] - kill_t) if after else float("inf")
+
+
+async def failover_under_load(tmp: Path, wait_replicas: int) -> dict[str, Any]:
+    group = SentinelGroup(tmp / "redis", replicas=2)
+    env = {"ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas), "ROUTER_REDIS_TIMEOUT": "1"}
+    replicas: list[Replica] = []
+    ws, out = ws_name(), {"wait_replicas": wait_replicas}
+    try:
+        replicas = start_replicas(group.url(), tmp, 2, env)
+        await wait_ready(replicas)
+        urls = [r.url for r in replicas]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
+            c = Client(http, urls, ws)
+            assert (await c.call("PUT", "", ADM, sla_config(2.5, KILL_LADDER)))[0] == 200
+            agents = [f"h{i:02d}" for i in range(N_AGENTS)]
+            await add_agents(c, agents, {"cards": 5})
+            out |= await _load(c, group, http, urls, ws, agents)
+            await _end_everything(c, out["created"])
+            out["stats"] = dict(c.stats)
+            out["statuses"] = dict(c.statuses)
+            out["final"] = await _final_states(c, out["created"])
+        client = make_client(group.url(), 5.0)
+        try:
+            out["events"] = await read_events(client, WsKeys(ws).events)
+        finally:
+            await client.aclose()
+        out["audit"] = _audit_verify(group.url(), ws)
+        for r in replicas:
+            assert r.proc.poll() is None, r.log_tail()
+    finally:
+        stop_all(replicas)
+        group.stop()
+    return out
+
+
+async def _load(
+    c: Client,
+    group: SentinelGroup,
+    http: aiohttp.ClientSession,
+    urls: list[str],
+    ws: str,
+    agents: list[str],
+) -> dict[str, Any]:
+    acted: dict[str, list[tuple[str, str]]] = {}
+    created: dict[str, float] = {}  # acknowledged creations, by when
+    stop = asyncio.Event()
+    desks = [AckingDesk(c, a, acted) for a in agents]
+    tasks = [asyncio.create_task(d.run(stop)) for d in desks]
+    probing = asyncio.create_task(_probe_creates(http, urls, ws, stop))
+    pending: set[asyncio.Task[None]] = set()
+
+    async def customer(cid: str) -> None:
+        await create_contact(c, cid)
+        created[cid] = time.monotonic()
+
+    async def gateway() -> None:
+        t0, n = time.monotonic(), 0
+        while time.monotonic() - t0 < LOAD_S:
+            n += 1
+            task = asyncio.create_task(customer(f"x{n:05d}"))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.sleep(1 / RATE)
+
+    async def chaos() -> dict[str, float]:
+        await asyncio.sleep(KILL_AT)
+        old = group.primary
+        kill_t = time.monotonic()
+        await asyncio.to_thread(old.stop)  # SIGKILL
+        new_port = await asyncio.to_thread(group.wait_failover, old.port)
+        promoted_t = time.monotonic()
+        await asyncio.sleep(max(0.0, RESTART_AFTER - (promoted_t - kill_t)))
+        await asyncio.to_thread(old.start)  # same port, its AOF: it comes back a primary
+        return {
+            "kill_t": kill_t,
+            "promoted_s": promoted_t - kill_t,
+            "restarted_s": time.monotonic() - kill_t,
+            "new_port": new_port,
+        }
+
+    chaos_task = asyncio.create_task(chaos())
+    await gateway()
+    events = await chaos_task
+    await asyncio.gather(*list(pending))
+    await asyncio.sleep(3)  # the desks work off the queue
+    stop.set()
+    await asyncio.gather(*tasks)
+    seen = await probing
+    after = [cid for cid, t in created.items() if t > events["kill_t"] + events["promoted_s"]]
+    return {
+        "created": created,
+        "acted": acted,
+        "created_after_failover": after,
+        "unavailable_s": unavailable_window(seen, events["kill_t"]),
+        "probe_statuses": Counter(str(s) for _, s in seen),
+        **events,
+    }
+
+
+async def _end_everything(c: Client, created: dict[str, float]) -> None:
+    """Abandons what is still open, so every contact ends in the events."""
+    for cid in created:
+        status, data = await c.call("POST", f"/contacts/{cid}/abandon", GW, {"reason": "over"})
+        assert status == 200 or (status == 409 and data["state"] in ENDED), data
+
+
+async def _final_states(c: Client, created: dict[str, float]) -> dict[str, Any]:
+    final: dict[str, Any] = {}
+    for cid in created:
+        status, data = await c.call("GET", f"/contacts/{cid}", SUP)
+        final[cid] = data["state"] if status == 200 else status
+    return final
+
+
+def _audit_verify(url: str, ws: str) -> subprocess.CompletedProcess[str]:
+    env = {"REDIS_URL": url, "PATH": "/usr/bin:/bin"}
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        return subprocess.run(
+            [_python(), "-m", "router", "audit", "verify", "--workspace", ws],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    raise AssertionError("router audit verify did not finish within 120 s")
