@@ -7,6 +7,14 @@ lease in one script, applies each effect with the routing `fire` script
 another replica once its lease runs out. Effects check the contact's state,
 so a timer fired twice changes nothing the second time.
 
+A replica claims a workspace when its next timer is due, not on every poll:
+the claim script returns the earliest due time (and the earliest lease that
+runs out), and the worker sleeps until then, at most `IDLE_MAX`. A timer added
+earlier than that wakes the workers at once: the script that adds it publishes
+`<tag>|t` on `router:notify` (`router/store/notify.py` calls `wake`), so an
+idle replica sends Redis nothing but this, and a busy one claims each
+workspace at most once per `poll`.
+
 On shutdown a replica stops claiming, lets the round in progress finish and
 hands back every lease it still holds (also those of a claim whose reply it
 never read), so the other replicas fire them at once rather than after the
@@ -22,13 +30,14 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 from redis.asyncio import Redis
 
 from router.runtime.aio import cancel_requested
 from router.store.failures import store_unavailable
-from router.store.keys import WORKSPACES, WsKeys
+from router.store.keys import WsKeys
+from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,10 @@ HANDBACK_RETRY = 5.0
 # while each call stays short enough not to hold Redis up (a few ms).
 FIRE_BATCH = 32
 
+# Longest sleep between claims of an idle workspace: covers a wake-up lost
+# while the notification subscription was down.
+IDLE_MAX = 5.0
+
 # Applies and acknowledges (member, due ms) timers; raises when it could not.
 Fire = Callable[[WsKeys, list[tuple[str, int]]], Awaitable[object]]
 
@@ -58,6 +71,8 @@ class TimerWorker:
         poll: float = 0.02,
         on_fired: Callable[[int], None] | None = None,
         lease_ms: int = LEASE_MS,
+        workspaces: Workspaces | None = None,
+        idle_max: float = IDLE_MAX,
     ) -> None:
         self._on_fired = on_fired  # lag ms of each fired timer (metrics)
         self._client = client
@@ -76,12 +91,29 @@ class TimerWorker:
         self._unanswered: dict[str, int] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._workspaces = workspaces or Workspaces(client)
+        self._idle_max = idle_max
+        # Per workspace, the monotonic time of its next claim (absent: claim now).
+        self._next: dict[str, float] = {}
+        self._woken = asyncio.Event()
+        self.claims = 0  # claim calls sent (tests and the idle-cost benchmark read it)
+
+    def wake(self, ws_name: str | None = None) -> None:
+        """A timer was added (or, with no name, anything may have been missed):
+        claim that workspace, or every one, at the next round."""
+        if ws_name is None:
+            self._next.clear()
+        else:
+            self._workspaces.add(ws_name)  # a workspace this replica has not seen yet
+            self._next.pop(ws_name, None)
+        self._woken.set()
 
     async def claim_once(self, ws: WsKeys) -> int:
         claim_id = self._unanswered.get(ws.name)
         if claim_id is None:
             self._claims += 1
             claim_id = self._unanswered[ws.name] = self._claims
+        self.claims += 1
         res = await self._claim(
             keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
             args=[CLAIM_BATCH, self._lease_ms, self.owner, claim_id],
@@ -89,6 +121,7 @@ class TimerWorker:
         del self._unanswered[ws.name]
         now = int(res[0])
         members = res[2::3]
+        self._schedule(ws.name, now, int(res[1]), len(members))
         if not members:
             return 0
         timers = list(zip(members, (int(d) for d in res[3::3]), strict=True))
@@ -120,24 +153,36 @@ class TimerWorker:
                     keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
                     args=[self.owner, *failed],
                 )
+            self.wake(ws.name)
         return len(members)
 
+    def _schedule(self, name: str, now_ms: int, next_ms: int, claimed: int) -> None:
+        """When to claim `name` again: at once while there is a backlog, else
+        when its next timer (or lease) is due, at most `idle_max` from now."""
+        if claimed >= CLAIM_BATCH:
+            self._next[name] = 0.0
+            return
+        wait = self._idle_max if next_ms < 0 else min(self._idle_max, (next_ms - now_ms) / 1000)
+        self._next[name] = time.monotonic() + max(0.0, wait)
+
     async def run(self) -> None:
-        """Polls every workspace until stopped or cancelled."""
+        """Claims every workspace when its timers are due, until stopped or cancelled."""
         self._task = asyncio.current_task()
         while not cancel_requested() and not self._stopping:
-            busy = False
+            self._woken.clear()
             try:
-                for name in cast(set[str], await self._client.smembers(WORKSPACES)):
-                    n = await self.claim_once(WsKeys(name))
-                    busy = busy or n >= CLAIM_BATCH
+                for name in await self._workspaces.names():
+                    if self._next.get(name, 0.0) <= time.monotonic():
+                        await self.claim_once(WsKeys(name))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("timer poll failed (%s)", type(exc).__name__)
                 await asyncio.sleep(0.5)
-            if not busy:
-                await asyncio.sleep(self._poll)
+            await asyncio.sleep(self._poll)  # a busy workspace: at most one claim per poll
+            soonest = min(self._next.values(), default=time.monotonic() + self._idle_max)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), max(0.0, soonest - time.monotonic()))
 
     async def stop(self, grace: float = STOP_GRACE, retry_for: float = HANDBACK_RETRY) -> int:
         """Stops claiming; the round in progress may finish within `grace` seconds
@@ -164,7 +209,8 @@ class TimerWorker:
         """Returns every lease this worker holds, unacknowledged ones it knows of
         and any it lost track of, so another replica fires them now."""
         n = 0
-        for name in cast(set[str], await self._client.smembers(WORKSPACES)):
+        self._workspaces.invalidate()  # hand back in every workspace, new ones too
+        for name in await self._workspaces.names():
             ws = WsKeys(name)
             n += int(
                 await self._handback(

@@ -43,8 +43,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout=settings.redis_wait_timeout,
     )
-    notifier = Notifier(client)
-
+    workspaces = engine.configs.workspaces  # one cached list for every background job
     timers = TimerWorker(
         client,
         engine.scripts["claim"],
@@ -53,7 +52,9 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         poll=settings.timer_poll,
         on_fired=metrics.observe_timer,
         lease_ms=round(settings.timer_lease * 1000),
+        workspaces=workspaces,
     )
+    notifier = Notifier(client, on_timers=timers.wake)
 
     async def subscriptions(ws: str) -> Mapping[str, Webhook]:
         try:
@@ -66,7 +67,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
     app[EXPORTER] = exporter
-    sealer = make_sealer(client, metrics.registry, settings)  # audit trail (router/security/audit/)
+    sealer = make_sealer(client, metrics.registry, settings, workspaces)  # the audit trail
     try:
         await engine.scripts.load_all(client)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:

@@ -161,6 +161,7 @@ class Engine:
             await create_group(self.client, ws_name)
         stored = StoredConfig(version=res[0], updated_at=res[1] / 1000, actor=actor, config=cfg)
         self.configs.remember(ws_name, stored)
+        self.configs.workspaces.add(ws_name)
         await self._resync_agents(ws, cfg, actor)
         await self.sla.replan(ws_name, previous.config if previous else None, cfg, actor)
         return stored

@@ -43,10 +43,11 @@ ROUTING_SCRIPTS = (
     "sla_replan",
     "rate",
 )
-# Functions whose effect no caller is answered for: a timer's effect (re-fired
-# if lost) and a rate-limit count. Every other function is durable: with a
-# write guarantee set, its caller hears of it only once the replicas have it.
-NOT_DURABLE = frozenset({"fire", "rate"})
+# Functions whose effect no one is answered for: a rate-limit count. Every
+# other function is durable: with a write guarantee set, its caller hears of
+# it only once the replicas have it. Timer effects are durable too: an offer a
+# timer made is shown to a desktop at once, and must not vanish in a failover.
+NOT_DURABLE = frozenset({"rate"})
 TIMER_SCRIPTS = ("claim", "handback", "ack")
 # Read-only router scripts that need nothing from the routing library.
 STANDALONE_SCRIPTS = ("agent_view",)

@@ -2,7 +2,10 @@
 
 Scripts publish `<tag>|a|<agent>` on `router:notify` whenever an agent's
 offers or state change; every replica wakes the long-polls and WebSockets it
-holds for that agent. On shutdown every waiter is woken (and new ones return
+holds for that agent. `<tag>|t` says a timer was added earlier than the
+workspace's next one: the replica's timer worker claims it in time
+(`on_timers`, with the workspace's name; with None after a resubscription,
+when anything may have been missed). On shutdown every waiter is woken (and new ones return
 at once), so long-polls answer before the server stops instead of being cut.
 """
 
@@ -12,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from redis.asyncio import Redis
 
@@ -23,8 +26,11 @@ log = logging.getLogger(__name__)
 
 
 class Notifier:
-    def __init__(self, client: Redis) -> None:
+    def __init__(
+        self, client: Redis, on_timers: Callable[[str | None], None] | None = None
+    ) -> None:
         self._client = client
+        self.on_timers = on_timers
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self.closing = False
 
@@ -55,8 +61,14 @@ class Notifier:
         for waiters in self._waiters.values():
             for ev in waiters:
                 ev.set()
+        if self.on_timers is not None:
+            self.on_timers(None)
 
     def _wake(self, key: str) -> None:
+        if key.endswith("|t"):
+            if self.on_timers is not None and key.startswith("{ws:"):
+                self.on_timers(key[4:-3])  # `{ws:<name>}|t`
+            return
         for ev in self._waiters.get(key, ()):
             ev.set()
 

@@ -24,7 +24,7 @@ from router.routing.configstore import ConfigStore
 from router.runtime.aio import cancel_requested
 from router.runtime.errors import NotFound
 from router.runtime.metrics import RedisState
-from router.store.keys import WORKSPACES, WsKeys
+from router.store.keys import WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.wfm.pools import PoolStats, pool_stats
 from router.wfm.stats import WindowStats, pool_windows
@@ -69,7 +69,7 @@ class StateExporter:
         if not await self.hold():
             return
         families: dict[str, Metric] = {}
-        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        names = await self._configs.workspaces.names()
         for ws in names:
             try:
                 cfg = (await self._configs.get(ws)).config

@@ -8,7 +8,7 @@
 --       expiry ms), [3] lease info hash (member -> "owner|due"),
 --       [4] last claim per owner hash (owner -> "claim id|member,member...")
 -- ARGV: [1] max timers, [2] lease ms, [3] owner, [4] claim id
--- Returns {now_ms, next_due_ms or -1, member, due, refired, member, due, refired, ...}
+-- Returns {now_ms, next due or lease expiry ms or -1, member, due, refired, ...}
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
@@ -58,6 +58,10 @@ elseif last then
   redis.call('HDEL', KEYS[4], owner)
 end
 
+-- When to claim again: the next timer due, or the next lease to run out (a
+-- replica that died holding it), whichever comes first.
 local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if #nxt > 0 then out[2] = tonumber(nxt[2]) end
+local lease = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if #lease > 0 and (out[2] < 0 or tonumber(lease[2]) < out[2]) then out[2] = tonumber(lease[2]) end
 return out

@@ -25,4 +25,9 @@ for _, m in ipairs(members) do
     end
   end
 end
+if n > 0 then
+  -- wake the timer workers of every replica: these are due now
+  -- (KEYS[1] is `<tag>:timers`; the message is `<tag>|t`, router/store/notify.py)
+  redis.call('PUBLISH', 'router:notify', string.sub(KEYS[1], 1, -8) .. '|t')
+end
 return n

@@ -50,6 +50,16 @@ class AckingDesk(Desk):
         super().__init__(client, aid, lambda: 0.5)
         self.acked = acked
 
+    def refused(self, action: str, status: int) -> bool:
+        # An offer the desktop saw may be gone after a failover, when the primary
+        # died within the replication lag of the script that made it: the engine
+        # refuses the accept like any contact the agent never held (403). No
+        # acknowledged change is lost by it.
+        if action == "accept" and status == 403:
+            self.client.stats["offer_vanished"] += 1
+            return True
+        return super().refused(action, status)
+
     async def _act(self, cid: str, action: str, done: frozenset[str]) -> bool:
         ok = await super()._act(cid, action, done)
         if ok:

@@ -292,7 +292,17 @@ local function set_state(c, st)
   redis.call('HSET', kc(c.id), 'st', st)
 end
 
+-- A timer due before the workspace's next one wakes the replicas' timer
+-- workers (`<tag>|t`, router/store/notify.py): they sleep until the next due
+-- time they know of, so an idle replica sends Redis nothing.
 local function add_timer(due, member)
+  if not NOTIFIED['|t'] then
+    local head = redis.call('ZRANGE', K_TIMERS, 0, 0, 'WITHSCORES')
+    if #head == 0 or tonumber(due) < tonumber(head[2]) then
+      NOTIFIED['|t'] = true
+      redis.call('PUBLISH', NOTIFY, TAG .. '|t')
+    end
+  end
   redis.call('ZADD', K_TIMERS, due, member)
 end
 

@@ -52,12 +52,15 @@ from router.security.audit.records import (
     stream_ms,
 )
 from router.security.audit.segments import Exporter, ExportError
-from router.store.keys import WORKSPACES, WsKeys
+from router.store.keys import WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
+from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 LEASE_MS = 10_000
+# Longest pause between rounds while nothing new comes in (seconds).
+IDLE_POLL_MAX = 2.0
 
 
 def _lua(name: str) -> str:
@@ -134,8 +137,10 @@ class Sealer:
         chunk: int = 250,
         trim_every: float = 60.0,
         discover_every: float = 2.0,
+        workspaces: Workspaces | None = None,
     ) -> None:
         self._client = client
+        self._workspaces = workspaces or Workspaces(client)
         self.metrics = metrics
         self.exporter = exporter
         self.lease_ms = lease_ms
@@ -152,11 +157,12 @@ class Sealer:
         self.held: dict[str, Chain] = {}
         self._next_discover = 0.0
         self._next_renew = 0.0
+        self._moved = False  # the last round sealed or exported something
 
     # --- loop -------------------------------------------------------------------
 
     async def run(self) -> None:
-        failing = False
+        failing, idle = False, 0
         while not cancel_requested():
             busy = False
             try:
@@ -169,8 +175,13 @@ class Sealer:
                     log.warning("audit sealing paused: %s", type(exc).__name__,
                                 exc_info=not isinstance(exc, RedisError | OSError))  # fmt: skip
                 failing = True
-            # a full batch means more is waiting: go on, but let others run first
-            await asyncio.sleep(0 if busy else self.poll)
+            # a full batch means more is waiting: go on, but let others run first;
+            # rounds that found nothing new poll less and less often, up to
+            # IDLE_POLL_MAX, so idle workspaces cost Redis next to nothing
+            idle = 0 if busy or self._moved else min(idle + 1, 8)
+            await asyncio.sleep(
+                0 if busy else min(self.poll * 2 ** max(0, idle - 1), IDLE_POLL_MAX)
+            )
 
     async def step(self) -> bool:
         """One round over the sources: leases, then a batch per held source.
@@ -185,10 +196,12 @@ class Sealer:
         if now >= self._next_renew:
             await self._renew()
             self._next_renew = now + self.lease_ms / 3000
-        busy = False
+        busy, self._moved = False, False
         for chain in list(self.held.values()):
             try:
-                busy = await self.advance(chain) >= self.batch or busy
+                done = await self.advance(chain)
+                busy = done >= self.batch or busy
+                self._moved = self._moved or done > 0
             except (RedisError, OSError, ExportError) as exc:
                 self._failed(chain, exc)
             await asyncio.sleep(0)
@@ -207,7 +220,7 @@ class Sealer:
             chain.loaded = False  # re-read the head: it may have moved meanwhile
 
     async def _discover(self) -> None:
-        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        names = await self._workspaces.names()
         found = {s.name: s for s in (Source.workspace(n) for n in names)}
         access = Source.access()
         found[access.name] = access
@@ -348,7 +361,7 @@ class Sealer:
             got = await self._client.hmget(WsKeys(source.label).runtime,
                                            ["ret_events_s", "ret_audit_s"])  # fmt: skip
             return int(got[0] or 0), int(got[1] or 0)
-        names = sorted(cast(set[str], await self._client.smembers(WORKSPACES)))
+        names = await self._workspaces.names()
         pipe = self._client.pipeline(transaction=False)
         for n in names:
             pipe.hmget(WsKeys(n).runtime, ["ret_access_s", "ret_audit_s"])
@@ -391,10 +404,15 @@ def _longest(windows: list[int]) -> int:
     return 0 if not windows or 0 in windows else max(windows)
 
 
-def make_sealer(client: Redis, registry: CollectorRegistry, settings: Settings) -> Sealer:
+def make_sealer(
+    client: Redis,
+    registry: CollectorRegistry,
+    settings: Settings,
+    workspaces: Workspaces | None = None,
+) -> Sealer:
     """The sealer of a router replica (exporting when an audit directory is set)."""
     exporter = None
     if settings.audit_dir:
         exporter = Exporter(client, Path(settings.audit_dir), settings.audit_segment_records,
                             settings.audit_segment_seconds)  # fmt: skip
-    return Sealer(client, metrics=AuditMetrics(registry), exporter=exporter)
+    return Sealer(client, metrics=AuditMetrics(registry), exporter=exporter, workspaces=workspaces)

@@ -1,0 +1,93 @@
+"""Redis failover: what the write guarantee buys, and how long creations fail.
+
+Runs the failover scenario of the high-availability test
+(tests/support/failover_runs.py: a Sentinel group of a primary, two replicas and
+three sentinels; two router processes; a gateway creating 8 contacts/s and 8
+agent desktops accepting and completing them; the primary killed with SIGKILL
+6 s in and restarted at its address 8 s later) `--runs` times with
+`ROUTER_REDIS_WAIT_REPLICAS=1` and with 0, and reports per setting:
+
+- acknowledged writes lost: contacts answered 2xx that are gone, accepts
+  answered 2xx without their assignment in the record, completions answered
+  2xx whose contact is not completed;
+- the unavailability window: seconds from the kill to the first creation
+  answered 2xx (a probe creates a contact every 100 ms without retries),
+  p50 and max over the runs; the sentinels' promotion time beside it.
+
+    .venv/bin/python -m benchmarks.failover            # 5 runs each
+    .venv/bin/python -m benchmarks.failover --runs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tests.support.failover_runs import failover_under_load
+
+
+def lost(out: dict[str, Any]) -> dict[str, int]:
+    final, events = out["final"], out["events"]
+    assigned = {(e["contact"], e.get("agent")) for e in events if e["type"] == "contact.assigned"}
+    acks = [(cid, a, agent) for cid, done in out["acted"].items() for a, agent in done]
+    accepts = [(cid, agent) for cid, a, agent in acks if a == "accept"]
+    completions = [cid for cid, a, _ in acks if a == "complete" and cid in final]
+    return {
+        "contacts": sum(1 for state in final.values() if state == 404),
+        "accepts": sum(1 for pair in accepts if pair not in assigned),
+        "completions": sum(1 for cid in completions if final[cid] != "completed"),
+        "acknowledged": len(out["created"]) + len(acks),
+    }
+
+
+async def run(runs: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for wait in (1, 0):
+        rows = []
+        for i in range(runs):
+            with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
+                out = await failover_under_load(Path(tmp), wait_replicas=wait)
+            row = {
+                "lost": lost(out),
+                "unavailable_s": round(out["unavailable_s"], 2),
+                "promoted_s": round(out["promoted_s"], 2),
+                "statuses": {str(k): v for k, v in out["statuses"].items()},
+            }
+            print(f"WAIT {wait} run {i + 1}: {json.dumps(row)}", flush=True)
+            rows.append(row)
+        windows = [r["unavailable_s"] for r in rows]
+        results[f"wait_{wait}"] = {
+            "runs": rows,
+            "unavailable_p50_s": statistics.median(windows),
+            "unavailable_max_s": max(windows),
+            "lost_total": {
+                k: sum(r["lost"][k] for r in rows)
+                for k in ("contacts", "accepts", "completions", "acknowledged")
+            },
+        }
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    results = asyncio.run(run(args.runs))
+    results["machine"] = f"{platform.node()} {platform.machine()} {platform.python_version()}"
+    print(json.dumps(results, indent=1))
+    for key in ("wait_1", "wait_0"):
+        r = results[key]
+        print(
+            f"{key}: lost {r['lost_total']}; unavailable p50 {r['unavailable_p50_s']} s, "
+            f"max {r['unavailable_max_s']} s"
+        )
+
+
+if __name__ == "__main__":
+    main()
