@@ -1,4 +1,7 @@
-"""Webhook delivery: every workspace event posted to the subscriptions that select it.
+"""Webhook dispatch: every workspace event posted to the subscriptions that select it.
+
+(What waits between attempts is `sla/webhook_store.py`; one POST is
+`sla/webhook_sender.py`.)
 
 Any number of replicas run a `WebhookDispatcher` side by side:
 
@@ -25,115 +28,35 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import msgspec
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from router.runtime.aio import cancel_requested
-from router.store.keys import WORKSPACES, WsKeys
-
-# Webhook and cloudevent are re-exported: callers may take them from either module.
-from sla.signing import Webhook as Webhook
-from sla.signing import cloudevent as cloudevent
-from sla.signing import matches, signature_headers
+from router.store.keys import WsKeys
+from router.store.workspaces import Workspaces
+from sla.signing import Webhook, matches
+from sla.webhook_sender import post_event
+from sla.webhook_store import (
+    DELIVERY,
+    GROUP,
+    WebhookKeys,
+    backoff_ms,
+    create_group,
+    script,
+)
 
 log = logging.getLogger(__name__)
-
-GROUP = "webhooks"
+_EVENT = msgspec.json.Decoder(dict[str, Any])
 
 Subscriptions = Callable[[str], Awaitable[Mapping[str, Webhook]]]
-Workspaces = Callable[[], Awaitable[Iterable[str]]]
-
-
-class WebhookKeys:
-    """Redis keys of webhook delivery in one workspace (same hash tag as the rest)."""
-
-    __slots__ = ("events", "ws")
-
-    def __init__(self, ws: str) -> None:
-        self.ws = ws
-        # Stream of events; read with the consumer group `GROUP`.
-        self.events = WsKeys(ws).events
-
-    # Retry member: JSON {id, sub, n (attempts made), first (first attempt ms),
-    # e (event JSON)}, score = next attempt ms (or the lease expiry while a
-    # replica holds it). The event is kept in the member so a retry does not
-    # depend on the stream still holding the entry after trimming.
-    @property
-    def retry(self) -> str:
-        return WsKeys(self.ws).webhook_retry
-
-    # Dead letters: the retry member plus `error`, oldest first.
-    @property
-    def dead(self) -> str:
-        return WsKeys(self.ws).webhook_dead
-
-
-class Delivery(msgspec.Struct):
-    """A retry set member (written by the Lua scripts with cjson)."""
-
-    id: str
-    sub: str
-    n: int
-    first: int
-    e: str
-
-
-_DELIVERY = msgspec.json.Decoder(Delivery)
-_EVENT = msgspec.json.Decoder(dict[str, Any])
-_ENCODER = msgspec.json.Encoder()
-
-
-def backoff_ms(attempt: int, base: float, cap: float) -> int:
-    """Full jitter: uniform over [0, min(cap, base * 2^(attempt-1))].
-
-    The jitter spreads the retries of many deliveries that failed together (a
-    receiver outage) instead of sending them back in one burst.
-    """
-    ceiling = min(cap, base * 2 ** min(max(attempt - 1, 0), 40))
-    return int(random.uniform(0, ceiling) * 1000)
-
-
-def _script(client: Redis, name: str) -> AsyncScript:
-    text = resources.files("sla").joinpath("lua", name + ".lua").read_text("utf-8")
-    return client.register_script(text)
-
-
-async def create_group(client: Redis, ws: str) -> bool:
-    """Creates the consumer group at the stream's end; False when it exists.
-
-    A new group starts from now (`$`): a workspace that first gets a webhook is
-    not sent its whole history. The config writer may call this when webhooks
-    are first configured, so no event between that and the first poll is skipped.
-    """
-    try:
-        await client.xgroup_create(WsKeys(ws).events, GROUP, id="$", mkstream=True)
-    except ResponseError as exc:
-        if "BUSYGROUP" not in str(exc):
-            raise
-        return False
-    return True
-
-
-async def replay_dead_letters(client: Redis, ws: str, limit: int = 1000) -> int:
-    """Moves up to `limit` dead letters (oldest first) back to the retry set, due now."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    keys = WebhookKeys(ws)
-    return int(await _script(client, "webhook_replay")(keys=[keys.dead, keys.retry], args=[limit]))
-
-
-async def _all_workspaces(client: Redis) -> Iterable[str]:
-    return cast(set[str], await client.smembers(WORKSPACES))
+WorkspaceNames = Callable[[], Awaitable[Iterable[str]]]
 
 
 class WebhookDispatcher:
@@ -150,7 +73,7 @@ class WebhookDispatcher:
         client: Redis,
         subscriptions: Subscriptions,
         *,
-        workspaces: Workspaces | None = None,
+        workspaces: WorkspaceNames | None = None,
         consumer: str | None = None,
         concurrency: int = 64,
         poll: float = 0.2,
@@ -163,7 +86,7 @@ class WebhookDispatcher:
     ) -> None:
         self._client = client
         self._subscriptions = subscriptions
-        self._workspaces = workspaces or (lambda: _all_workspaces(client))
+        self._workspaces = workspaces or Workspaces(client).names
         self.consumer = consumer or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sem = asyncio.Semaphore(concurrency)
         # Entries and retries in progress at once; reading stops above this so
@@ -176,8 +99,8 @@ class WebhookDispatcher:
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
         self._session = session
         self._own_session = session is None
-        self._settle = _script(client, "webhook_settle")
-        self._claim = _script(client, "webhook_claim")
+        self._settle = script(client, "webhook_settle")
+        self._claim = script(client, "webhook_claim")
         self._groups: set[str] = set()
         self._next_autoclaim: dict[str, float] = {}
         self._autoclaim_from: dict[str, str] = {}
@@ -351,7 +274,7 @@ class WebhookDispatcher:
 
     async def _deliver_retry(self, keys: WebhookKeys, member: str) -> None:
         try:
-            d = _DELIVERY.decode(member)
+            d = DELIVERY.decode(member)
             wh = (await self._subscriptions(keys.ws)).get(d.sub)
             failures: list[Any] = []
             if wh is None:
@@ -395,34 +318,13 @@ class WebhookDispatcher:
         self, ws: str, sid: str, sub: str, wh: Webhook, event: Mapping[str, Any]
     ) -> str | None:
         """One signed POST; None when answered 2xx, else a short reason (no URL or secret)."""
-        body = _ENCODER.encode(cloudevent(ws, sid, event))
         session = self._session
         assert session is not None, "start() creates the HTTP session"
-        reason = ""
-        async with self._sem:
-            # Signed after waiting for a slot: receivers reject stale timestamps.
-            headers = signature_headers(f"{sid}.{sub}", int(time.time()), body, wh.keys())
-            headers["content-type"] = "application/json"
-            try:
-                async with session.post(
-                    wh.url,
-                    data=body,
-                    headers=headers,
-                    timeout=aiohttp.ClientTimeout(total=wh.timeout),
-                    # A redirect is a failure (Standard Webhooks): following it
-                    # would send the signed event somewhere not configured.
-                    allow_redirects=False,
-                ) as resp:
-                    status = resp.status
-            except TimeoutError:
-                status, reason = 0, "timeout"
-            except aiohttp.ClientError as exc:
-                status, reason = 0, type(exc).__name__
+        status, reason = await post_event(session, self._sem, ws, sid, sub, wh, event)
         if 200 <= status < 300:
             self.delivered += 1
             return None
         self.failed += 1
-        reason = reason or f"http {status}"
         log.info("webhook %s of %s: attempt failed (%s)", sub, ws, reason)
         return reason
 

@@ -27,8 +27,9 @@ from router.store.client import make_client
 from router.store.notify import Notifier
 from router.store.topology import parse
 from router.wfm.exporter import StateExporter
+from sla.signing import Webhook
 from sla.timers import TimerWorker
-from sla.webhooks import Webhook, WebhookDispatcher
+from sla.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,12 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         except NotFound:  # a workspace without a config yet has no webhooks
             return {}
 
-    webhooks = WebhookDispatcher(client, subscriptions, claim_idle=settings.webhook_claim_idle)
+    webhooks = WebhookDispatcher(
+        client,
+        subscriptions,
+        workspaces=workspaces.names,
+        claim_idle=settings.webhook_claim_idle,
+    )
     metrics.state.webhooks = webhooks
     exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
     app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers

@@ -155,7 +155,7 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _webhooks_replay(args: argparse.Namespace) -> int:
     from router.store.client import make_client
-    from sla.webhooks import replay_dead_letters
+    from sla.webhook_store import replay_dead_letters
 
     url = os.environ.get("REDIS_URL")
     if not url:

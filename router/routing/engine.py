@@ -34,7 +34,7 @@ from router.routing.slaops import SlaOps, sla_clocks, start_plan
 from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
 from router.store.batch import ScriptBatcher
 from router.store.keys import WORKSPACES, WsKeys
-from sla.webhooks import create_group
+from sla.webhook_store import create_group
 
 _JSON = msgspec.json.Encoder()
 _TIMELINE = msgspec.json.Decoder(TimelineEntry)

@@ -22,14 +22,8 @@ from redis.asyncio import Redis
 from router.store.client import make_client
 from router.store.keys import WORKSPACES
 from sla.signing import Webhook, cloudevent, matches
-from sla.webhooks import (
-    GROUP,
-    WebhookDispatcher,
-    WebhookKeys,
-    backoff_ms,
-    create_group,
-    replay_dead_letters,
-)
+from sla.webhook_store import GROUP, WebhookKeys, backoff_ms, create_group, replay_dead_letters
+from sla.webhooks import WebhookDispatcher
 from tests.support.receiver import Receiver, new_secret
 
 FAST: dict[str, Any] = {
