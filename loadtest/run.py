@@ -92,7 +92,8 @@ def size_agents(a: argparse.Namespace) -> tuple[int, str]:
     handle time (talk + wrap-up), 80% answered within 20 s of the compressed day,
     plus a quarter for the skill split (the pools do not share one queue)."""
     from loadtest.day import rate_at
-    from router.wfm.staffing import ServiceTarget, agents_needed
+    from router.wfm.queueing import ServiceTarget
+    from router.wfm.staffing import agents_needed
 
     spike_fraction = (10 - 7 + 0.5) / 17  # the middle of the 10:00 hour
     rate = rate_at(spike_fraction, a.daily, a.day_seconds, a.spike)

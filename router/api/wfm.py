@@ -15,13 +15,8 @@ from router.runtime.errors import FieldProblem, InvalidInput, NotFound
 from router.store.keys import WsKeys
 from router.wfm.forecast import ForecastError, seasonal_naive, smoothed_forecast
 from router.wfm.forecast import agents_needed as forecast_agents
-from router.wfm.staffing import (
-    ServiceTarget,
-    StaffingCapExceeded,
-    StaffingPlan,
-    agents_needed,
-    scheduled_agents,
-)
+from router.wfm.queueing import ServiceTarget, scheduled_agents
+from router.wfm.staffing import StaffingCapExceeded, StaffingPlan, agents_needed
 from router.wfm.stats import pool_windows
 
 EPOCH = dt.date(1970, 1, 1)

@@ -28,7 +28,7 @@ import msgspec
 
 from router.wfm.anonbank import DEFAULT_DIR, Call, arrival_counts, read_all
 from router.wfm.forecast import Forecast, agents_needed, seasonal_naive, smoothed_forecast
-from router.wfm.staffing import ServiceTarget, parse_target
+from router.wfm.queueing import ServiceTarget, parse_target
 from router.wfm.staffing import agents_needed as staff
 
 

@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--rate", type=float, default=20.0, help="contacts per second")
     sm.set_defaults(fn=_simulate)
     from router.cli.forecast import add_cli as add_forecast_cli
+    from router.cli.staffing import add_cli as add_staffing_cli
     from router.cli.token import add_cli as add_token_cli
-    from router.wfm.staffing import add_cli as add_staffing_cli
 
     add_token_cli(sub)  # `router token`: a signed agent or supervisor token
 

@@ -11,7 +11,8 @@ import pytest
 from router.cli.forecast import curve
 from router.cli.main import main
 from router.wfm.anonbank import DEFAULT_DIR, read_all
-from router.wfm.staffing import ServiceTarget, agents_needed
+from router.wfm.queueing import ServiceTarget
+from router.wfm.staffing import agents_needed
 
 DAY = dt.date(1999, 7, 4)  # the busiest Sunday of June-July
 

@@ -9,7 +9,8 @@ import pytest
 from redis.asyncio import Redis
 
 from router.store.keys import WsKeys
-from router.wfm.staffing import ServiceTarget, agents_needed
+from router.wfm.queueing import ServiceTarget
+from router.wfm.staffing import agents_needed
 from tests.support.client import SUP, act, create, put_config, small_config
 
 

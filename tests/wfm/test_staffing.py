@@ -15,22 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.wfm.staffing import (
-    QueueMetrics,
-    ServiceTarget,
-    StaffingCapExceeded,
-    StaffingPlan,
-    add_cli,
-    agents_needed,
-    erlang_a_metrics,
-    erlang_b,
-    erlang_c,
-    erlang_c_metrics,
-    parse_target,
-    queue_metrics,
-    scheduled_agents,
-    staffing_report,
-)
+from router.cli.staffing import add_cli, staffing_report
+from router.wfm.erlang_a import erlang_a_metrics
+from router.wfm.erlang_c import erlang_b, erlang_c, erlang_c_metrics
+from router.wfm.queueing import QueueMetrics, ServiceTarget, parse_target, scheduled_agents
+from router.wfm.staffing import StaffingCapExceeded, StaffingPlan, agents_needed, queue_metrics
 
 T80_20 = ServiceTarget(percent=80, seconds=20)
 
