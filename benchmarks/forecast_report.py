@@ -28,13 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from router.wfm.anonbank import DEFAULT_DIR, Call, ParseReport, arrival_counts, read_all
-from router.wfm.forecast import (
-    Forecast,
-    History,
-    fit_day_profile,
-    forecast_day,
-    seasonal_naive,
-)
+from router.wfm.arrivals import Forecast, History
+from router.wfm.forecast import seasonal_naive
+from router.wfm.smoothing import fit_day_profile, forecast_day
 
 ALL = "ALL"
 PERIODS = {

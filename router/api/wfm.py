@@ -13,9 +13,11 @@ from router.api.appkeys import ENGINE, REDIS
 from router.api.common import json_response, path_id, roles
 from router.runtime.errors import FieldProblem, InvalidInput, NotFound
 from router.store.keys import WsKeys
-from router.wfm.forecast import ForecastError, seasonal_naive, smoothed_forecast
+from router.wfm.arrivals import ForecastError
 from router.wfm.forecast import agents_needed as forecast_agents
+from router.wfm.forecast import seasonal_naive
 from router.wfm.queueing import ServiceTarget, scheduled_agents
+from router.wfm.smoothing import smoothed_forecast
 from router.wfm.staffing import StaffingCapExceeded, StaffingPlan, agents_needed
 from router.wfm.stats import pool_windows
 

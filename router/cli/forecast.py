@@ -27,8 +27,10 @@ from pathlib import Path
 import msgspec
 
 from router.wfm.anonbank import DEFAULT_DIR, Call, arrival_counts, read_all
-from router.wfm.forecast import Forecast, agents_needed, seasonal_naive, smoothed_forecast
+from router.wfm.arrivals import Forecast
+from router.wfm.forecast import agents_needed, seasonal_naive
 from router.wfm.queueing import ServiceTarget, parse_target
+from router.wfm.smoothing import smoothed_forecast
 from router.wfm.staffing import agents_needed as staff
 
 

@@ -45,7 +45,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from router.wfm.forecast import bin_arrivals
+from router.wfm.arrivals import bin_arrivals
 
 Outcome = Literal["AGENT", "HANG", "PHANTOM"]
 

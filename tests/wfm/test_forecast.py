@@ -34,19 +34,16 @@ from router.wfm.anonbank import (
     parse_lines,
     read_calls,
 )
-from router.wfm.forecast import (
+from router.wfm.arrivals import (
     INTERVALS_PER_DAY,
     DayProfileModel,
     Forecast,
     ForecastError,
     SmoothingParams,
-    agents_needed,
     bin_arrivals,
-    fit_day_profile,
-    forecast_day,
-    seasonal_naive,
-    smoothed_forecast,
 )
+from router.wfm.forecast import agents_needed, seasonal_naive
+from router.wfm.smoothing import fit_day_profile, forecast_day, smoothed_forecast
 
 HEADER = (
     "vru+line\tcall_id\tcustomer_id\tpriority\ttype\tdate\tvru_entry\tvru_exit\tvru_time"
