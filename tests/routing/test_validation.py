@@ -404,14 +404,14 @@ def test_mutated_demo_config_is_rejected_cleanly(
 
 def test_msgspec_errors_keep_their_location() -> None:
     # The fallback for a corner where the schema and the Structs disagree.
-    from router.routing.validation import _msgspec_problem
+    from router.routing.schema_problems import msgspec_problem
 
     body = json.dumps(small_doc(tiers={"gold": {"x": 1}})).encode()
     with pytest.raises(msgspec.ValidationError) as info:
         msgspec.json.decode(body, type=RoutingConfig)
-    assert _msgspec_problem(info.value) == FieldProblem(
+    assert msgspec_problem(info.value) == FieldProblem(
         "tiers[...]", "Object contains unknown field `x`"
     )
     with pytest.raises(msgspec.ValidationError) as info:
         msgspec.json.decode(b'{"tiers": {"a b": {}}}', type=RoutingConfig)
-    assert _msgspec_problem(info.value).field == "tiers"
+    assert msgspec_problem(info.value).field == "tiers"
