@@ -23,7 +23,8 @@ from router.routing.model import AgentIn, AgentStateIn, ContactIn, ContactOut, C
 from router.routing.rules import plan_route
 from router.routing.validation import parse_config
 from router.store.keys import WsKeys
-from sla.calendar import Calendar, add_business, business_between, compile_calendar
+from sla.business_time import add_business, business_between, compile_calendar
+from sla.calendar import Calendar
 from sla.calendars import fingerprints
 from sla.policy import Boost, Clock, Notify, SlaPolicy, Step, plan_text, schedule
 

@@ -14,7 +14,8 @@ from typing import Protocol
 
 import msgspec
 
-from sla.calendar import BusinessCalendar, Calendar, compile_calendar
+from sla.business_time import BusinessCalendar, compile_calendar
+from sla.calendar import Calendar
 from sla.policy import CLOCKS, SlaPolicy, clock_of
 
 

@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
 
-from sla.calendar import BusinessCalendar, add_business, business_between
+from sla.business_time import BusinessCalendar, add_business, business_between
 
 __all__ = [
     "CLOCKS",

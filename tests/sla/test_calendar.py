@@ -10,19 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sla.calendar import (
+from sla.business_time import (
     HORIZON_DAYS,
     BusinessCalendar,
-    Calendar,
-    InvalidCalendar,
-    NoBusinessTime,
     add_business,
     business_between,
-    calendar_problems,
     compile_calendar,
     is_open,
     next_open,
 )
+from sla.calendar import Calendar, InvalidCalendar, NoBusinessTime, calendar_problems
 
 H = 3_600_000
 M = 60_000

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sla.calendar import Calendar, compile_calendar
+from sla.business_time import compile_calendar
+from sla.calendar import Calendar
 from sla.policy import (
     Boost,
     Clock,
