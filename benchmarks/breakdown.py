@@ -163,13 +163,13 @@ async def run() -> dict[str, Any]:
             client, lambda: abest(lambda i: client.evalsha(one, 0))
         )
 
-        # what an EVAL of the routing code would pay on every call: router/routing/lua/lib.lua's
+        # what an EVAL of the routing code would pay on every call: router/routing/lua/lib/'s
         # top level (~70 local functions and tables); as a Functions library it runs once
         from router.routing.library import shared_code
 
         lib_only = await client.script_load(shared_code() + "\nreturn 1")
         rt_key = WsKeys("bdq").runtime
-        r["lib.lua + return 1"] = await server_us(
+        r["shared code + return 1"] = await server_us(
             client, lambda: abest(lambda i: client.evalsha(lib_only, 1, rt_key))
         )
 

@@ -27,7 +27,7 @@ IDS = itertools.count()
 
 
 def offered_event(i: int) -> str:
-    """The shape lib.lua records for an offer (explain with 5 candidates)."""
+    """The shape the routing library records for an offer (explain with 5 candidates)."""
     return json.dumps({
         "type": "contact.offered", "contact": f"c{i}", "agent": "a17", "pool": "cards",
         "w": 25, "load": 50, "cap": 100, "state": "offered", "actor": "gateway:ivr",

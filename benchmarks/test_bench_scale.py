@@ -4,7 +4,7 @@ agent-freed path (`complete` -> next offer) from SLOWLOG (slowlog-log-slower-tha
 contacts; plus Redis memory per queued contact and per pending timer.
 
 Agents and waiting contacts are written directly (pipelined HSET/ZADD/SADD with
-the fields and keys agent_upsert/agent_state/create write: lib.lua `enqueue`,
+the fields and keys agent_upsert/agent_state/create write: lua/lib `enqueue`,
 `refresh_agent`; router/store/keys.py). Every agent is busy holding one assigned call,
 so nobody is ready: `create` queues, and `complete` frees the holder, which takes
 the best-ranked waiting call. Nothing about time is asserted.
@@ -30,7 +30,7 @@ from router.store.local import LocalRedis
 SCALES = [(100, 1_000), (1_000, 10_000), (10_000, 100_000)]
 CREATE_ROUNDS = 200
 COMPLETE_ROUNDS = 100  # <= the smallest agent count: one held call per agent
-EPOCH = 1_700_000_000_000  # lib.lua: idle scores are offset by this
+EPOCH = 1_700_000_000_000  # lua/lib/00_state.lua: idle scores are offset by this
 IDS = itertools.count()
 
 

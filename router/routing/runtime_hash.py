@@ -11,7 +11,7 @@ def _ms(seconds: float) -> int:
 
 
 def runtime_fields(cfg: RoutingConfig) -> list[str]:
-    """Flat field/value list for `{ws}:rt` (formats mirror router/routing/lua/lib.lua)."""
+    """Flat field/value list for `{ws}:rt` (formats mirror lua/lib/10_runtime.lua)."""
     d = cfg.defaults
     out: list[str] = [
         "reoffer_ms", str(_ms(d.reoffer_after)),

@@ -2,7 +2,7 @@
 
 All keys of a workspace start with the hash tag `{ws:<name>}` so that every
 multi-key Lua script runs on one Redis Cluster slot. The Lua library
-(`router/routing/lua/lib.lua`) builds the same names from the tag it is given in
+(`router/routing/lua/lib/00_state.lua`) builds the same names from the tag it is given in
 KEYS[1]; keep both in step.
 """
 

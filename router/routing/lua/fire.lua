@@ -28,7 +28,7 @@ local function sla_expand(c, pools)
   return c.st
 end
 
--- Outcomes of a stopped clock (lib.lua sla_stop), which bumps the generation once.
+-- Outcomes of a stopped clock (lib/50_sla.lua sla_stop), which bumps the generation once.
 local STOPPED = { met = true, missed = true, cancelled = true }
 
 local function sla_fire(c, clock, idx, g, due)

@@ -1,0 +1,54 @@
+-- Shared routing library: the top of the `router` Redis Functions library, in
+-- sections (this directory, joined in the order of LIB_SECTIONS)
+-- (router/routing/library.py appends each routing script as a registered function).
+--
+-- KEYS[1] is always the workspace's runtime hash `{ws:<name>}:rt`. Every other
+-- key is built from its hash tag, so all keys live on one Cluster slot; which
+-- agent or contact a decision touches is only known inside the script, which
+-- is why keys are derived here rather than listed in KEYS (key names mirror
+-- router/store/keys.py). Loops are bounded by the config (pools x channels) or by
+-- SCAN_LIMIT, never by the size of a queue or of the agent population.
+--
+-- Time comes from Redis TIME so that every replica ranks and expires alike.
+
+-- Per-call state: set by begin() at the start of every function call (the
+-- library's top level runs once, when it is loaded, not per call).
+local KEYS, ARGV, RT_KEY, TAG, NOW, ACTOR
+local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS
+local RT, CHANNELS, POOLS, NOTIFIED
+-- Queue entries / ready agents looked at per pool and channel per decision.
+local SCAN_LIMIT = 16
+-- Epoch subtracted from idle times so a strategy score fits a double exactly.
+local EPOCH = 1700000000000
+local SCORE_STEP = 1000000000000
+local MAX_PULLS = 50
+
+local NOTIFY = 'router:notify'
+
+local function kc(cid) return TAG .. ':c:' .. cid end
+local function ktl(cid) return TAG .. ':c:' .. cid .. ':tl' end
+local function ka(aid) return TAG .. ':a:' .. aid end
+local function kq(pool, ch) return TAG .. ':q:' .. pool .. ':' .. ch end
+local function kqa(pool) return TAG .. ':qa:' .. pool end
+local function kr(pool, ch) return TAG .. ':r:' .. pool .. ':' .. ch end
+local function km(pool) return TAG .. ':m:' .. pool end
+local function ks(pool) return TAG .. ':s:' .. pool end
+local function kps(pool) return TAG .. ':ps:' .. pool end
+local function kaq(aid) return TAG .. ':aq:' .. aid end
+local function kla(cust) return TAG .. ':la:' .. cust end
+local function ksla(cid) return TAG .. ':c:' .. cid .. ':sla' end
+
+local function split(s, sep)
+  local out = {}
+  if s == nil or s == false or s == '' then return out end
+  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  return out
+end
+
+local function hmap(key)
+  local r = redis.call('HGETALL', key)
+  if #r == 0 then return nil end
+  local t = {}
+  for i = 1, #r, 2 do t[r[i]] = r[i + 1] end
+  return t
+end

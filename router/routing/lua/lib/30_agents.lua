@@ -1,0 +1,75 @@
+-- Agents --------------------------------------------------------------------
+
+local function load_agent(aid)
+  return hmap(ka(aid))
+end
+
+-- "pool=score,pool=score" -> list of {name, score}
+local function agent_pools(a)
+  local out = {}
+  for _, part in ipairs(split(a.pools, ',')) do
+    local eq = string.find(part, '=', 1, true)
+    out[#out + 1] = { string.sub(part, 1, eq - 1), tonumber(string.sub(part, eq + 1)) }
+  end
+  return out
+end
+
+local function strategy_score(a, strategy, skill)
+  local idle = tonumber(a.idle) - EPOCH
+  if strategy == 'most_skilled' then
+    return (100 - skill) * SCORE_STEP + idle
+  elseif strategy == 'least_occupied' then
+    local occ = math.floor(tonumber(a.load) * 1000 / math.max(tonumber(a.cap), 1))
+    return occ * SCORE_STEP + idle
+  end
+  return idle
+end
+
+-- Puts the agent into exactly the ready sets it qualifies for now (state
+-- available and room for the channel's weight) and keeps the staffed sets.
+local function refresh_agent(a)
+  local free = tonumber(a.cap) - tonumber(a.load)
+  local open = a.st == 'available'
+  for _, ps in ipairs(agent_pools(a)) do
+    local pname, skill = ps[1], ps[2]
+    local p = pool(pname)
+    if p then
+      local score = strategy_score(a, p.strategy, skill)
+      for _, ch in ipairs(p.channels) do
+        local c = channel(ch)
+        if open and c and c.w <= free then
+          redis.call('ZADD', kr(pname, ch), score, a.id)
+        else
+          redis.call('ZREM', kr(pname, ch), a.id)
+        end
+      end
+      if a.st == 'offline' then
+        redis.call('SREM', ks(pname), a.id)
+      else
+        redis.call('SADD', ks(pname), a.id)
+      end
+    end
+  end
+end
+
+-- Removes the agent from every set of the given pools (membership change).
+local function drop_agent_from_pools(aid, pools_csv)
+  for _, part in ipairs(split(pools_csv, ',')) do
+    local pname = string.sub(part, 1, string.find(part, '=', 1, true) - 1)
+    local p = pool(pname)
+    if p then
+      for _, ch in ipairs(p.channels) do redis.call('ZREM', kr(pname, ch), aid) end
+    end
+    redis.call('SREM', km(pname), aid)
+    redis.call('SREM', ks(pname), aid)
+  end
+end
+
+local function release(a, cid)
+  local w = tonumber(redis.call('HGET', ka(a.id), 'h:' .. cid) or '0')
+  if w > 0 then
+    redis.call('HDEL', ka(a.id), 'h:' .. cid)
+    a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', -w))
+  end
+  return w
+end

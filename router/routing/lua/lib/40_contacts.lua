@@ -1,0 +1,66 @@
+-- Contacts ------------------------------------------------------------------
+
+local function load_contact(cid)
+  return hmap(kc(cid))
+end
+
+-- stages = "after_ms:p1,p2|after_ms:p3" -> list of {after, {pools}}
+local function stages_of(c)
+  local out = {}
+  for _, s in ipairs(split(c.stages, '|')) do
+    local colon = string.find(s, ':', 1, true)
+    out[#out + 1] = { tonumber(string.sub(s, 1, colon - 1)), split(string.sub(s, colon + 1), ',') }
+  end
+  return out
+end
+
+-- Pools of the stages reached so far, in stage order, without repeats.
+local function reached_pools(c)
+  local out, seen = {}, {}
+  local st = stages_of(c)
+  for i = 1, math.min(tonumber(c.stage), #st) do
+    for _, p in ipairs(st[i][2]) do
+      if not seen[p] then seen[p] = true; out[#out + 1] = p end
+    end
+  end
+  return out
+end
+
+local function enqueue(c)
+  local rank = tonumber(c.rank)
+  if c.tgt and c.tgt ~= '' then
+    redis.call('ZADD', kaq(c.tgt), rank, c.id)
+    return
+  end
+  for _, p in ipairs(reached_pools(c)) do
+    redis.call('ZADD', kq(p, c.ch), rank, c.id)
+    redis.call('ZADD', kqa(p), c.enq, c.id)
+  end
+end
+
+local function dequeue(c)
+  if c.tgt and c.tgt ~= '' then redis.call('ZREM', kaq(c.tgt), c.id) end
+  for _, p in ipairs(reached_pools(c)) do
+    redis.call('ZREM', kq(p, c.ch), c.id)
+    redis.call('ZREM', kqa(p), c.id)
+  end
+end
+
+local function set_state(c, st)
+  c.st = st
+  redis.call('HSET', kc(c.id), 'st', st)
+end
+
+-- A timer due before the workspace's next one wakes the replicas' timer
+-- workers (`<tag>|t`, router/store/notify.py): they sleep until the next due
+-- time they know of, so an idle replica sends Redis nothing.
+local function add_timer(due, member)
+  if not NOTIFIED['|t'] then
+    local head = redis.call('ZRANGE', K_TIMERS, 0, 0, 'WITHSCORES')
+    if #head == 0 or tonumber(due) < tonumber(head[2]) then
+      NOTIFIED['|t'] = true
+      redis.call('PUBLISH', NOTIFY, TAG .. '|t')
+    end
+  end
+  redis.call('ZADD', K_TIMERS, due, member)
+end

@@ -1,0 +1,114 @@
+-- SLA clocks ------------------------------------------------------------------
+--
+-- State of a contact's clocks lives in its own hash `<contact>:sla` (fields
+-- `<clock>.<x>`): st (active|warned|breached|paused|met|missed|cancelled),
+-- start, run (counting since), used (budget spent before `run`, ms), due
+-- (breach), g (generation: bumped whenever the schedule is replaced), steps
+-- (ladder indexes scheduled in this generation), f<i> (when step i fired).
+-- Timer members are `sla|<contact>|<clock>|<step>|<generation>`; the ladder's
+-- actions are read from the runtime hash when a step fires.
+
+local RUNNING = { active = true, warned = true, breached = true }
+
+local function sla_member(cid, clock, idx, g)
+  return 'sla|' .. cid .. '|' .. clock .. '|' .. idx .. '|' .. g
+end
+
+-- Schedules steps "i.delta_ms,i.delta_ms" of one clock at generation g.
+local function sla_schedule(cid, clock, steps, g)
+  local idx = {}
+  for _, st in ipairs(split(steps, ',')) do
+    local dot = string.find(st, '.', 1, true)
+    local i = string.sub(st, 1, dot - 1)
+    add_timer(NOW + tonumber(string.sub(st, dot + 1)), sla_member(cid, clock, i, g))
+    idx[#idx + 1] = i
+  end
+  return table.concat(idx, ',')
+end
+
+-- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...".
+-- The fingerprint names the clock's definition (ladder and calendar): a config
+-- change that alters it re-plans the clock (router/routing/engine.py).
+local function sla_start(cid, policy, plan)
+  if plan == nil or plan == '' then return end
+  local fields = { 'policy', policy }
+  for _, seg in ipairs(split(plan, '|')) do
+    local p = split(seg, ':')
+    local clock = p[1]
+    local steps = sla_schedule(cid, clock, p[4] or '', 1)
+    local f = { 'st', 'active', 'start', NOW, 'run', NOW, 'used', 0,
+                'due', NOW + tonumber(p[2]), 'g', 1, 'steps', steps, 'fp', p[3] }
+    for i = 1, #f, 2 do fields[#fields + 1] = clock .. '.' .. f[i]; fields[#fields + 1] = f[i + 1] end
+  end
+  redis.call('HSET', ksla(cid), unpack(fields))
+  redis.call('SADD', K_SLA_RUN, cid)
+end
+
+-- Ends one running or paused clock: `met` (or `missed` once breached) when
+-- its goal is reached, `cancelled` when the contact ended without it.
+local function sla_stop(cid, clock, reached)
+  local key = ksla(cid)
+  local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
+                       'policy', clock .. '.due')
+  if not (RUNNING[s[1]] or s[1] == 'paused') then return end
+  for _, i in ipairs(split(s[3], ',')) do
+    -- A step already due stays: the clock ran past it, so it is still recorded
+    -- when its timer fires (late; see fire.lua). Only future steps are dropped.
+    local m = sla_member(cid, clock, i, s[2])
+    local due = redis.call('ZSCORE', K_TIMERS, m)
+    if due == false or tonumber(due) > NOW then redis.call('ZREM', K_TIMERS, m) end
+  end
+  local result = 'cancelled'
+  -- by the clock, not by whether the breach timer has fired yet (it may lag)
+  if reached then
+    result = (s[1] ~= 'breached' and NOW <= tonumber(s[5])) and 'met' or 'missed'
+  end
+  redis.call('HSET', key, clock .. '.st', result, clock .. '.end', NOW,
+             clock .. '.g', tonumber(s[2]) + 1)
+  record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],
+           due = tonumber(s[5]), margin_ms = tonumber(s[5]) - NOW, previous = s[1] })
+  -- the running-clock index holds contacts with a clock still to re-plan
+  local left = redis.call('HMGET', key, 'answer.st', 'first_response.st', 'resolve.st')
+  for _, st in ipairs(left) do
+    if RUNNING[st] or st == 'paused' then return end
+  end
+  redis.call('SREM', K_SLA_RUN, cid)
+end
+
+-- Splits "a;b;;c" keeping empty fields.
+local function fields(s, sep)
+  local out = {}
+  for part in string.gmatch(s .. sep, '([^' .. sep .. ']*)' .. sep) do out[#out + 1] = part end
+  return out
+end
+
+local function notify_targets(c, csv)
+  local out = {}
+  for _, t in ipairs(split(csv, ',')) do
+    if t == 'team_supervisor' then
+      local sup = c.agent and c.agent ~= '' and redis.call('HGET', ka(c.agent), 'sup') or nil
+      out[#out + 1] = (sup and sup ~= '') and ('person:' .. sup) or t
+    else
+      out[#out + 1] = t
+    end
+  end
+  return out
+end
+
+-- Follow-ups are created by the router (rules and SLA live in Python): each
+-- is a timer due now, kept until a replica has created the contact.
+local function followup_timers(cid, source, specs)
+  local n = 0
+  for k, spec in ipairs(split(specs, '+')) do
+    add_timer(NOW, 'followup|' .. cid .. '|' .. source .. '.' .. k .. '/' .. spec)
+    n = n + 1
+  end
+  return n
+end
+
+local function sla_stop_all(c, reached)
+  if c.sla == nil or c.sla == '' then return end
+  for _, clock in ipairs({ 'answer', 'first_response', 'resolve' }) do
+    sla_stop(c.id, clock, reached)
+  end
+end
