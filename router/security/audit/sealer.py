@@ -28,20 +28,18 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, cast
 
-from prometheus_client import CollectorRegistry, Counter
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from router.runtime.aio import cancel_requested
 from router.runtime.settings import Settings
+from router.security.audit.metrics import AuditMetrics
 from router.security.audit.records import (
     GENESIS,
     Source,
@@ -71,37 +69,6 @@ def _lua(name: str) -> str:
 
 # Read once at import; registered per client (redis-py handles EVALSHA/NOSCRIPT).
 SEAL_LUA = _lua("seal")
-
-
-class AuditMetrics(Collector):
-    """Records sealed and exported (per replica: only one seals each record, so
-    sums over replicas are exact), and the sealing lag of the sources this
-    replica seals. Labelled by workspace only (`router:access` for the access
-    stream)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.sealed = Counter("router_audit_records_sealed", "Audit records sealed by this replica",
-                              ["workspace"], registry=registry)  # fmt: skip
-        self.exported = Counter("router_audit_records_exported",
-                                "Sealed records written to segment files by this replica",
-                                ["workspace"], registry=registry)  # fmt: skip
-        self.errors = Counter("router_audit_errors", "Sealing or export attempts that failed",
-                              ["workspace"], registry=registry)  # fmt: skip
-        self.lag: dict[str, float] = {}
-        registry.register(self)
-
-    def collect(self) -> Iterator[Metric]:
-        lag = GaugeMetricFamily(
-            "router_audit_seal_lag_seconds",
-            "Age of the oldest entry not sealed yet (0: caught up); on the sealing replica only",
-            labels=["workspace"],
-        )
-        for label, seconds in sorted(self.lag.items()):
-            lag.add_metric([label], seconds)
-        yield lag
-
-    def describe(self) -> Iterator[Metric]:
-        return iter(())  # the sources vary: collected, not described
 
 
 @dataclass
