@@ -21,14 +21,13 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from importlib.util import module_from_spec, spec_from_file_location
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import uvloop
 from redis.asyncio import Redis
 
+from benchmarks.e2e.workspaces import _setup, admission_config, freed_config
 from router.api.common import json_response
 from router.routing.engine import Engine, _pairs, contact_out
 from router.routing.model import AgentRef, ContactIn, Customer
@@ -39,14 +38,6 @@ from router.store.keys import WsKeys
 from router.store.local import LocalRedis
 
 NUMBER, REPEAT = 200, 10  # sequential script calls per batch, batches
-
-
-def _e2e() -> Any:
-    spec = spec_from_file_location("bench_e2e", Path(__file__).with_name("e2e.py"))
-    assert spec and spec.loader
-    mod = module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def best(fn: Callable[[], object], number: int = 2000, repeat: int = 10) -> float:
@@ -128,7 +119,6 @@ async def server_us(
 
 
 async def run() -> dict[str, Any]:
-    e2e = _e2e()
     local = LocalRedis()
     url = local.url
     client = Redis.from_url(url, decode_responses=True, socket_timeout=60)
@@ -136,18 +126,18 @@ async def run() -> dict[str, Any]:
     calls = NUMBER * REPEAT
     try:
         # workspaces: offered (enough ready agents), queued (none), freed (one chain)
-        await e2e._setup(
+        await _setup(
             url,
             "bdo",
-            e2e.admission_config(),
+            admission_config(),
             [(f"o{i:05d}", {"cards": 5}) for i in range(calls + 10)],
             [],
         )
-        await e2e._setup(url, "bdq", e2e.admission_config(), [], [])
-        await e2e._setup(
+        await _setup(url, "bdq", admission_config(), [], [])
+        await _setup(
             url,
             "bdf",
-            e2e.freed_config(1),
+            freed_config(1),
             [("bdf-a-0000", {"k000": 5})],
             [(f"bdf-c-0000-{n:06d}", "i000") for n in range(calls + 10)],
         )
@@ -206,7 +196,7 @@ async def run() -> dict[str, Any]:
 
         # --- Python pieces ------------------------------------------------------------
         py = out["python_us"]
-        cfg = parse_config(json.dumps(e2e.admission_config()).encode())
+        cfg = parse_config(json.dumps(admission_config()).encode())
         body = (
             b'{"id":"c-1","channel":"voice","intent":"card","customer":{"id":"cu-1","tier":"vip"}}'
         )

@@ -30,7 +30,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.e2e import CpuWindow, machine, proc_cpu
+from benchmarks.e2e.cpu import CpuWindow, proc_cpu
+from benchmarks.e2e.procs import machine
 from loadtest.workspace import WORKSPACE, agents, config
 from router.runtime.settings import DEMO_JWT_SECRET
 from router.store.local import LocalRedis

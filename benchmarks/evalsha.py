@@ -67,6 +67,7 @@ async def timed(
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from router.store.batch import ScriptBatcher
+    from router.store.scripts import Script
 
     client = Redis.from_url(
         args.url, decode_responses=True, max_connections=args.concurrency + 8, socket_timeout=60
@@ -86,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         batcher = ScriptBatcher(client)
 
         async def batched() -> Any:
-            return await batcher.call(script, (), ())
+            return await batcher.call(Script(script), (), ())
 
         out["batched"] = await timed(batched, args.concurrency, args.warmup, args.duration)
         await batcher.close()

@@ -127,7 +127,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     statuses[status] += 1
 
         async def marks() -> None:
-            # Lets benchmarks/e2e.py sample CPU and Redis over the measured window only.
+            # Lets benchmarks/e2e/ sample CPU and Redis over the measured window only.
             await asyncio.sleep(max(0.0, warm_end - time.perf_counter()))
             print('{"event": "start"}', flush=True)
             with contextlib.suppress(TimeoutError):  # a used-up chain ends the run early

@@ -1,4 +1,4 @@
-"""`router serve` with cProfile switched on and off by signals (used by e2e.py --profile).
+"""`router serve` with cProfile switched on and off by signals (`benchmarks.e2e --profile`).
 
     python benchmarks/profiled_router.py OUT.pstats serve --host 127.0.0.1 --port 8080
 

@@ -39,7 +39,8 @@ import uvloop
 from redis.asyncio import Redis
 
 from benchmarks.capacity import redis_usec, setup
-from benchmarks.e2e import machine, proc_cpu
+from benchmarks.e2e.cpu import proc_cpu
+from benchmarks.e2e.procs import machine
 from benchmarks.lifecycle import CHANNELS, INTENTS, TIERS
 from loadtest.workspace import WORKSPACE
 from router.routing.engine import Engine

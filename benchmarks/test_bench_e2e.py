@@ -1,4 +1,4 @@
-"""pytest-benchmark wrapper around benchmarks/e2e.py: one end-to-end run as one benchmark.
+"""pytest-benchmark wrapper around benchmarks/e2e/: one end-to-end run as one benchmark.
 
 Not part of the default test run (pytest's testpaths is tests/). Run it with
 
@@ -6,35 +6,28 @@ Not part of the default test run (pytest's testpaths is tests/). Run it with
         --benchmark-json /tmp/e2e-bench.json
 
 E2E_DURATION (s per run, default 10), E2E_ROUNDS (default 1), E2E_LOADGEN
-(auto|python|wrk|both) and E2E_ARGS (more e2e.py flags) tune it; E2E_ENFORCE_TARGET=1
-also fails the test when admission is under 40% of hello world or its p99 is 10 ms or
-more. The numbers land in the benchmark's extra_info (req/s, p50/p99, ratios, EVALSHA).
+(auto|python|wrk|both) and E2E_ARGS (more `python -m benchmarks.e2e` flags) tune it;
+E2E_ENFORCE_TARGET=1 also fails the test when admission is under 40% of hello world
+or its p99 is 10 ms or more. The numbers land in the benchmark's extra_info (req/s,
+p50/p99, ratios, EVALSHA).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-
-def _e2e() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_e2e", Path(__file__).with_name("e2e.py"))
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from benchmarks.e2e.cli import main
+from benchmarks.e2e.common import TARGET_P99_MS, TARGET_SHARE
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_e2e(benchmark: Any, tmp_path: Path) -> None:
-    e2e = _e2e()
     argv = [
         "--duration", os.environ.get("E2E_DURATION", "10"),
         "--rounds", os.environ.get("E2E_ROUNDS", "1"),
@@ -44,7 +37,7 @@ def test_e2e(benchmark: Any, tmp_path: Path) -> None:
         "--md", str(tmp_path / "e2e.md"),
         *shlex.split(os.environ.get("E2E_ARGS", "")),
     ]  # fmt: skip
-    doc = benchmark.pedantic(e2e.main, args=(argv,), rounds=1, iterations=1)
+    doc = benchmark.pedantic(main, args=(argv,), rounds=1, iterations=1)
     summary = doc["summary"]
     for key, p in summary["paths"].items():
         for field in ("rps", "p50_ms", "p99_ms", "server_cpu_us_per_req"):
@@ -64,5 +57,5 @@ def test_e2e(benchmark: Any, tmp_path: Path) -> None:
     if os.environ.get("E2E_ENFORCE_TARGET") == "1":
         for key, ratio in summary["ratios"].items():
             if key.startswith("admission/"):
-                assert ratio >= e2e.TARGET_SHARE, (key, ratio)
-                assert summary["paths"][key]["p99_ms"] < e2e.TARGET_P99_MS, key
+                assert ratio >= TARGET_SHARE, (key, ratio)
+                assert summary["paths"][key]["p99_ms"] < TARGET_P99_MS, key

@@ -1,0 +1,5 @@
+"""`python -m benchmarks.e2e`: see the package docstring."""
+
+from benchmarks.e2e.cli import main
+
+main()
