@@ -34,7 +34,8 @@ def pair(tmp_path: Path) -> Any:
     primary.stop()
 
 
-async def guarded_api(aiohttp_client: Any, url: str, replicas: int) -> TestClient:  # type: ignore[type-arg]
+async def guarded_api(aiohttp_client: Any, url: str, replicas: int, ws: str) -> TestClient:  # type: ignore[type-arg]
+    """A service with the write guarantee set to `replicas`, and `ws` configured."""
     env = {
         "ROUTER_TOKENS": demo_token_spec(),
         "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
@@ -42,16 +43,17 @@ async def guarded_api(aiohttp_client: Any, url: str, replicas: int) -> TestClien
         "ROUTER_REDIS_WAIT_REPLICAS": str(replicas),
         "ROUTER_REDIS_WAIT_TIMEOUT": "0.3",
     }
-    return await aiohttp_client(create_app(Settings.from_env(env, redis_url=url)))  # type: ignore[no-any-return]
+    api = await aiohttp_client(create_app(Settings.from_env(env, redis_url=url)))
+    assert (await api.put(f"/v1/workspaces/{ws}", json=small_config(), headers=ADM)).status == 200
+    return api  # type: ignore[no-any-return]
 
 
 async def test_no_2xx_until_a_replica_has_the_change(
     aiohttp_client: Any, pair: tuple[RedisServer, RedisServer], ws: str
 ) -> None:
     primary, replica = pair
-    api = await guarded_api(aiohttp_client, primary.url, replicas=1)
+    api = await guarded_api(aiohttp_client, primary.url, replicas=1, ws=ws)
     base = f"/v1/workspaces/{ws}"
-    assert (await api.put(base, json=small_config(), headers=ADM)).status == 200
     assert (await api.post(base + "/contacts", json=contact("c1"), headers=GW)).status == 201
 
     replica.stop()  # the primary has no replica to confirm anything
@@ -76,8 +78,7 @@ async def test_without_the_guarantee_a_lone_primary_acknowledges(
     aiohttp_client: Any, pair: tuple[RedisServer, RedisServer], ws: str
 ) -> None:
     primary, replica = pair
-    api = await guarded_api(aiohttp_client, primary.url, replicas=0)
+    api = await guarded_api(aiohttp_client, primary.url, replicas=0, ws=ws)
     base = f"/v1/workspaces/{ws}"
-    assert (await api.put(base, json=small_config(), headers=ADM)).status == 200
     replica.stop()
     assert (await api.post(base + "/contacts", json=contact("c1"), headers=GW)).status == 201

@@ -34,6 +34,7 @@ from router.routing.membership import agent_pools, eligible, skill_score
 from router.routing.rules import RoutePlan, plan_route
 from router.routing.validation import parse_config
 from router.runtime.errors import BadRequest, InvalidInput
+from tests.support.documents import json_paths
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TIERS = ("standard", "vip", "gold")
@@ -166,23 +167,12 @@ json_values = st.recursive(
 )
 
 
-def _paths(value: object, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 @st.composite
 def damaged_docs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid config with 1-3 values replaced (names swapped or any JSON) or removed."""
     doc = copy.deepcopy(draw(valid_docs()))
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)
+        paths = json_paths(doc)
         if not paths:
             break
         *parent_path, last = draw(st.sampled_from(paths))

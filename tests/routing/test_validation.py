@@ -15,6 +15,7 @@ from router.cli.demo import demo_config
 from router.routing.config import RoutingConfig
 from router.routing.validation import parse_config, validate_config
 from router.runtime.errors import BadRequest, FieldProblem, InvalidInput
+from tests.support.documents import json_paths
 
 
 def demo_doc() -> dict[str, Any]:
@@ -369,19 +370,8 @@ def test_config_shaped_json_is_rejected_cleanly(value: dict[str, object]) -> Non
     _check_outcome(json.dumps(value).encode())
 
 
-def _paths(value: object, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
-    out = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for k, v in value.items():
-            out += _paths(v, (*prefix, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            out += _paths(v, (*prefix, i))
-    return out
-
-
 _DEMO_DOC = demo_doc()
-_DEMO_PATHS = _paths(_DEMO_DOC)
+_DEMO_PATHS = json_paths(_DEMO_DOC)
 
 
 @settings(max_examples=150, deadline=None)
