@@ -12,7 +12,9 @@ agent desktops accepting and completing them; the primary killed with SIGKILL
   2xx whose contact is not completed;
 - the unavailability window: seconds from the kill to the first creation
   answered 2xx (a probe creates a contact every 100 ms without retries),
-  p50 and max over the runs; the sentinels' promotion time beside it.
+  p50 and max over the runs; the sentinels' promotion time beside it; and how
+  long creations failed in all after the kill (with `WAIT 1` they also fail while
+  no replica is in sync with the new primary yet) and when the last one did.
 
     .venv/bin/python -m benchmarks.failover            # 5 runs each
     .venv/bin/python -m benchmarks.failover --runs 1
@@ -56,6 +58,8 @@ async def run(runs: int) -> dict[str, Any]:
             row = {
                 "lost": lost(out),
                 "unavailable_s": round(out["unavailable_s"], 2),
+                "failed_s_total": round(out["failed_after"][0], 1),
+                "last_failure_s": round(out["failed_after"][1], 1),
                 "promoted_s": round(out["promoted_s"], 2),
                 "statuses": {str(k): v for k, v in out["statuses"].items()},
             }

@@ -48,18 +48,41 @@ def agents(n: int) -> list[tuple[str, dict[str, object]]]:
     return out
 
 
+async def put(
+    http: aiohttp.ClientSession, url: str, body: object, headers: dict[str, str], within: float
+) -> None:
+    """PUT until answered 200, as a well-behaved client does: a router still
+    starting (connection refused, 503) or a rate limit (429) is waited out, for
+    Retry-After seconds when given, until `within` seconds have passed."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        wait = 0.5
+        try:
+            async with http.put(url, json=body, headers=headers) as r:
+                if r.status == 200:
+                    return
+                text = await r.text()
+                if r.status not in (429, 503):
+                    raise RuntimeError(f"PUT {url} -> {r.status}: {text[:300]}")
+                wait = float(r.headers.get("Retry-After", "1"))
+        except aiohttp.ClientConnectionError:
+            pass
+        if asyncio.get_running_loop().time() + wait > deadline:
+            raise RuntimeError(f"PUT {url}: no 200 within {within} s")
+        await asyncio.sleep(wait)
+
+
 async def setup(url: str, n_agents: int, compress: float, admin_token: str) -> None:
     """Puts the workspace's config and `n_agents` agents through the API."""
     adm = {"Authorization": "Bearer " + admin_token}
     async with aiohttp.ClientSession() as http:
         base = f"{url}/v1/workspaces/{WORKSPACE}"
-        async with http.put(base, json=config(compress), headers=adm) as r:
-            assert r.status == 200, await r.text()
+        await put(http, base, config(compress), adm, within=120)
         sem = asyncio.Semaphore(32)
 
         async def one(aid: str, body: dict[str, object]) -> None:
-            async with sem, http.put(f"{base}/agents/{aid}", json=body, headers=adm) as r:
-                assert r.status == 200, await r.text()
+            async with sem:
+                await put(http, f"{base}/agents/{aid}", body, adm, within=120)
 
         await asyncio.gather(*(one(aid, body) for aid, body in agents(n_agents)))
 

@@ -225,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     add_staffing_cli(sub)  # `router staffing`: what-if Erlang C / A
     add_forecast_cli(sub)  # `router forecast`: a day's arrivals and agents needed
     from router.cli.audit import add_cli as add_audit_cli
+    from router.cli.health import add_cli as add_health_cli
 
     add_audit_cli(sub)  # `router audit verify|export`: the tamper-evident audit trail
+    add_health_cli(sub)  # `router health [--ready]`: container and probe checks
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
     rp = wh_sub.add_parser("replay", help="send dead letters again (oldest first)")

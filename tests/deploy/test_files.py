@@ -1,7 +1,9 @@
 """The container, compose and Kubernetes files in deploy/ agree with the service:
 every variable they set is one the code reads, probes hit the open health routes,
 grace periods cover the drain and the timer hand-back, Redis is new enough for
-the routing library, secrets come from Secrets, and every mounted file exists."""
+the routing library, secrets come from Secrets, every mounted file exists, the
+image installs what uv.lock pins, nothing is published beyond loopback by
+compose, and the Kubernetes manifests pass the Kubernetes schema (strict)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from router.api.middlewares import OPEN_PATHS
@@ -23,8 +26,8 @@ def compose() -> dict[str, Any]:
     return yaml.safe_load((DEPLOY / "compose.yaml").read_text())  # type: ignore[no-any-return]
 
 
-def k8s() -> dict[str, dict[str, Any]]:
-    docs = yaml.safe_load_all((DEPLOY / "k8s" / "router.yaml").read_text())
+def k8s(name: str = "router.yaml") -> dict[str, dict[str, Any]]:
+    docs = yaml.safe_load_all((DEPLOY / "k8s" / name).read_text())
     return {d["kind"]: d for d in docs}
 
 
@@ -60,8 +63,11 @@ def test_every_variable_set_is_read_by_the_code() -> None:
 
 def test_probes_and_ports_match_the_service() -> None:
     c = container()
-    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # `router health` (router/cli/health.py) asks /readyz with --ready, else /healthz
+    assert c["readinessProbe"]["exec"]["command"] == ["python", "-m", "router", "health", "--ready"]
+    assert c["livenessProbe"]["exec"]["command"] == ["python", "-m", "router", "health"]
+    health = (ROOT / "router" / "cli" / "health.py").read_text()
+    assert "'readyz' if ready else 'healthz'" in health
     assert {"/readyz", "/healthz"} <= OPEN_PATHS  # probes carry no token
     assert c["ports"][0]["containerPort"] == 8080
     svc = k8s()["Service"]
@@ -73,16 +79,70 @@ def test_probes_and_ports_match_the_service() -> None:
 
 def test_grace_periods_cover_the_drain_and_the_timer_hand_back() -> None:
     pod = k8s()["Deployment"]["spec"]["template"]["spec"]
-    pre_stop = container()["lifecycle"]["preStop"]["sleep"]["seconds"]
+    command = container()["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"  # not the `sleep` action: it needs Kubernetes 1.30
+    pre_stop = float(command[1])
     assert pod["terminationGracePeriodSeconds"] >= pre_stop + drain_seconds()
     grace = compose()["services"]["router"]["stop_grace_period"]
     assert float(grace.rstrip("s")) >= drain_seconds()
 
 
+def redis_images() -> list[str]:
+    images = [s["image"] for s in compose()["services"].values() if "redis" in s.get("image", "")]
+    sts = k8s("redis-sentinel.yaml")["StatefulSet"]["spec"]["template"]["spec"]
+    return images + [c["image"] for c in sts["containers"]]
+
+
 def test_redis_is_new_enough_for_the_routing_library() -> None:
-    image = compose()["services"]["redis"]["image"]
-    major = int(image.split(":")[1].split(".")[0])
-    assert major >= 7, "FCALL and FUNCTION LOAD need Redis 7"
+    for image in redis_images():
+        major = int(image.split(":")[1].split(".")[0])
+        assert major >= 7, f"{image}: FCALL and FUNCTION LOAD need Redis 7"
+
+
+def test_compose_runs_sentinel_with_the_write_guarantee_on_loopback_ports() -> None:
+    services = compose()["services"]
+    router = services["router"]["environment"]
+    assert router["REDIS_URL"].startswith("redis+sentinel://")
+    assert router["ROUTER_REDIS_WAIT_REPLICAS"] == "1"
+    sentinels = [name for name in services if name.startswith("sentinel-")]
+    assert len(sentinels) == 3
+    for name in sentinels:
+        assert f"{name}:26379" in router["REDIS_URL"]
+    published = [p for s in services.values() for p in s.get("ports", [])]
+    assert published and all(str(p).startswith("127.0.0.1:") for p in published), published
+
+
+def test_the_image_installs_what_the_lock_pins() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "uv export --frozen --no-dev" in dockerfile
+    assert "--require-hashes" in dockerfile and "pip install --no-deps ." in dockerfile
+    assert "uv export --frozen --only-group loadtest" in dockerfile
+    assert "HEALTHCHECK" in dockerfile and '"router", "health"' in dockerfile
+    assert "8080" not in dockerfile.split("HEALTHCHECK", 1)[1].split("\n", 1)[0]
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    ignored = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert ignored[0] == "*"  # everything out, then the few things the image needs back
+    assert {"!router/", "!sla/", "!uv.lock", "!pyproject.toml"} <= set(ignored)
+
+
+@pytest.mark.parametrize("version", ["1.29.0", None])
+@pytest.mark.parametrize("manifest", sorted(p.name for p in (DEPLOY / "k8s").glob("*.yaml")))
+def test_kubernetes_manifests_pass_the_schema(manifest: str, version: str | None) -> None:
+    """Strict: an unknown or misplaced field fails too (kubernetes-validate ships
+    the schemas; None is the newest it knows)."""
+    import kubernetes_validate
+
+    kinds = []
+    for doc in yaml.safe_load_all((DEPLOY / "k8s" / manifest).read_text()):
+        if not doc or "apiVersion" not in doc:
+            continue  # the Prometheus scrape snippet is not a Kubernetes object
+        v = version or kubernetes_validate.latest_version()
+        kubernetes_validate.validate(doc, v, strict=True)
+        kinds.append(doc["kind"])
+    if manifest == "router.yaml":
+        assert {"Deployment", "HorizontalPodAutoscaler", "NetworkPolicy"} <= set(kinds)
+        pod = k8s()["Deployment"]["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
 
 
 def test_secrets_come_from_secrets_and_the_pod_runs_unprivileged() -> None:

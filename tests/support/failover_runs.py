@@ -89,6 +89,15 @@ def unavailable_window(seen: list[tuple[float, Any]], kill_t: float) -> float:
     return (after[0] - kill_t) if after else float("inf")
 
 
+def failed_after(seen: list[tuple[float, Any]], kill_t: float) -> tuple[float, float]:
+    """(seconds of failed probe creations after the kill, in total; seconds from the
+    kill to the last one that failed): also counts the 503s of `WAIT` while the
+    replicas resynchronise with the new primary."""
+    failed = [t for t, status in seen if t >= kill_t and status not in (200, 201)]
+    step = (seen[-1][0] - seen[0][0]) / max(1, len(seen) - 1) if seen else 0.0
+    return len(failed) * step, (failed[-1] - kill_t) if failed else 0.0
+
+
 async def failover_under_load(tmp: Path, wait_replicas: int) -> dict[str, Any]:
     group = SentinelGroup(tmp / "redis", replicas=2)
     env = {"ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas), "ROUTER_REDIS_TIMEOUT": "1"}
@@ -181,6 +190,7 @@ async def _load(
         "acted": acted,
         "created_after_failover": after,
         "unavailable_s": unavailable_window(seen, events["kill_t"]),
+        "failed_after": failed_after(seen, events["kill_t"]),
         "probe_statuses": Counter(str(s) for _, s in seen),
         **events,
     }
