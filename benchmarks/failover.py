@@ -5,7 +5,9 @@ Runs the failover scenario of the high-availability test
 three sentinels; two router processes; a gateway creating 8 contacts/s and 8
 agent desktops accepting and completing them; the primary killed with SIGKILL
 6 s in and restarted at its address 8 s later) `--runs` times with
-`ROUTER_REDIS_WAIT_REPLICAS=1` and with 0, and reports per setting:
+`ROUTER_REDIS_WAIT_REPLICAS=1` and with 0, with the replicas in step and with the
+replication stream held back for `--lag` seconds before the kill (the replicas
+fall behind, as over a slow link), and reports per setting:
 
 - acknowledged writes lost: contacts answered 2xx that are gone, accepts
   answered 2xx without their assignment in the record, completions answered
@@ -48,45 +50,54 @@ def lost(out: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def run(runs: int) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for wait in (1, 0):
-        rows = []
-        for i in range(runs):
-            with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
-                out = await failover_under_load(Path(tmp), wait_replicas=wait)
-            row = {
-                "lost": lost(out),
-                "unavailable_s": round(out["unavailable_s"], 2),
-                "failed_s_total": round(out["failed_after"][0], 1),
-                "last_failure_s": round(out["failed_after"][1], 1),
-                "promoted_s": round(out["promoted_s"], 2),
-                "statuses": {str(k): v for k, v in out["statuses"].items()},
-            }
-            print(f"WAIT {wait} run {i + 1}: {json.dumps(row)}", flush=True)
-            rows.append(row)
-        windows = [r["unavailable_s"] for r in rows]
-        results[f"wait_{wait}"] = {
-            "runs": rows,
-            "unavailable_p50_s": statistics.median(windows),
-            "unavailable_max_s": max(windows),
-            "lost_total": {
-                k: sum(r["lost"][k] for r in rows)
-                for k in ("contacts", "accepts", "completions", "acknowledged")
-            },
+async def one_setting(runs: int, wait: int, lag: float) -> dict[str, Any]:
+    rows = []
+    for i in range(runs):
+        with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
+            out = await failover_under_load(Path(tmp), wait_replicas=wait, lag=lag)
+        row = {
+            "lost": lost(out),
+            "unavailable_s": round(out["unavailable_s"], 2),
+            "failed_s_total": round(out["failed_after"][0], 1),
+            "last_failure_s": round(out["failed_after"][1], 1),
+            "promoted_s": round(out["promoted_s"], 2),
+            "statuses": {str(k): v for k, v in out["statuses"].items()},
         }
+        print(f"WAIT {wait} lag {lag} run {i + 1}: {json.dumps(row)}", flush=True)
+        rows.append(row)
+    windows = [r["unavailable_s"] for r in rows]
+    return {
+        "runs": rows,
+        "unavailable_p50_s": statistics.median(windows),
+        "unavailable_max_s": max(windows),
+        "lost_total": {
+            k: sum(r["lost"][k] for r in rows)
+            for k in ("contacts", "accepts", "completions", "acknowledged")
+        },
+    }
+
+
+async def run(runs: int, lag: float) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for behind in (0.0, lag):
+        for wait in (1, 0):
+            results[f"wait_{wait}_lag_{behind}"] = await one_setting(runs, wait, behind)
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--lag", type=float, default=0.9, help="seconds the replicas fall behind before the kill"
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.runs))
+    results = asyncio.run(run(args.runs, args.lag))
     results["machine"] = f"{platform.node()} {platform.machine()} {platform.python_version()}"
     print(json.dumps(results, indent=1))
-    for key in ("wait_1", "wait_0"):
-        r = results[key]
+    for key, r in results.items():
+        if not key.startswith("wait_"):
+            continue
         print(
             f"{key}: lost {r['lost_total']}; unavailable p50 {r['unavailable_p50_s']} s, "
             f"max {r['unavailable_max_s']} s"

@@ -10,8 +10,11 @@ deploy files use are in deploy/).
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -75,10 +78,13 @@ class Sentinels:
 class SentinelGroup:
     """A primary, `replicas` replicas (all with AOF) and three sentinels."""
 
-    def __init__(self, directory: Path, replicas: int = 2) -> None:
+    def __init__(self, directory: Path, replicas: int = 2, link: bool = False) -> None:
+        """`link`: the replicas replicate through a `ReplicationLink` the test can hold."""
         self.primary = RedisServer(directory / "primary", aof=True)
+        self.link = ReplicationLink(self.primary.port) if link else None
+        upstream = self.link.port if self.link else self.primary.port
         self.replicas = [
-            RedisServer(directory / f"replica-{i}", aof=True, replica_of=self.primary.port)
+            RedisServer(directory / f"replica-{i}", aof=True, replica_of=upstream)
             for i in range(replicas)
         ]
         self.servers = [self.primary, *self.replicas]
@@ -103,6 +109,8 @@ class SentinelGroup:
         raise AssertionError(f"no failover away from port {old_port} within {within} s")
 
     def stop(self) -> None:
+        if self.link is not None:
+            self.link.close()
         self.sentinels.stop()
         for server in self.servers:
             server.stop()
@@ -150,3 +158,46 @@ def _wait_replicas_known(sentinels: Sentinels, replicas: int, within: float = 20
             return
         time.sleep(0.2)
     raise RuntimeError(f"the sentinels did not discover the group within {within} s")
+
+
+class ReplicationLink:
+    """A TCP relay between the replicas and the primary (threads, so it runs
+    whatever the test's event loop does). While `hold` is set it drops what the
+    primary sends (the replication stream) but passes the replicas' ACKs: the
+    replicas fall behind as over a slow link, and a primary killed then dies
+    holding writes no replica has."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.hold = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._server.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                continue
+            for src, dst, stream in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(src, dst, stream), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, stream: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if stream and self.hold.is_set():
+                    continue
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
