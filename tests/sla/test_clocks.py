@@ -398,6 +398,9 @@ async def test_overdue_timers_fire_at_once_and_count_as_late(
         await client.zadd(keys.timers, {step: now_s * 1000 + now_us // 1000 - 5000}, xx=True)
     finally:
         await client.aclose()
+    # A replica coming back claims at once; this one was idle, sleeping until the
+    # step's old due time (the score moved under it without the scripts' wake-up).
+    api.server.app[TIMERS].wake(ws)
     got = await wait_for(api, ws, "c1", lambda c: "sla.warning" in types(c))
     warning = next(e for e in got["timeline"] if e["type"] == "sla.warning")
     assert warning["at"] - got["sla_clocks"]["answer"]["started_at"] < 60  # not at 1800 s
