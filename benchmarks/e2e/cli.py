@@ -14,14 +14,17 @@ from benchmarks.e2e import __doc__ as DOC
 from benchmarks.e2e.bench import Bench
 from benchmarks.e2e.common import PY, ROOT
 from benchmarks.e2e.procs import machine, versions
+from benchmarks.e2e.profiling import profile
 from benchmarks.e2e.report import markdown, summarize
+from benchmarks.e2e.rounds import run_round
 
 
 def _interrupted(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (`python -m benchmarks.e2e --help`)."""
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.e2e",
         description=DOC.split("\n\n")[0],
@@ -100,7 +103,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--json", type=Path, help="write all results as JSON here")
     p.add_argument("--md", type=Path, help="write the markdown report here")
     p.add_argument("--quiet-router", action="store_true", help="hide the router's log")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the benchmark, prints the report, writes --json and --md; returns the
+    document written to --json."""
+    args = parser().parse_args(argv)
 
     # SIGTERM (and SIGINT, which background jobs ignore) stop the run with cleanup.
     saved = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -120,9 +129,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         bench.start()
         meta["redis_version"] = bench.redis_version
         for rnd in range(1, args.rounds + 1):
-            bench.round(rnd)
+            run_round(bench, rnd)
         if args.profile:
-            bench.profile(args.profile)
+            profile(bench, args.profile)
     except Exception:  # report what was measured before the failure
         import traceback
 

@@ -132,9 +132,25 @@ def python_load(
         *extra,
     ]
     raw = lr.run(cmd, marks=True)
-    res = json.loads(raw["stdout"].strip().splitlines()[-1])
+    res: dict[str, Any] = json.loads(raw["stdout"].strip().splitlines()[-1])
     res.update(cpu=raw["cpu"], redis=raw["redis"], loadgen_cpu_total_s=raw["loadgen_cpu_total_s"])
     return res
+
+
+def complete_flags(ws: str, per_agent: int) -> list[str]:
+    """The Python loader's flags for the agent-freed stream of workspace `ws`: agent *i*
+    completes contacts `{ws}-c-i-000000`, `-000001`, ... in order."""
+    return [
+        "--token", "demo-admin",
+        "--prefix", f"{ws}-c",
+        "--agent-prefix", f"{ws}-a",
+        "--per-agent", str(per_agent),
+    ]  # fmt: skip
+
+
+def complete_wrk_args(ws: str, per_agent: int) -> list[str]:
+    """The same stream for wrk/complete.lua."""
+    return [f"/v1/workspaces/{ws}", "demo-admin", f"{ws}-c", f"{ws}-a", str(per_agent)]
 
 
 def wrk_load(

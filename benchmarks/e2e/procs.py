@@ -54,7 +54,7 @@ def versions() -> dict[str, str]:
     out = {
         "python": platform.python_version(),
         "aiohttp": aiohttp.__version__,
-        "uvloop": uvloop.__version__,
+        "uvloop": uvloop.__version__,  # type: ignore[attr-defined]  # set, not re-exported
         "redis-py": redis.__version__,
     }
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import signal
@@ -10,141 +11,137 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.e2e.common import HERE, PY, ROOT
 from benchmarks.e2e.cpu import wait_quiet
-from benchmarks.e2e.load import LoadRun, annotate, python_load
+from benchmarks.e2e.load import LoadRun, annotate, complete_flags, python_load
 from benchmarks.e2e.procs import stop_proc, wait_http, wait_http_auth
 from benchmarks.e2e.report import redis_breakdown
 from benchmarks.e2e.workspaces import setup_admission, setup_freed
 from router.store.local import free_port
 
-if TYPE_CHECKING:  # the run class mixes these methods in
+if TYPE_CHECKING:
     from benchmarks.e2e.bench import Bench
 
 
-class Profiling:
-    """Profiles of the router and of hello world under the same load."""
-
-    def profile_hello(self, out: Path) -> None:
-        _profile_hello(self, out)
-
-    def profile(self, out: Path) -> None:
-        """Profiles a router of its own during one admission and one agent-freed run
-        (Python loader): py-spy sampling and/or cProfile. Not measured runs: profilers
-        take CPU and slow the router down (cProfile by about 2x)."""
-        a = self.args
-        url = self.local.url if self.local else ""
-        out.mkdir(parents=True, exist_ok=True)
-        adm = [r["rps"] for r in self.results if r.get("path") == "admission"]
-        bound = 3 * max(adm) if adm else a.freed_rps_bound
-        profilers = ["py-spy", "cprofile"] if a.profiler == "both" else [a.profiler]
-        if "cprofile" in profilers:
-            self.profile_hello(out)
-        for profiler in profilers:
-            for path in ("admission", "freed"):
-                self.r.flushall(asynchronous=True)
-                port = free_port()
-                stats_file = out / f"{path}.pstats"
-                router = self.start_router(port, stats_file if profiler == "cprofile" else None)
-                base_url = f"http://127.0.0.1:{port}"
-                try:
-                    ws = f"prof{path[0]}"
-                    self.r.sadd("router:workspaces", ws)
-                    per_agent = 0
-                    if path == "admission":
-                        setup_admission(url, ws, self.admission_agents(None))
-                        wait_http_auth(f"{base_url}/v1/workspaces/{ws}")
-                    else:
-                        per_agent = math.ceil(
-                            bound * (a.duration + a.warmup + 1) * 1.1 / a.concurrency
-                        )
-                        self.log(f"  setting up {a.concurrency} agents x {per_agent} contacts")
-                        setup_freed(url, ws, a.concurrency, per_agent)
-                        wait_http_auth(f"{base_url}/v1/workspaces/{ws}")
-                    base = f"{base_url}/v1/workspaces/{ws}"
-                    raw_file = out / f"{path}.pyspy.txt"
-                    own = {"router": router.pid, "redis": self.own["redis"]}
-                    wait_quiet(own, a.quiet_cores, a.quiet_wait)
-                    spy = None
-                    if profiler == "py-spy":
-                        spy = subprocess.Popen(
-                            [
-                                "py-spy",
-                                "record",
-                                "--pid",
-                                str(router.pid),
-                                "--rate",
-                                "100",
-                                "--format",
-                                "raw",
-                                "--output",
-                                str(raw_file),
-                                "--duration",
-                                str(math.ceil(a.duration + a.warmup + 1)),
-                            ],
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL,
-                        )
-                        time.sleep(0.5)
-                    hooks: dict[str, Callable[[], None]] = {}
-                    if profiler == "cprofile":  # profile the measured window only
-                        hooks = {
-                            "on_start": functools.partial(router.send_signal, signal.SIGUSR1),
-                            "on_end": functools.partial(router.send_signal, signal.SIGUSR2),
-                        }
-                    lr = LoadRun(self.r, own, a.duration, **hooks)
-                    if path == "admission":
-                        res = python_load(lr, "create", base, a, ["--prefix", ws])
-                    else:
-                        res = python_load(
-                            lr,
-                            "complete",
-                            base,
-                            a,
-                            [
-                                "--token",
-                                "demo-admin",
-                                "--prefix",
-                                f"{ws}-c",
-                                "--agent-prefix",
-                                f"{ws}-a",
-                                "--per-agent",
-                                str(per_agent),
-                            ],
-                        )
-                    if spy is not None:
-                        try:
-                            spy.wait(60)
-                        except subprocess.TimeoutExpired:
-                            spy.kill()
-                            spy.wait()
-                finally:
-                    if profiler == "cprofile":
-                        time.sleep(1)  # let the router write its stats
-                    stop_proc(router)
-                annotate(res, "router")
-                text = [
-                    f"{path} under {profiler}: {res['rps']} req/s (p50 {res['p50_ms']} ms, "
-                    f"p99 {res['p99_ms']} ms); CPU cores {res['cpu']}; router "
-                    f"{res['server_cpu_us_per_req']} µs/req, redis "
-                    f"{res['redis_cpu_us_per_req']} µs/req",
-                    "",
-                    redis_breakdown(res["redis"], res["requests"] or 1),
-                    "",
-                ]
-                if profiler == "py-spy" and raw_file.exists():
-                    text.append(summarize_profile(raw_file))
-                if profiler == "cprofile" and stats_file.exists():
-                    text.append(summarize_pstats(stats_file, res["requests"]))
-                name = out / f"{path}.{profiler}.summary.txt"
-                name.write_text("\n".join(text))
-                self.log("\n".join(text))
-                self.results.append({"path": f"profile-{path}-{profiler}", **res})
+def profile(bench: Bench, out: Path) -> None:
+    """Profiles a router of its own during one admission and one agent-freed run
+    (Python loader): py-spy sampling and/or cProfile. Not measured runs: profilers
+    take CPU and slow the router down (cProfile by about 2x)."""
+    a = bench.args
+    out.mkdir(parents=True, exist_ok=True)
+    adm = [r["rps"] for r in bench.results if r.get("path") == "admission"]
+    bound = 3 * max(adm) if adm else a.freed_rps_bound
+    profilers = ["py-spy", "cprofile"] if a.profiler == "both" else [a.profiler]
+    if "cprofile" in profilers:
+        profile_hello(bench, out)
+    for profiler in profilers:
+        for path in ("admission", "freed"):
+            bench.r.flushall(asynchronous=True)
+            res = _profiled_run(bench, out, profiler, path, bound)
+            _write_summary(bench, out, profiler, path, res)
 
 
-def _profile_hello(bench: Bench, out: Path) -> None:
+def _profiled_run(
+    bench: Bench, out: Path, profiler: str, path: str, bound: float
+) -> dict[str, Any]:
+    """One load run against a router of its own under `profiler`."""
+    a = bench.args
+    port = free_port()
+    stats_file = out / f"{path}.pstats"
+    router = bench.start_router(port, stats_file if profiler == "cprofile" else None)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        ws = f"prof{path[0]}"
+        per_agent = _profile_workspace(bench, path, ws, base_url, bound)
+        base = f"{base_url}/v1/workspaces/{ws}"
+        own = {"router": router.pid, "redis": bench.own["redis"]}
+        wait_quiet(own, a.quiet_cores, a.quiet_wait)
+        spy = None
+        if profiler == "py-spy":
+            spy = _start_py_spy(router.pid, out / f"{path}.pyspy.txt", a)
+        hooks: dict[str, Callable[[], None]] = {}
+        if profiler == "cprofile":  # profile the measured window only
+            hooks = {
+                "on_start": functools.partial(router.send_signal, signal.SIGUSR1),
+                "on_end": functools.partial(router.send_signal, signal.SIGUSR2),
+            }
+        lr = LoadRun(bench.r, own, a.duration, **hooks)
+        if path == "admission":
+            res = python_load(lr, "create", base, a, ["--prefix", ws])
+        else:
+            res = python_load(lr, "complete", base, a, complete_flags(ws, per_agent))
+        if spy is not None:
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+    finally:
+        if profiler == "cprofile":
+            time.sleep(1)  # let the router write its stats
+        stop_proc(router)
+    return annotate(res, "router")
+
+
+def _profile_workspace(bench: Bench, path: str, ws: str, base_url: str, bound: float) -> int:
+    """Sets up the profiled run's workspace; returns its contacts per agent (freed)."""
+    a = bench.args
+    bench.r.sadd("router:workspaces", ws)
+    per_agent = 0
+    if path == "admission":
+        setup_admission(bench.redis_url, ws, bench.admission_agents(None))
+    else:
+        per_agent = math.ceil(bound * (a.duration + a.warmup + 1) * 1.1 / a.concurrency)
+        bench.log(f"  setting up {a.concurrency} agents x {per_agent} contacts")
+        setup_freed(bench.redis_url, ws, a.concurrency, per_agent)
+    wait_http_auth(f"{base_url}/v1/workspaces/{ws}")
+    return per_agent
+
+
+def _start_py_spy(pid: int, raw_file: Path, a: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` at 100 Hz into collapsed stacks, for the run's length."""
+    spy = subprocess.Popen(
+        [
+            "py-spy", "record",
+            "--pid", str(pid),
+            "--rate", "100",
+            "--format", "raw",
+            "--output", str(raw_file),
+            "--duration", str(math.ceil(a.duration + a.warmup + 1)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)
+    return spy
+
+
+def _write_summary(bench: Bench, out: Path, profiler: str, path: str, res: dict[str, Any]) -> None:
+    """The run's figures, Redis time by command and the profile's summary, to a file
+    beside the profile and to the log."""
+    text = [
+        f"{path} under {profiler}: {res['rps']} req/s (p50 {res['p50_ms']} ms, "
+        f"p99 {res['p99_ms']} ms); CPU cores {res['cpu']}; router "
+        f"{res['server_cpu_us_per_req']} µs/req, redis "
+        f"{res['redis_cpu_us_per_req']} µs/req",
+        "",
+        redis_breakdown(res["redis"], res["requests"] or 1),
+        "",
+    ]
+    raw_file, stats_file = out / f"{path}.pyspy.txt", out / f"{path}.pstats"
+    if profiler == "py-spy" and raw_file.exists():
+        text.append(summarize_profile(raw_file))
+    if profiler == "cprofile" and stats_file.exists():
+        text.append(summarize_pstats(stats_file, res["requests"]))
+    name = out / f"{path}.{profiler}.summary.txt"
+    name.write_text("\n".join(text))
+    bench.log("\n".join(text))
+    bench.results.append({"path": f"profile-{path}-{profiler}", **res})
+
+
+def profile_hello(bench: Bench, out: Path) -> None:
     """cProfile of the hello-world server over one run: its call counts per request are
     the floor the router's are compared with."""
     a = bench.args

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ def redis_breakdown(info: dict[str, Any], requests: int, top: int = 12) -> str:
 
 
 def _median(rows: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in rows)
+    value: float = statistics.median(r[key] for r in rows)
+    return value
 
 
 def summarize(bench: Bench) -> dict[str, Any]:
@@ -94,9 +96,23 @@ def summarize(bench: Bench) -> dict[str, Any]:
 
 
 def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str:
-    a = bench.args
+    """The report: the run, throughput and latency, the ratios to hello world against
+    the target, one request at a time, EVALSHA, Redis INFO per run, every run."""
+    lines = [
+        *_run_section(bench.args, meta),
+        *_throughput_section(summary),
+        *_ratios_section(summary),
+        *_c1_section(summary),
+        *_evalsha_section(summary),
+        *_redis_section(bench.results),
+        *_per_run_section(bench.results),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _run_section(a: argparse.Namespace, meta: dict[str, Any]) -> list[str]:
     m, v = meta["machine"], meta["versions"]
-    L = [
+    return [
         "## Run",
         "",
         f"- date: {m['date']}",
@@ -109,6 +125,11 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
         f"{a.rounds} round(s) (medians; rps range in brackets); admission: "
         f"{'auto' if a.agents <= 0 else a.agents} ready agents (one voice contact each; "
         f"see the per-run table for the matched share)",
+    ]
+
+
+def _throughput_section(summary: dict[str, Any]) -> list[str]:
+    L = [
         "",
         "## Throughput and latency",
         "",
@@ -127,7 +148,11 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"| {p['redis_cores']:.2f} | {p['redis_cpu_us_per_req']:.0f} "
             f"| {p['loadgen_cores']:.2f} | {p['other_cores']:.2f} |"
         )
-    L += [
+    return L
+
+
+def _ratios_section(summary: dict[str, Any]) -> list[str]:
+    L = [
         "",
         "## Ratios and target",
         "",
@@ -153,35 +178,49 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"{path} {p['rps']:.0f} req/s) | python | {100 * p['ratio']:.1f}% "
             f"| {p['p99_ms']:.2f} | {met} |"
         )
-    if summary["c1"]:
-        h = summary["c1"].get("hello")
-        L += [
-            "",
-            "## One request at a time (concurrency 1)",
-            "",
-            "| path | loader | req/s | min ms | p10 ms | p50 ms | p99 ms | p10 vs hello |",
-            "|---|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for path, c in summary["c1"].items():
-            rel = f"{c['p10_ms'] / h['p10_ms']:.1f}x" if h and h["p10_ms"] else ""
-            L.append(
-                f"| {path} | {c['loader']} | {c['rps']:.0f} | {c['min_ms']:.3f} "
-                f"| {c['p10_ms']:.3f} | {c['p50_ms']:.3f} | {c['p99_ms']:.2f} | {rel} |"
-            )
-    if summary["evalsha"]:
-        L += [
-            "",
-            "## EVALSHA `return 1` (redis-py asyncio, hiredis, uvloop)",
-            "",
-            "| mode | callers | ops/s | p50 µs | p99 µs |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for k, e in summary["evalsha"].items():
-            L.append(
-                f"| {k} | {e['concurrency']} | {e['ops_per_s']:.0f} | {e['p50_us']:.0f} "
-                f"| {e['p99_us']:.0f} |"
-            )
-    L += [
+    return L
+
+
+def _c1_section(summary: dict[str, Any]) -> list[str]:
+    if not summary["c1"]:
+        return []
+    h = summary["c1"].get("hello")
+    L = [
+        "",
+        "## One request at a time (concurrency 1)",
+        "",
+        "| path | loader | req/s | min ms | p10 ms | p50 ms | p99 ms | p10 vs hello |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path, c in summary["c1"].items():
+        rel = f"{c['p10_ms'] / h['p10_ms']:.1f}x" if h and h["p10_ms"] else ""
+        L.append(
+            f"| {path} | {c['loader']} | {c['rps']:.0f} | {c['min_ms']:.3f} "
+            f"| {c['p10_ms']:.3f} | {c['p50_ms']:.3f} | {c['p99_ms']:.2f} | {rel} |"
+        )
+    return L
+
+
+def _evalsha_section(summary: dict[str, Any]) -> list[str]:
+    if not summary["evalsha"]:
+        return []
+    L = [
+        "",
+        "## EVALSHA `return 1` (redis-py asyncio, hiredis, uvloop)",
+        "",
+        "| mode | callers | ops/s | p50 µs | p99 µs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for k, e in summary["evalsha"].items():
+        L.append(
+            f"| {k} | {e['concurrency']} | {e['ops_per_s']:.0f} | {e['p50_us']:.0f} "
+            f"| {e['p99_us']:.0f} |"
+        )
+    return L
+
+
+def _redis_section(results: list[dict[str, Any]]) -> list[str]:
+    L = [
         "",
         "## Redis INFO per run",
         "",
@@ -189,7 +228,7 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
         "| EVALSHA µs/call | commands/request | connections opened | used_memory after |",
         "|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in bench.results:
+    for r in results:
         if r.get("path") not in ("admission", "freed", "evalsha"):
             continue
         ri = r["redis"]
@@ -203,12 +242,16 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"| {ri['evalsha_usec_per_call']:.1f} | {per_req} | {ri.get('connections_opened', '')} "
             f"| {ri['used_memory_human']} |"
         )
+    return L
+
+
+def _per_run_section(results: list[dict[str, Any]]) -> list[str]:
     outcomes = [
         r
-        for r in bench.results
+        for r in results
         if r.get("path") in ("admission", "freed", "paired-admission", "paired-freed")
     ]
-    L += [
+    L = [
         "",
         "## Per run",
         "",
@@ -219,7 +262,7 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
     ]
     for r in [
         x
-        for x in bench.results
+        for x in results
         if x.get("path") in ("hello", "admission", "freed", "paired-admission", "paired-freed")
     ]:
         errs = dict(r.get("errors") or {})
@@ -247,4 +290,4 @@ def markdown(bench: Bench, meta: dict[str, Any], summary: dict[str, Any]) -> str
             f"| {r['noise_cores']:.2f}{' NOISY' if r['noisy'] else ''} "
             f"| {r['attempts']} |"
         )
-    return "\n".join(L) + "\n"
+    return L

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -132,7 +132,8 @@ def check_freed(r: redis.Redis, ws: str, agents: int) -> None:
     """Every agent holds its contact 0, and contact 1 heads its queue."""
     tag = "{ws:" + ws + "}"
     for a in range(agents):
-        held = [k for k in r.hkeys(f"{tag}:a:{ws}-a-{a:04d}") if k.startswith("h:")]
+        keys = cast("list[str]", r.hkeys(f"{tag}:a:{ws}-a-{a:04d}"))  # str: decode_responses
+        held = [k for k in keys if k.startswith("h:")]
         head = r.zrange(f"{tag}:q:p{a:03d}:voice", 0, 0)
         if held != [f"h:{ws}-c-{a:04d}-000000"] or head != [f"{ws}-c-{a:04d}-000001"]:
             raise RuntimeError(f"freed setup: agent {a} holds {held}, queue head {head}")
