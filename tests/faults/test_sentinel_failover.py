@@ -44,7 +44,8 @@ def test_primary_killed_under_load_loses_nothing_acknowledged(
         f"\n{len(created)} contacts acknowledged; primary killed, a replica promoted after "
         f"{out['promoted_s']:.1f} s, old primary back at {out['restarted_s']:.1f} s; "
         f"creations failed for {out['unavailable_s']:.1f} s (probe: "
-        f"{dict(out['probe_statuses'])}); statuses {out['statuses']}; client {out['stats']}"
+        f"{dict(out['probe_statuses'])}); statuses {out['statuses']}; client {out['stats']}; "
+        f"SLA steps due {sla['due']}"
     )
     # the only server errors were 503 (with the retry that followed)
     assert not [s for s in out["statuses"] if s >= 500 and s != 503], out["statuses"]

@@ -41,6 +41,11 @@ KILL_AT = 6.0  # seconds into the load
 RESTART_AFTER = 8.0  # seconds after the kill, the old primary comes back
 RATE = 8.0  # contacts per second
 N_AGENTS = 8
+# Loan contacts wait in a queue no agent serves until the end, so their SLA steps
+# come due before, during and after the failover whatever the load's pace:
+# each must be recorded exactly once.
+WAITING_EVERY = 0.5  # seconds
+LOANS_RULE = {"name": "loans", "when": {"intent": ["loan"]}, "stages": [{"pools": ["loans"]}]}
 
 
 class AckingDesk(Desk):
@@ -113,7 +118,8 @@ async def failover_under_load(tmp: Path, wait_replicas: int, lag: float = 0.0) -
         urls = [r.url for r in replicas]
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
             c = Client(http, urls, ws)
-            assert (await c.call("PUT", "", ADM, sla_config(2.5, KILL_LADDER)))[0] == 200
+            cfg = sla_config(2.5, KILL_LADDER) | {"rules": [LOANS_RULE]}
+            assert (await c.call("PUT", "", ADM, cfg))[0] == 200
             agents = [f"h{i:02d}" for i in range(N_AGENTS)]
             await add_agents(c, agents, {"cards": 5})
             out |= await _load(c, group, http, urls, ws, agents, lag)
@@ -152,18 +158,18 @@ async def _load(
     probing = asyncio.create_task(_probe_creates(http, urls, ws, stop))
     pending: set[asyncio.Task[None]] = set()
 
-    async def customer(cid: str) -> None:
-        await create_contact(c, cid)
+    async def customer(cid: str, intent: str | None) -> None:
+        await create_contact(c, cid, intent=intent)
         created[cid] = time.monotonic()
 
-    async def gateway() -> None:
+    async def gateway(prefix: str, every: float, intent: str | None = None) -> None:
         t0, n = time.monotonic(), 0
         while time.monotonic() - t0 < LOAD_S:
             n += 1
-            task = asyncio.create_task(customer(f"x{n:05d}"))
+            task = asyncio.create_task(customer(f"{prefix}{n:05d}", intent))
             pending.add(task)
             task.add_done_callback(pending.discard)
-            await asyncio.sleep(1 / RATE)
+            await asyncio.sleep(every)
 
     async def chaos() -> dict[str, float]:
         await asyncio.sleep(KILL_AT - lag)
@@ -185,7 +191,7 @@ async def _load(
         }
 
     chaos_task = asyncio.create_task(chaos())
-    await gateway()
+    await asyncio.gather(gateway("x", 1 / RATE), gateway("w", WAITING_EVERY, "loan"))
     events = await chaos_task
     await asyncio.gather(*list(pending))
     await asyncio.sleep(3)  # the desks work off the queue

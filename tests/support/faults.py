@@ -237,9 +237,13 @@ class Client:
 ENDED = frozenset({"completed", "abandoned", "expired"})
 
 
-async def create_contact(client: Client, cid: str, channel: str = "voice") -> dict[str, Any]:
+async def create_contact(
+    client: Client, cid: str, channel: str = "voice", intent: str | None = None
+) -> dict[str, Any]:
     """POST until answered: a retry after a lost reply finds the contact (200)."""
-    body = {"id": cid, "channel": channel, "customer": {"id": "cu-" + cid}}
+    body: dict[str, Any] = {"id": cid, "channel": channel, "customer": {"id": "cu-" + cid}}
+    if intent:
+        body["intent"] = intent
     status, data = await client.call("POST", "/contacts", GW, body)
     assert status in (200, 201), f"create {cid} -> {status}: {data}"
     client.stats["created" if status == 201 else "create_found"] += 1
