@@ -36,6 +36,7 @@ from router.routing.validation import parse_config
 from router.runtime.settings import token_hash
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 
 NUMBER, REPEAT = 200, 10  # sequential script calls per batch, batches
 
@@ -141,7 +142,7 @@ async def run() -> dict[str, Any]:
             [("bdf-a-0000", {"k000": 5})],
             [(f"bdf-c-0000-{n:06d}", "i000") for n in range(calls + 10)],
         )
-        engine = Engine(client)
+        engine = Engine(Shards(client))
         await engine.scripts.load_all(client)
         for name in ("bdo", "bdq", "bdf"):
             await engine.configs.get(name)

@@ -35,39 +35,41 @@ from benchmarks.e2e.procs import machine
 from loadtest.workspace import WORKSPACE, agents, config
 from router.runtime.settings import DEMO_JWT_SECRET
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 from tests.support.procs import ROOT, Replica, start_replicas, stop_replicas, wait_ready
 
 AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
 
 
-async def setup(redis_url: str, n_agents: int) -> None:
-    """Config and available agents straight through the engine (5,000 agents in seconds)."""
-    from redis.asyncio import Redis
-
+async def setup(redis_url: str, n_agents: int, workspace: str = WORKSPACE) -> None:
+    """Config and available agents straight through the engine (5,000 agents in
+    seconds); any topology (`redis_url` may name a cluster)."""
     from router.routing.engine import Engine
     from router.routing.model import AgentIn, AgentStateIn
     from router.routing.validation import parse_config
+    from router.store.client import open_shards
 
-    client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
-    engine = Engine(client)
+    shards = await open_shards(redis_url, 30.0)
+    engine = Engine(shards)
     try:
-        await engine.scripts.load_all(client)
+        for client in shards.primaries():
+            await engine.scripts.load_all(client)
         doc = config(1000.0)  # wrap-ups of 30 s become 30 ms: agents free almost at once
         for ch in doc["channels"].values():  # type: ignore[attr-defined]
             ch["offer_timeout"] = 60.0
-        await engine.put_config(WORKSPACE, parse_config(json.dumps(doc).encode()), "admin:bench")
+        await engine.put_config(workspace, parse_config(json.dumps(doc).encode()), "admin:bench")
         items = agents(n_agents)
         for i in range(0, len(items), 500):
 
             async def one(aid: str, body: dict[str, Any]) -> None:
-                await engine.upsert_agent(WORKSPACE, aid, AgentIn(**body), "admin:bench")
-                await engine.set_agent_state(WORKSPACE, aid, AgentStateIn(state="available"),
+                await engine.upsert_agent(workspace, aid, AgentIn(**body), "admin:bench")
+                await engine.set_agent_state(workspace, aid, AgentStateIn(state="available"),
                                              "admin:bench")  # fmt: skip
 
             await asyncio.gather(*(one(aid, body) for aid, body in items[i : i + 500]))
     finally:
         await engine.close()
-        await client.aclose()
+        await shards.aclose()
 
 
 async def clear_backlog(redis_url: str) -> int:
@@ -81,7 +83,7 @@ async def clear_backlog(redis_url: str) -> int:
     from router.store.keys import WsKeys
 
     client = Redis.from_url(redis_url, decode_responses=True, max_connections=64)
-    engine = Engine(client)
+    engine = Engine(Shards(client))
     ws = WsKeys(WORKSPACE)
     try:
         await engine.scripts.load_all(client)

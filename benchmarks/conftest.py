@@ -23,6 +23,7 @@ from router.routing.rules import plan_route
 from router.routing.slaops import start_plan
 from router.routing.validation import parse_config
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 
 T = TypeVar("T")
 _JSON = msgspec.json.Encoder()
@@ -133,7 +134,7 @@ def redis_server() -> Iterator[LocalRedis]:
 @pytest.fixture(scope="session")
 def engine(redis_server: LocalRedis, run: Runner) -> Iterator[Engine]:
     client = Redis.from_url(redis_server.url, decode_responses=True)
-    eng = Engine(client)
+    eng = Engine(Shards(client))
     run(eng.scripts.load_all(client))
     yield eng
     run(eng.close())
@@ -144,7 +145,7 @@ def engine(redis_server: LocalRedis, run: Runner) -> Iterator[Engine]:
 def evalsha_baseline(engine: Engine, run: Runner) -> float:
     """Median seconds of one EVALSHA `return 1` through the same client and loop,
     driven the same way as the Lua benchmarks (run_until_complete per call)."""
-    script = engine.client.register_script("return 1")
+    script = engine.shards.single.register_script("return 1")
     for _ in range(200):
         run(script())
     samples = []

@@ -25,6 +25,8 @@ from typing import Any
 import uvloop
 from redis.asyncio import Redis
 
+from router.store.shards import Shards
+
 SCRIPT = "return 1"
 
 
@@ -84,7 +86,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         out["sequential"] = await timed(bare, 1, args.warmup, args.duration)
         out["concurrent"] = await timed(bare, args.concurrency, args.warmup, args.duration)
-        batcher = ScriptBatcher(client)
+        batcher = ScriptBatcher(Shards(client))
 
         async def batched() -> Any:
             return await batcher.call(Script(script), (), ())

@@ -25,12 +25,13 @@ from router.cli.demo import demo_config
 from router.routing.engine import Engine
 from router.store.client import make_client
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 from tests.support.procs import start_replicas, stop_replicas, wait_ready
 
 
 async def seed(url: str, workspaces: int) -> None:
     client = make_client(url, 10.0)
-    engine = Engine(client)
+    engine = Engine(Shards(client))
     try:
         for i in range(workspaces):
             await engine.put_config(f"idle{i:03d}", demo_config(), "admin:bench")

@@ -24,7 +24,7 @@ import uvloop
 from aiohttp.test_utils import TestServer
 
 from router.api.app import create_app
-from router.api.appkeys import REDIS
+from router.api.appkeys import SHARDS
 from router.api.ratelimit import RateLimiter
 from router.runtime.settings import Settings, Token, demo_token_spec
 from router.store.local import LocalRedis
@@ -69,7 +69,7 @@ async def _check_alone(url: str, n: int, conc: int) -> dict[str, float]:
         script = limiter._incr_script(app)  # the same script, sent unbatched
         key = f"router:rl:bench:{uuid.uuid4().hex}"
         batched = await many(lambda: limiter.hit(app, token))
-        direct = await many(lambda: script(keys=[key], args=[60, 1], client=app[REDIS]))
+        direct = await many(lambda: script(keys=[key], args=[60, 1], client=app[SHARDS].single))
         return {
             "sequential_p50_us": statistics.median(lat) * 1e6,
             "sequential_p99_us": sorted(lat)[int(len(lat) * 0.99)] * 1e6,

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.redis_ceiling                 # ~1 min, own redis-server
     .venv/bin/python -m benchmarks.redis_ceiling --json /tmp/ceiling.json
+    .venv/bin/python -m benchmarks.redis_ceiling --cluster       # ~3 min, see below
 
 Every contact of a workspace is decided by scripts on one Redis thread, so that
 thread bounds what one workspace can do however many routers run; the routers
@@ -21,6 +22,12 @@ from /proc: commands, networking and protocol) and its command time
 one workspace could reach with a core of its own: 1,000,000 / CPU µs. The
 per-request rate limiter (one more script per request, ~10 µs) is left out: it
 runs on the routers' Redis calls, not on the lifecycle's.
+
+`--cluster` measures what Redis Cluster costs: three workspaces driven alike,
+first on one standalone redis-server, then one per shard of a three-primary
+cluster (no replicas on either side), and reports Redis CPU per lifecycle
+summed over the shards against the standalone figure, and each shard's share
+of the cluster's CPU.
 """
 
 from __future__ import annotations
@@ -36,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from redis.asyncio import Redis
 
 from benchmarks.capacity import redis_usec, setup
 from benchmarks.e2e.cpu import proc_cpu
@@ -46,32 +52,33 @@ from loadtest.workspace import WORKSPACE
 from router.routing.engine import Engine
 from router.routing.model import ContactIn, Customer
 from router.runtime.errors import RouterError
+from router.store.client import make_shards
 from router.store.local import LocalRedis
 from sla.timers import TimerWorker
 
 
 class Driver:
-    def __init__(self, engine: Engine, a: argparse.Namespace) -> None:
-        self.engine, self.a = engine, a
+    def __init__(self, engine: Engine, a: argparse.Namespace, workspaces: list[str]) -> None:
+        self.engine, self.a, self.workspaces = engine, a, workspaces
         self.rng = random.Random(a.seed)
         self.n = 0
         self.done = 0
         self.outcomes: Counter[str] = Counter()
         self.stop = False
 
-    async def wait_offer(self, cid: str) -> str | None:
+    async def wait_offer(self, ws: str, cid: str) -> str | None:
         """A contact that queued (no agent with the skill was free): poll until it
         is offered. Every contact has a customer of its own, so none waits for a
         recent agent of its customer (continuity)."""
         while not self.stop:
             await asyncio.sleep(0.02)
-            c = await self.engine.get_contact(WORKSPACE, cid, timeline=False)
+            c = await self.engine.get_contact(ws, cid, timeline=False)
             if c.state == "offered" and c.agent:
                 return c.agent
         return None
 
-    async def caller(self) -> None:
-        e, ws, rng = self.engine, WORKSPACE, self.rng
+    async def caller(self, ws: str) -> None:
+        e, rng = self.engine, self.rng
         while not self.stop:
             self.n += 1
             cid = f"rc-{self.n:08d}"
@@ -83,7 +90,7 @@ class Driver:
                 agent = out.agent if out.state == "offered" else None
                 if agent is None:
                     self.outcomes["queued on arrival"] += 1
-                    agent = await self.wait_offer(cid)
+                    agent = await self.wait_offer(ws, cid)
                     if agent is None:
                         self.outcomes["never offered"] += 1
                         continue
@@ -97,14 +104,24 @@ class Driver:
                 self.outcomes[type(exc).__name__] += 1
 
 
-def command_stats(url: str) -> dict[str, tuple[int, float]]:
-    """(calls, µs) per command so far; commands run inside scripts count too."""
+def command_stats(urls: list[str]) -> dict[str, tuple[int, float]]:
+    """(calls, µs) per command so far, summed over `urls`; commands run inside
+    scripts count too."""
     import redis
 
-    with redis.Redis.from_url(url) as r:
-        stats = r.info("commandstats")
-    return {k.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec"]))  # type: ignore[index]
-            for k, v in stats.items()}  # fmt: skip
+    out: dict[str, tuple[int, float]] = {}
+    for url in urls:
+        with redis.Redis.from_url(url) as r:
+            stats = r.info("commandstats")
+        for k, v in stats.items():
+            calls, us = out.get(k.removeprefix("cmdstat_"), (0, 0.0))
+            out[k.removeprefix("cmdstat_")] = (calls + int(v["calls"]), us + float(v["usec"]))  # type: ignore[index]
+    return out
+
+
+def _usec(urls: list[str]) -> tuple[float, int]:
+    got = [redis_usec(u) for u in urls]
+    return sum(us for us, _ in got), sum(calls for _, calls in got)
 
 
 def redis_pid(client_url: str) -> int:
@@ -114,32 +131,42 @@ def redis_pid(client_url: str) -> int:
         return int(r.info("server")["process_id"])  # type: ignore[index]
 
 
-async def run(a: argparse.Namespace, url: str) -> dict[str, Any]:
-    await setup(url, a.agents)
-    client = Redis.from_url(url, decode_responses=True, max_connections=256)
-    engine = Engine(client)
-    await engine.scripts.load_all(client)
-    timers = TimerWorker(client, engine.scripts["claim"], engine.scripts["handback"],
-                         engine.fire_timers, poll=0.02)  # fmt: skip
+async def run(
+    a: argparse.Namespace, url: str, nodes: list[str], workspaces: list[str] | None = None
+) -> dict[str, Any]:
+    """`url` for the engine (any topology); `nodes`: the plain URLs of the
+    servers whose CPU and commands are counted (one, or every primary)."""
+    workspaces = workspaces or [WORKSPACE]
+    for ws in workspaces:
+        await setup(url, a.agents // len(workspaces), ws)
+    shards = make_shards(url, 30.0)
+    await shards.start()
+    engine = Engine(shards)
+    timers = TimerWorker(shards, engine.scripts["claim"], engine.scripts["handback"],
+                         engine.fire_timers, poll=0.02,
+                         workspaces=engine.configs.workspaces)  # fmt: skip
     timer_task = asyncio.create_task(timers.run())
-    d = Driver(engine, a)
-    callers = [asyncio.create_task(d.caller()) for _ in range(a.concurrency)]
-    pid = redis_pid(url)
+    d = Driver(engine, a, workspaces)
+    callers = [asyncio.create_task(d.caller(workspaces[i % len(workspaces)]))
+               for i in range(a.concurrency)]  # fmt: skip
+    pids = [redis_pid(n) for n in nodes]
     await asyncio.sleep(a.warmup)
-    done0, cpu0, (us0, calls0) = d.done, proc_cpu(pid), redis_usec(url)
-    cmd0 = command_stats(url)
+    done0, cpus0, (us0, calls0) = d.done, [proc_cpu(p) for p in pids], _usec(nodes)
+    cmd0 = command_stats(nodes)
     own0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     await asyncio.sleep(a.duration)
-    done1, cpu1, (us1, calls1) = d.done, proc_cpu(pid), redis_usec(url)
-    cmd1 = command_stats(url)
+    done1, cpus1, (us1, calls1) = d.done, [proc_cpu(p) for p in pids], _usec(nodes)
+    cmd1 = command_stats(nodes)
     own1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     d.stop = True
     await asyncio.gather(*callers, return_exceptions=True)
     await timers.stop()
     timer_task.cancel()
     await engine.close()
-    await client.aclose()
+    await shards.aclose()
     n, wall = done1 - done0, t1 - t0
+    per_node = [c1 - c0 for c0, c1 in zip(cpus0, cpus1, strict=True)]
+    cpu0, cpu1 = 0.0, sum(per_node)
     cpu_us = (cpu1 - cpu0) * 1e6 / max(n, 1)
     own = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
     return {
@@ -149,6 +176,7 @@ async def run(a: argparse.Namespace, url: str) -> dict[str, Any]:
         "lifecycles": n,
         "lifecycles_per_s": round(n / wall, 1),
         "redis_cpu_cores": round((cpu1 - cpu0) / wall, 2),
+        "redis_cpu_share_by_node": [round(c / max(cpu1, 1e-9), 3) for c in per_node],
         "redis_cpu_us_per_lifecycle": round(cpu_us, 1),
         "redis_command_us_per_lifecycle": round((us1 - us0) / max(n, 1), 1),
         "redis_commands_per_lifecycle": round((calls1 - calls0) / max(n, 1), 1),
@@ -164,6 +192,33 @@ async def run(a: argparse.Namespace, url: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+async def compare_cluster(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Three workspaces on one standalone server, then one per shard of a
+    three-primary cluster; the same load on both."""
+    from tests.support.cluster import ClusterGroup
+
+    local = LocalRedis()
+    names = [f"ceiling{i}" for i in range(3)]
+    try:
+        standalone = await run(a, local.url, [local.url], names)
+    finally:
+        local.stop()
+    group = ClusterGroup(tmp / "cluster", masters=3, replicas_per_master=0)
+    try:
+        names = group.names_on_each_primary("ceiling")
+        nodes = [f"redis://127.0.0.1:{p}" for p in group.primaries()]
+        cluster = await run(a, group.url, nodes, names)
+    finally:
+        group.stop()
+    ratio = cluster["redis_cpu_us_per_lifecycle"] / standalone["redis_cpu_us_per_lifecycle"]
+    return {
+        "standalone": standalone,
+        "cluster": cluster,
+        "cluster_cpu_per_lifecycle_ratio": round(ratio, 3),
+        "largest_shard_share": max(cluster["redis_cpu_share_by_node"]),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--agents", type=int, default=5000)
@@ -177,13 +232,20 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--cluster", action="store_true", help="standalone against a 3-shard cluster")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
-    local = LocalRedis()
-    try:
-        out = uvloop.run(run(a, local.url))
-    finally:
-        local.stop()
+    if a.cluster:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = uvloop.run(compare_cluster(a, Path(tmp)))
+    else:
+        local = LocalRedis()
+        try:
+            out = uvloop.run(run(a, local.url, [local.url]))
+        finally:
+            local.stop()
     text = json.dumps(out, indent=2)
     print(text)
     if a.json:

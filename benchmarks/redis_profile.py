@@ -35,9 +35,7 @@ from tests.support.procs import start_replicas, stop_replicas, wait_ready
 def script_names(url: str) -> dict[str, str]:
     from hashlib import sha1
 
-    from redis.asyncio import Redis
-
-    names = {s.sha: n for n, s in Scripts(Redis.from_url(url)).scripts.items()}
+    names = {s.sha: n for n, s in Scripts().scripts.items()}
     for name, text in (("audit seal", SEAL_LUA), ("lease", LEASE_LUA),
                        ("lease release", RELEASE_LUA)):  # fmt: skip
         names[sha1(text.encode()).hexdigest()] = name

@@ -21,6 +21,7 @@ from benchmarks.conftest import Runner
 from router.security.audit.records import GENESIS, ChainChecker, Source, seal_record
 from router.security.audit.sealer import Chain, Sealer
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 
 N = 1000
 IDS = itertools.count()
@@ -85,7 +86,7 @@ def client(redis_server: LocalRedis, run: Runner) -> Any:
 def test_seal_1000_events_through_redis(benchmark: Any, client: Redis, run: Runner) -> None:
     """One sealer batch end to end: XRANGE + XINFO, hashing, the seal script
     appending 1,000 records and moving the head (one round trip each)."""
-    sealer = Sealer(client, batch=N)
+    sealer = Sealer(Shards(client), batch=N)
 
     def setup() -> tuple[tuple[Chain], dict[str, Any]]:
         src = Source.workspace(f"bench{next(IDS)}-{uuid.uuid4().hex[:6]}")

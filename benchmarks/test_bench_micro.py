@@ -96,7 +96,9 @@ def real_reply(engine: Engine, run: Runner) -> dict[str, str]:
     k = WsKeys(ws)
     res = run(
         engine.scripts["create"](
-            keys=[k.runtime, k.contact("c1")], args=create_args(cfg, contact("c1"))
+            keys=[k.runtime, k.contact("c1")],
+            args=create_args(cfg, contact("c1")),
+            client=engine.shards.single,
         )
     )
     return _pairs(res[1])
@@ -264,6 +266,7 @@ class Ws:
         return self.engine.scripts["create"](
             keys=[self.k.runtime, self.k.contact(cid)],
             args=create_args(self.cfg, contact(cid, channel)),
+            client=self.engine.shards.single,
         )
 
     def action(self, name: str, cid: str, *args: Any) -> Any:
@@ -282,7 +285,7 @@ def lua(benchmark: Any, baseline: float, target: Any, setup: Any) -> None:
 def test_lua_baseline_evalsha_return_1(
     benchmark: Any, engine: Engine, run: Runner, evalsha_baseline: float
 ) -> None:
-    script = engine.client.register_script("return 1")
+    script = engine.shards.single.register_script("return 1")
     benchmark.pedantic(lambda: run(script()), rounds=2000, warmup_rounds=50)
     benchmark.extra_info["vs_evalsha_return_1"] = round(
         benchmark.stats.stats.median / evalsha_baseline, 2
@@ -299,7 +302,7 @@ def test_lua_create_queued(
         assert _pairs(run(ws.create_coro(cid))[1])["st"] == "queued"
 
     lua(benchmark, evalsha_baseline, target, lambda: ((fresh("q"),), {}))
-    assert run(engine.client.zcard(ws.k.queue("cards", "voice"))) >= LUA_ROUNDS
+    assert run(engine.shards.single.zcard(ws.k.queue("cards", "voice"))) >= LUA_ROUNDS
 
 
 def test_lua_create_offered(
@@ -352,13 +355,13 @@ def test_lua_complete_frees_agent_next_offer(
         assert res[0] == 1
 
     lua(benchmark, evalsha_baseline, target, setup)
-    got = run(engine.client.hget(ws.k.contact(state["held"]), "st"))
+    got = run(engine.shards.single.hget(ws.k.contact(state["held"]), "st"))
     assert got == "offered"
 
 
 def _due_now(ws: Ws, cid: str) -> str:
     member = f"sla|{cid}|answer|0|1"  # the 0.5 warning of the answer clock (boost 30 s)
-    ws.run(ws.engine.client.zadd(ws.k.timers, {member: 1}, xx=True))
+    ws.run(ws.engine.shards.single.zadd(ws.k.timers, {member: 1}, xx=True))
     return member
 
 
@@ -376,7 +379,11 @@ def test_lua_timer_claim(
         return (next(IDS),), {}
 
     def target(claim_id: int) -> None:
-        res = run(engine.scripts["claim"](keys=keys, args=[100, 600_000, "bench", claim_id]))
+        res = run(
+            engine.scripts["claim"](
+                keys=keys, args=[100, 600_000, "bench", claim_id], client=engine.shards.single
+            )
+        )
         assert len(res) == 5
 
     lua(benchmark, evalsha_baseline, target, setup)
@@ -394,14 +401,22 @@ def test_lua_timer_fire_sla_step(
         cid = fresh("tf")
         ws.create(cid)
         member = _due_now(ws, cid)
-        res = run(engine.scripts["claim"](keys=claim_keys, args=[100, 600_000, "bench", next(IDS)]))
+        res = run(
+            engine.scripts["claim"](
+                keys=claim_keys,
+                args=[100, 600_000, "bench", next(IDS)],
+                client=engine.shards.single,
+            )
+        )
         assert res[2] == member
         return (member, int(res[3])), {}
 
     def target(member: str, due: int) -> None:
         res = run(
             engine.scripts["fire"](
-                keys=[k.runtime, k.timer_leases, k.timer_lease_info], args=[member, due]
+                keys=[k.runtime, k.timer_leases, k.timer_lease_info],
+                args=[member, due],
+                client=engine.shards.single,
             )
         )
         assert res[0] == 1

@@ -26,6 +26,7 @@ from benchmarks.conftest import MEMORY_ROWS, SCALE_ROWS, Runner, bench_config, c
 from router.routing.engine import Engine, _pairs
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 
 SCALES = [(100, 1_000), (1_000, 10_000), (10_000, 100_000)]
 CREATE_ROUNDS = 200
@@ -47,7 +48,7 @@ def server() -> Iterator[LocalRedis]:
 @pytest.fixture(scope="module")
 def eng(server: LocalRedis, run: Runner) -> Iterator[Engine]:
     client = Redis.from_url(server.url, decode_responses=True)
-    e = Engine(client)
+    e = Engine(Shards(client))
     run(e.scripts.load_all(client))
     run(client.config_set("slowlog-log-slower-than", 0))
     run(client.config_set("slowlog-max-len", 10_000))
@@ -165,10 +166,10 @@ def record(benchmark: Any, script: str, agents: int, queued: int, us: list[int])
 @pytest.fixture(scope="module", params=SCALES, ids=[f"{a}ag-{q}q" for a, q in SCALES])
 def scale(request: Any, eng: Engine, run: Runner) -> tuple[int, int, WsKeys]:
     agents, queued = request.param
-    client = eng.client
+    client = eng.shards.single
     run(client.flushall())
     run(client.config_set("slowlog-log-slower-than", 0))
-    eng.configs = type(eng.configs)(client)  # forget cached configs of flushed workspaces
+    eng.configs = type(eng.configs)(Shards(client))  # forget cached configs of flushed workspaces
     ws = f"sc{agents}"
     k = WsKeys(ws)
     run(eng.put_config(ws, bench_config(), "admin:bench"))
@@ -190,12 +191,12 @@ def test_create_at_scale(
         return (cid, create_args(cfg, contact(cid))), {}
 
     def target(cid: str, args: list[Any]) -> None:
-        res = run(script(keys=[k.runtime, k.contact(cid)], args=args))
+        res = run(script(keys=[k.runtime, k.contact(cid)], args=args, client=eng.shards.single))
         assert _pairs(res[1])["st"] == "queued"
 
-    run(eng.client.slowlog_reset())
+    run(eng.shards.single.slowlog_reset())
     benchmark.pedantic(target, setup=setup, rounds=CREATE_ROUNDS, warmup_rounds=0)
-    record(benchmark, "create (queued)", agents, queued, run(server_us(eng.client)))
+    record(benchmark, "create (queued)", agents, queued, run(server_us(eng.shards.single)))
 
 
 def test_complete_next_offer_at_scale(
@@ -209,25 +210,31 @@ def test_complete_next_offer_at_scale(
         return (next(holders),), {}
 
     def target(i: int) -> None:
-        res = run(script(keys=[k.runtime, k.contact(f"h{i}")], args=["agent:bench", f"a{i}"]))
+        res = run(
+            script(
+                keys=[k.runtime, k.contact(f"h{i}")],
+                args=["agent:bench", f"a{i}"],
+                client=eng.shards.single,
+            )
+        )
         assert res[0] == 1
 
-    run(eng.client.slowlog_reset())
+    run(eng.shards.single.slowlog_reset())
     benchmark.pedantic(target, setup=setup, rounds=COMPLETE_ROUNDS, warmup_rounds=0)
-    us = run(server_us(eng.client))
+    us = run(server_us(eng.shards.single))
     # each freed agent was offered the best-ranked waiting call
-    assert run(eng.client.hget(k.agent("a0"), "load")) == "100"
-    assert run(eng.client.zcard(k.queue("cards", "voice"))) < queued + CREATE_ROUNDS
+    assert run(eng.shards.single.hget(k.agent("a0"), "load")) == "100"
+    assert run(eng.shards.single.zcard(k.queue("cards", "voice"))) < queued + CREATE_ROUNDS
     record(benchmark, "complete -> next offer", agents, queued, us)
 
 
 def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run: Runner) -> None:
     """N contacts through create.lua (queued, SLA clock with 2 timers, events)."""
-    client = eng.client
+    client = eng.shards.single
     run(client.flushall())
     run(client.slowlog_reset())
     run(client.config_set("slowlog-log-slower-than", -1))  # the log itself uses memory
-    eng.configs = type(eng.configs)(client)
+    eng.configs = type(eng.configs)(Shards(client))
     n = 5_000
     cfg = bench_config()
     k = WsKeys("memc")
@@ -237,7 +244,9 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run:
     async def fill() -> None:
         for i in range(n):
             await script(
-                keys=[k.runtime, k.contact(f"m{i}")], args=create_args(cfg, contact(f"m{i}"))
+                keys=[k.runtime, k.contact(f"m{i}")],
+                args=create_args(cfg, contact(f"m{i}")),
+                client=eng.shards.single,
             )
 
     before = run(used_memory(client))
@@ -264,7 +273,7 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run:
 
 def test_memory_per_queued_contact_direct(benchmark: Any, eng: Engine, run: Runner) -> None:
     """Contact hash + its two queue entries only (what the scale runs write)."""
-    client = eng.client
+    client = eng.shards.single
     run(client.flushall())
     n = 100_000
     k = WsKeys("memd")
@@ -279,7 +288,7 @@ def test_memory_per_queued_contact_direct(benchmark: Any, eng: Engine, run: Runn
 
 
 def test_memory_per_pending_timer(benchmark: Any, eng: Engine, run: Runner) -> None:
-    client = eng.client
+    client = eng.shards.single
     run(client.flushall())
     n = 100_000
     k = WsKeys("memt")

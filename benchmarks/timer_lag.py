@@ -41,6 +41,7 @@ from router.routing.validation import parse_config
 from router.store.client import make_client
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis
+from router.store.shards import Shards
 from tests.support.client import small_config
 from tests.support.procs import start_replicas, stop_replicas, wait_ready
 
@@ -147,7 +148,7 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     client = make_client(local.url, 60.0)
     replicas = []
     try:
-        engine = Engine(client)
+        engine = Engine(Shards(client))
         await engine.scripts.load_all(client)
         await engine.put_config(WS, parse_config(config()), "admin:bench")
         due_n = int(a.rate * a.duration)

@@ -32,16 +32,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
 from router.runtime.aio import cancel_requested
 from router.store.failures import store_unavailable
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 500
+RETRY_AFTER = 0.5  # seconds before a workspace whose claim failed is claimed again
 LEASE_MS = 5_000  # default; ROUTER_TIMER_LEASE
 # Seconds a stopping worker waits for its round in progress (claims and fires
 # in flight) before cancelling it; what is left is handed back.
@@ -64,7 +64,7 @@ Fire = Callable[[WsKeys, list[tuple[str, int]]], Awaitable[object]]
 class TimerWorker:
     def __init__(
         self,
-        client: Redis,
+        shards: Shards,
         claim: Any,
         handback: Any,
         fire: Fire,
@@ -75,7 +75,7 @@ class TimerWorker:
         idle_max: float = IDLE_MAX,
     ) -> None:
         self._on_fired = on_fired  # lag ms of each fired timer (metrics)
-        self._client = client
+        self._shards = shards
         self._claim = claim
         self._handback = handback
         self._fire = fire
@@ -91,7 +91,7 @@ class TimerWorker:
         self._unanswered: dict[str, int] = {}
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
-        self._workspaces = workspaces or Workspaces(client)
+        self._workspaces = workspaces or Workspaces(shards)
         self._idle_max = idle_max
         # Per workspace, the monotonic time of its next claim (absent: claim now).
         self._next: dict[str, float] = {}
@@ -117,6 +117,7 @@ class TimerWorker:
         res = await self._claim(
             keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
             args=[CLAIM_BATCH, self._lease_ms, self.owner, claim_id],
+            client=self._shards.of(ws.tag),
         )
         del self._unanswered[ws.name]
         now = int(res[0])
@@ -152,6 +153,7 @@ class TimerWorker:
                 await self._handback(
                     keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
                     args=[self.owner, *failed],
+                    client=self._shards.of(ws.tag),
                 )
             self.wake(ws.name)
         return len(members)
@@ -171,14 +173,20 @@ class TimerWorker:
         while not cancel_requested() and not self._stopping:
             self._woken.clear()
             try:
-                for name in await self._workspaces.names():
-                    if self._next.get(name, 0.0) <= time.monotonic():
-                        await self.claim_once(WsKeys(name))
-            except asyncio.CancelledError:
-                raise
+                names = await self._workspaces.names()
             except Exception as exc:
-                log.warning("timer poll failed (%s)", type(exc).__name__)
-                await asyncio.sleep(0.5)
+                log.warning("listing workspaces failed (%s)", type(exc).__name__)
+                names = self._workspaces.known()
+            for name in names:
+                if self._next.get(name, 0.0) <= time.monotonic():
+                    try:
+                        await self.claim_once(WsKeys(name))
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as exc:  # that workspace's shard: the others go on
+                        self._shards.suspect(exc)
+                        log.warning("timer claim failed (%s)", type(exc).__name__)
+                        self._next[name] = time.monotonic() + RETRY_AFTER
             await asyncio.sleep(self._poll)  # a busy workspace: at most one claim per poll
             soonest = min(self._next.values(), default=time.monotonic() + self._idle_max)
             with contextlib.suppress(TimeoutError):
@@ -214,7 +222,9 @@ class TimerWorker:
             ws = WsKeys(name)
             n += int(
                 await self._handback(
-                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info], args=[self.owner]
+                    keys=[ws.timers, ws.timer_leases, ws.timer_lease_info],
+                    args=[self.owner],
+                    client=self._shards.of(ws.tag),
                 )
             )
         return n

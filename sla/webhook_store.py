@@ -11,14 +11,13 @@ script (`sla/lua/webhook_settle.lua`).
 from __future__ import annotations
 
 import random
-from importlib import resources
 
 import msgspec
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
 from router.store.keys import WsKeys
+from router.store.scripts import Script, read_lua
 
 GROUP = "webhooks"
 
@@ -70,9 +69,8 @@ def backoff_ms(attempt: int, base: float, cap: float) -> int:
     return int(random.uniform(0, ceiling) * 1000)
 
 
-def script(client: Redis, name: str) -> AsyncScript:
-    text = resources.files("sla").joinpath("lua", name + ".lua").read_text("utf-8")
-    return client.register_script(text)
+def script(name: str) -> Script:
+    return Script(read_lua("sla", name))
 
 
 async def create_group(client: Redis, ws: str) -> bool:
@@ -96,4 +94,5 @@ async def replay_dead_letters(client: Redis, ws: str, limit: int = 1000) -> int:
     if limit < 1:
         raise ValueError(f"limit must be at least 1, not {limit}")
     keys = WebhookKeys(ws)
-    return int(await script(client, "webhook_replay")(keys=[keys.dead, keys.retry], args=[limit]))
+    replay = script("webhook_replay")
+    return int(await replay(keys=[keys.dead, keys.retry], args=[limit], client=client))

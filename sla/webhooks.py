@@ -40,6 +40,7 @@ from redis.exceptions import ResponseError
 
 from router.runtime.aio import cancel_requested
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 from sla.signing import Webhook, matches
 from sla.webhook_sender import post_event
@@ -70,7 +71,7 @@ class WebhookDispatcher:
 
     def __init__(
         self,
-        client: Redis,
+        shards: Shards,
         subscriptions: Subscriptions,
         *,
         workspaces: WorkspaceNames | None = None,
@@ -84,9 +85,9 @@ class WebhookDispatcher:
         max_age: float | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self._client = client
+        self._shards = shards
         self._subscriptions = subscriptions
-        self._workspaces = workspaces or Workspaces(client).names
+        self._workspaces = workspaces or Workspaces(shards).names
         self.consumer = consumer or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._sem = asyncio.Semaphore(concurrency)
         # Entries and retries in progress at once; reading stops above this so
@@ -99,8 +100,8 @@ class WebhookDispatcher:
         self._max_age_ms = None if max_age is None else int(max_age * 1000)
         self._session = session
         self._own_session = session is None
-        self._settle = script(client, "webhook_settle")
-        self._claim = script(client, "webhook_claim")
+        self._settle = script("webhook_settle")
+        self._claim = script("webhook_claim")
         self._groups: set[str] = set()
         self._next_autoclaim: dict[str, float] = {}
         self._autoclaim_from: dict[str, str] = {}
@@ -182,7 +183,7 @@ class WebhookDispatcher:
                 return False
             keys = WebhookKeys(ws)
             if ws not in self._groups:
-                await create_group(self._client, ws)
+                await create_group(self._of(ws), ws)
                 self._groups.add(ws)
             room = self._max_inflight - len(self._tasks)
             if room <= 0:
@@ -196,7 +197,9 @@ class WebhookDispatcher:
             due: list[str] = []
             if room > len(entries):
                 due = await self._claim(
-                    keys=[keys.retry], args=[room - len(entries), self._lease_ms]
+                    keys=[keys.retry],
+                    args=[room - len(entries), self._lease_ms],
+                    client=self._of(ws),
                 )
                 for member in due:
                     self._held_retries.add((ws, member))
@@ -209,20 +212,23 @@ class WebhookDispatcher:
             log.warning("webhook poll of workspace %s failed (%s)", ws, exc)
             return False
         except Exception as exc:
+            self._shards.suspect(exc)
             log.warning("webhook poll of workspace %s failed (%s)", ws, type(exc).__name__)
             return False
         return len(entries) + len(due) >= room
 
+    def _of(self, ws: str) -> Redis:
+        return self._shards.of(WsKeys(ws).tag)
+
     async def _read(self, keys: WebhookKeys, count: int) -> list[tuple[str, Any]]:
-        res: Any = await self._client.xreadgroup(
-            GROUP, self.consumer, {keys.events: ">"}, count=count
-        )
+        client = self._of(keys.ws)
+        res: Any = await client.xreadgroup(GROUP, self.consumer, {keys.events: ">"}, count=count)
         entries: list[tuple[str, Any]] = list(res[0][1]) if res else []
         now = time.monotonic()
         if len(entries) < count and now >= self._next_autoclaim.get(keys.ws, 0.0):
             # Entries another replica read and never acknowledged (it died).
             self._next_autoclaim[keys.ws] = now + self._claim_idle_ms / 4000
-            claimed: Any = await self._client.xautoclaim(
+            claimed: Any = await client.xautoclaim(
                 keys.events, GROUP, self.consumer, self._claim_idle_ms,
                 self._autoclaim_from.get(keys.ws, "0-0"), count=count - len(entries),
             )  # fmt: skip
@@ -307,7 +313,9 @@ class WebhookDispatcher:
         self, keys: WebhookKeys, sid: str, member: str, failures: list[Any]
     ) -> None:
         res = await self._settle(
-            keys=[keys.events, keys.retry, keys.dead], args=[GROUP, sid, member, *failures]
+            keys=[keys.events, keys.retry, keys.dead],
+            args=[GROUP, sid, member, *failures],
+            client=self._of(keys.ws),
         )
         self.retried += int(res[1])
         self.dead += int(res[2])
@@ -337,12 +345,12 @@ class WebhookDispatcher:
             for ws, sids in entries.items():
                 # XCLAIM to ourselves with a long idle time: the next XAUTOCLAIM
                 # of any replica takes them instead of waiting for the idle time.
-                await self._client.xclaim(
+                await self._of(ws).xclaim(
                     WsKeys(ws).events, GROUP, self.consumer, 0, sids,
                     idle=self._claim_idle_ms * 10, justid=True,
                 )  # fmt: skip
             for ws, member in self._held_retries:
-                await self._client.zadd(WebhookKeys(ws).retry, {member: 0}, xx=True)
+                await self._of(ws).zadd(WebhookKeys(ws).retry, {member: 0}, xx=True)
         except Exception as exc:
             # Not lost: claims and leases still run out, only later.
             log.warning("webhook hand-back failed (%s)", type(exc).__name__)

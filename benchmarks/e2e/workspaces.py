@@ -69,9 +69,10 @@ async def _setup(
     from router.routing.engine import Engine
     from router.routing.model import AgentIn, AgentStateIn, ContactIn, Customer
     from router.routing.validation import parse_config
+    from router.store.shards import Shards
 
     client = Redis.from_url(url, decode_responses=True, max_connections=64, socket_timeout=60)
-    engine = Engine(client)
+    engine = Engine(Shards(client))
     try:
         await engine.scripts.load_all(client)
         await engine.put_config(ws, parse_config(json.dumps(cfg).encode()), "admin:bench")

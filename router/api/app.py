@@ -11,7 +11,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.api.appkeys import ENGINE, EXPORTER, METRICS, NOTIFIER, REDIS, SETTINGS, TIMERS
+from router.api.appkeys import ENGINE, EXPORTER, METRICS, NOTIFIER, SETTINGS, SHARDS, TIMERS
 from router.api.middlewares import auth_middleware, errors_middleware, metrics_middleware
 from router.api.ratelimit import ratelimit_middleware
 from router.api.routes import setup_routes
@@ -23,7 +23,7 @@ from router.runtime.serving import DRAIN, Drain, drain_middleware
 from router.runtime.settings import Settings
 from router.security.audit.sealer import make_sealer
 from router.security.auth import AUTH, Authenticator
-from router.store.client import make_client
+from router.store.client import make_shards
 from router.store.notify import Notifier
 from router.store.topology import parse
 from router.wfm.exporter import StateExporter
@@ -36,17 +36,17 @@ log = logging.getLogger(__name__)
 
 async def _background(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = make_client(settings.redis_url, settings.redis_timeout)
+    shards = make_shards(settings.redis_url, settings.redis_timeout)
     metrics = app[METRICS]
     engine = Engine(
-        client,
+        shards,
         observe=metrics.decision,
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout=settings.redis_wait_timeout,
     )
     workspaces = engine.configs.workspaces  # one cached list for every background job
     timers = TimerWorker(
-        client,
+        shards,
         engine.scripts["claim"],
         engine.scripts["handback"],
         engine.fire_timers,
@@ -55,7 +55,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         lease_ms=round(settings.timer_lease * 1000),
         workspaces=workspaces,
     )
-    notifier = Notifier(client, on_timers=timers.wake)
+    notifier = Notifier(shards, workspaces, on_timers=timers.wake)
 
     async def subscriptions(ws: str) -> Mapping[str, Webhook]:
         try:
@@ -64,18 +64,20 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
             return {}
 
     webhooks = WebhookDispatcher(
-        client,
+        shards,
         subscriptions,
         workspaces=workspaces.names,
         claim_idle=settings.webhook_claim_idle,
     )
     metrics.state.webhooks = webhooks
-    exporter = StateExporter(client, engine.configs, metrics.state, settings.metrics_group)
-    app[REDIS], app[ENGINE], app[NOTIFIER], app[TIMERS] = client, engine, notifier, timers
+    exporter = StateExporter(shards, engine.configs, metrics.state, settings.metrics_group)
+    app[SHARDS], app[ENGINE], app[NOTIFIER], app[TIMERS] = shards, engine, notifier, timers
     app[EXPORTER] = exporter
-    sealer = make_sealer(client, metrics.registry, settings, workspaces)  # the audit trail
+    sealer = make_sealer(shards, metrics.registry, settings, workspaces)  # the audit trail
     try:
-        await engine.scripts.load_all(client)
+        await shards.start()  # a cluster's slot map
+        for client in shards.primaries():
+            await engine.scripts.load_all(client)
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         # Start anyway: /readyz answers 503 and loads them once Redis answers.
         log.warning("loading scripts failed (%s); /readyz will retry", type(exc).__name__)
@@ -100,7 +102,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(Exception):
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
     await engine.close()
-    await client.aclose()
+    await shards.aclose()
 
 
 async def _auth_background(app: web.Application) -> AsyncIterator[None]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from router.routing.engine import Engine
 from router.runtime.metrics import Metrics
 from router.runtime.settings import Settings, Token
 from router.store.notify import Notifier
+from router.store.shards import Shards
 from router.wfm.exporter import StateExporter
 from sla.timers import TimerWorker
 
@@ -23,7 +23,7 @@ SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", Engine)
 NOTIFIER = web.AppKey("notifier", Notifier)
 TIMERS = web.AppKey("timers", TimerWorker)
-REDIS = web.AppKey("redis", Redis)
+SHARDS = web.AppKey("shards", Shards)
 METRICS = web.AppKey("metrics", Metrics)
 EXPORTER = web.AppKey("exporter", StateExporter)
 TOKEN = web.RequestKey("token", Token)  # the caller, set by auth

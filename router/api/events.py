@@ -51,6 +51,7 @@ read commands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -61,13 +62,15 @@ import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.api.appkeys import ENGINE, REDIS, SETTINGS
+from router.api.appkeys import ENGINE, SETTINGS, SHARDS
 from router.api.common import json_response, path_id, roles
 from router.runtime.errors import BadRequest, FieldProblem, InvalidInput, Unavailable
-from router.store.client import make_client
+from router.store.client import make_shards
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from sla.signing import cloudevent
 
 log = logging.getLogger(__name__)
@@ -202,7 +205,8 @@ async def get_events(request: web.Request) -> web.Response:
     limit = parse_limit(request.query.get("limit"))
     match = type_matcher(request.query.get("type"))
     await request.app[ENGINE].configs.get(ws)
-    reply = await request.app[REDIS].xread({WsKeys(ws).events: after}, count=limit)
+    keys = WsKeys(ws)
+    reply = await request.app[SHARDS].of(keys.tag).xread({keys.events: after}, count=limit)
     entries = _entries(reply)
     nxt = entries[-1][0] if entries else after
     return json_response({"events": render(ws, entries, match), "next": nxt})
@@ -218,13 +222,17 @@ class EventStreams:
     held while it is open), never on the shared command connections.
     """
 
-    def __init__(self, client: Redis) -> None:
-        self.client = client
+    def __init__(self, shards: Shards) -> None:
+        self.shards = shards
         self.active = 0
         self.stopping = asyncio.Event()
 
-    def connection(self) -> Redis:
-        return Redis(connection_pool=self.client.connection_pool, single_connection_client=True)
+    def client(self, ws: str) -> Redis:
+        return self.shards.of(WsKeys(ws).tag)
+
+    def connection(self, ws: str) -> Redis:
+        pool = self.client(ws).connection_pool
+        return Redis(connection_pool=pool, single_connection_client=True)
 
 
 EVENT_STREAMS = web.AppKey("event_streams", EventStreams)
@@ -283,7 +291,7 @@ async def _pump(
     """Sends events until the client goes away, the server stops or Redis fails."""
     match = type_matcher(request.query.get("type"))
     key = WsKeys(ws).events
-    conn = hub.connection()
+    conn = hub.connection(ws)
     try:
         while not hub.stopping.is_set() and not _gone(request):
             reply = await conn.xread({key: cursor}, count=STREAM_BATCH, block=BLOCK_MS)
@@ -314,7 +322,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise Unavailable(f"this replica already serves {MAX_STREAMS} event streams; retry")
     hub.active += 1
     try:
-        cursor = await _start_cursor(request.app[REDIS], WsKeys(ws).events, request)
+        cursor = await _start_cursor(hub.client(ws), WsKeys(ws).events, request)
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -333,15 +341,17 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
 
 async def _streams_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    client = make_client(
+    shards = make_shards(
         settings.redis_url,
         settings.redis_timeout + BLOCK_MS / 1000,
         max_connections=MAX_STREAMS,
     )
-    app[EVENT_STREAMS] = EventStreams(client)
+    with contextlib.suppress(RedisError, OSError):  # unreachable now: learnt on first use
+        await shards.start()
+    app[EVENT_STREAMS] = EventStreams(shards)
     yield
     app[EVENT_STREAMS].stopping.set()
-    await client.aclose()
+    await shards.aclose()
 
 
 async def _stop_streams(app: web.Application) -> None:

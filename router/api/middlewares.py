@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 
-from router.api.appkeys import METRICS, REDIS, SETTINGS, TOKEN, Handler
+from router.api.appkeys import METRICS, SETTINGS, SHARDS, TOKEN, Handler
 from router.api.common import error_response, problem
 from router.runtime.errors import Forbidden, RouterError, Unauthorized, Unavailable
 from router.runtime.settings import Token
@@ -82,5 +82,5 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             authorize(token, route, request.match_info.get("ws"))
         return await handler(request)
     except (Unauthorized, Forbidden) as exc:  # from here or a handler's scope check
-        auth.denied(request.app.get(REDIS), request, token, exc)
+        auth.denied(request.app.get(SHARDS), request, token, exc)
         raise

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from router.api.appkeys import ENGINE, REDIS
+from router.api.appkeys import ENGINE, SHARDS
 from router.api.common import json_response, path_id, roles
+from router.store.keys import WsKeys
 from router.wfm.pools import pool_stats
 
 
@@ -13,7 +14,7 @@ from router.wfm.pools import pool_stats
 async def get_pools(request: web.Request) -> web.Response:
     ws = path_id(request, "ws")
     cfg = (await request.app[ENGINE].configs.get(ws)).config
-    client = request.app[REDIS]
+    client = request.app[SHARDS].of(WsKeys(ws).tag)
     stats = [await pool_stats(client, ws, pid, p) for pid, p in cfg.pools.items()]
     return json_response({"pools": stats})
 
@@ -22,4 +23,6 @@ async def get_pools(request: web.Request) -> web.Response:
 async def get_pool(request: web.Request) -> web.Response:
     ws, pid = path_id(request, "ws"), path_id(request, "pool_id")
     cfg = (await request.app[ENGINE].configs.get(ws)).config
-    return json_response(await pool_stats(request.app[REDIS], ws, pid, cfg.pools.get(pid)))
+    return json_response(
+        await pool_stats(request.app[SHARDS].of(WsKeys(ws).tag), ws, pid, cfg.pools.get(pid))
+    )

@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from router.api.appkeys import ENGINE, EXPORTER, METRICS, REDIS
+from router.api.appkeys import ENGINE, EXPORTER, METRICS, SHARDS
 from router.api.common import json_response
 
 log = logging.getLogger(__name__)
@@ -33,15 +33,27 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    client = request.app[REDIS]
+    """Ready when every primary answers and holds the scripts (one server, or each
+    primary of a cluster: a request may need any of them)."""
+    shards = request.app[SHARDS]
     engine = request.app[ENGINE]
     try:
-        await client.ping()
-        loaded = await engine.scripts.loaded(client)
-    except Exception:
+        primaries = shards.primaries()
+        if not primaries:
+            raise ConnectionError("no Redis Cluster primary known")
+        missing = []
+        for client in primaries:
+            await client.ping()
+            if not await engine.scripts.loaded(client):
+                missing.append(client)
+    except Exception as exc:
+        shards.suspect(exc)
         return json_response({"status": "unavailable", "redis": False}, status=503)
-    if not loaded:
-        with contextlib.suppress(Exception):
-            await engine.scripts.load_all(client)
+    if missing:
+        for client in missing:
+            with contextlib.suppress(Exception):
+                await engine.scripts.load_all(client)
         return json_response({"status": "loading", "redis": True, "scripts": False}, status=503)
-    return json_response({"status": "ready", "redis": True, "scripts": True})
+    return json_response(
+        {"status": "ready", "redis": True, "scripts": True, "primaries": len(primaries)}
+    )

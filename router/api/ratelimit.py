@@ -40,7 +40,7 @@ from limits.aio.storage.redis.redispy import RedispyBridge
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from router.api.appkeys import ENGINE, METRICS, REDIS, TOKEN, Handler
+from router.api.appkeys import ENGINE, METRICS, SHARDS, TOKEN, Handler
 from router.api.common import problem
 from router.runtime.settings import Settings, Token
 from router.store.scripts import Script
@@ -104,7 +104,10 @@ class RateLimiter:
         if script is None:
             # The limits storage on the service's own connection pool: same
             # address, TLS and ACL user, same timeouts; no second pool.
-            options: dict[str, Any] = {"connection_pool": app[REDIS].connection_pool}
+            # (only its script and key names are used: calls go through the batcher,
+            # to the primary that holds each key)
+            pool = app[SHARDS].of(KEY_PREFIX).connection_pool
+            options: dict[str, Any] = {"connection_pool": pool}
             storage = RedisStorage(
                 "async+redis://", implementation="redispy", key_prefix=KEY_PREFIX, **options
             )
@@ -114,7 +117,7 @@ class RateLimiter:
             registered: object = bridge.lua_incr_expire
             assert isinstance(registered, AsyncScript)
             self._prefix = bridge.prefixed_key
-            self._script = script = Script(registered)
+            self._script = script = Script(_text(registered.script))
         return script
 
     async def hit(self, app: web.Application, token: Token) -> Decision | None:
@@ -154,6 +157,10 @@ class RateLimiter:
             reset=(window + 1) * expiry - now,
             window=expiry,
         )
+
+
+def _text(script: bytes | str | memoryview) -> str:
+    return bytes(script).decode() if not isinstance(script, str) else script
 
 
 def ratelimit_middleware(settings: Settings) -> Middleware:

@@ -21,7 +21,7 @@ import msgspec
 from aiohttp import web
 from redis.asyncio import Redis
 
-from router.api.appkeys import ENGINE, REDIS
+from router.api.appkeys import ENGINE, SHARDS
 from router.api.common import path_id, roles
 from router.api.events import EVENT_STREAMS, MAX_STREAMS, _gone, _Sender
 from router.routing.config import RoutingConfig
@@ -90,7 +90,7 @@ class Boards:
             if hit is not None and time.monotonic() - hit[0] < PERIOD * 0.9:
                 return hit[1]
             cfg = (await app[ENGINE].configs.get(ws)).config
-            data = _ENC.encode(await board(app[REDIS], ws, cfg))
+            data = _ENC.encode(await board(app[SHARDS].of(WsKeys(ws).tag), ws, cfg))
             self._cache[ws] = (time.monotonic(), data)
             return data
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from msgspec import Struct
 from redis.asyncio import Redis
 
-from router.api.appkeys import ENGINE, REDIS
+from router.api.appkeys import ENGINE, SHARDS
 from router.api.common import json_response, path_id, roles
 from router.runtime.errors import FieldProblem, InvalidInput, NotFound
 from router.store.keys import WsKeys
@@ -77,7 +77,7 @@ async def get_staffing(request: web.Request) -> web.Response:
     pool = cfg.pools.get(pid)
     if pool is None:
         raise NotFound(f"pool {pid!r} does not exist", field="pool_id")
-    client = request.app[REDIS]
+    client = request.app[SHARDS].of(WsKeys(ws).tag)
     secs, micros = await client.time()
     live = (await pool_windows(client, ws, [pid], int(secs) * 1000 + int(micros) // 1000))[pid]
     q_rate = _number(request, "rate", 0, 10_000)
@@ -166,7 +166,7 @@ async def get_forecast(request: web.Request) -> web.Response:
     channel = request.query.get("channel")
     if channel is not None and channel not in pool.channels:
         raise InvalidInput([FieldProblem("channel", f"pool {pid} does not serve {channel!r}")])
-    client = request.app[REDIS]
+    client = request.app[SHARDS].of(WsKeys(ws).tag)
     secs, micros = await client.time()
     now_ms = int(secs) * 1000 + int(micros) // 1000
     today = EPOCH + dt.timedelta(days=now_ms // 86_400_000)

@@ -55,10 +55,10 @@ def _redis_url() -> str | None:
     return url
 
 
-async def _all_sources(client: Any) -> list[Source]:
+async def _all_sources(shards: Any) -> list[Source]:
     from router.store.keys import WORKSPACES
 
-    names = sorted(cast(set[str], await client.smembers(WORKSPACES)))
+    names = sorted(cast(set[str], await shards.of(WORKSPACES).smembers(WORKSPACES)))
     return [*(Source.workspace(n) for n in names), Source.access()]
 
 
@@ -79,14 +79,14 @@ def _verify(args: argparse.Namespace) -> int:
             return 2
 
         async def live() -> list[Result]:
-            from router.store.client import make_client
+            from router.store.client import open_shards
 
-            client = make_client(url, 30.0)
+            shards = await open_shards(url, 30.0)
             try:
-                sources = [source] if source else await _all_sources(client)
-                return [await verify_live(client, s) for s in sources]
+                sources = [source] if source else await _all_sources(shards)
+                return [await verify_live(shards.of(s.head), s) for s in sources]
             finally:
-                await client.aclose()
+                await shards.aclose()
 
         results = asyncio.run(live())
     if not results:
@@ -99,7 +99,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from router.security.audit.segments import Exporter, ExportError
-    from router.store.client import make_client
+    from router.store.client import open_shards
 
     url = _redis_url()
     if not url:
@@ -107,11 +107,11 @@ def _export(args: argparse.Namespace) -> int:
     source = _source(args)
 
     async def run() -> int:
-        client = make_client(url, 30.0)
-        exporter = Exporter(client, Path(args.dir), args.segment_records, args.segment_seconds)
+        shards = await open_shards(url, 30.0)
+        exporter = Exporter(shards, Path(args.dir), args.segment_records, args.segment_seconds)
         failed = 0
         try:
-            for s in [source] if source else await _all_sources(client):
+            for s in [source] if source else await _all_sources(shards):
                 total = 0
                 try:
                     while n := await exporter.catch_up(s):
@@ -122,7 +122,7 @@ def _export(args: argparse.Namespace) -> int:
                     continue
                 print(f"{s.name}: {total} record(s) exported")
         finally:
-            await client.aclose()
+            await shards.aclose()
         return 1 if failed else 0
 
     return asyncio.run(run())

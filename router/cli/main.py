@@ -94,12 +94,13 @@ async def _seed(url: str) -> None:
     from router.cli.demo import DEMO_WORKSPACE, demo_agents, demo_config
     from router.routing.engine import Engine
     from router.routing.model import AgentStateIn
-    from router.store.client import make_client
+    from router.store.client import open_shards
 
-    client = make_client(url, 10.0)
-    engine = Engine(client)
+    shards = await open_shards(url, 10.0)
+    engine = Engine(shards)
     try:
-        await engine.scripts.load_all(client)
+        for client in shards.primaries():
+            await engine.scripts.load_all(client)
         await engine.put_config(DEMO_WORKSPACE, demo_config(), "admin:seed")
         for aid, agent in demo_agents():
             await engine.upsert_agent(DEMO_WORKSPACE, aid, agent, "admin:seed")
@@ -108,7 +109,7 @@ async def _seed(url: str) -> None:
             )
     finally:
         await engine.close()
-        await client.aclose()
+        await shards.aclose()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -138,23 +139,26 @@ def _seed_cmd(args: argparse.Namespace) -> int:
 
 def _stats(args: argparse.Namespace) -> int:
     from router.routing.configstore import ConfigStore
-    from router.store.client import make_client
+    from router.store.client import open_shards
+    from router.store.keys import WsKeys
     from router.wfm.pools import pool_stats
 
     async def run() -> None:
-        client = make_client(os.environ["REDIS_URL"], 10.0)
-        cfg = (await ConfigStore(client).get(args.workspace)).config
+        shards = await open_shards(os.environ["REDIS_URL"], 10.0)
+        cfg = (await ConfigStore(shards).get(args.workspace)).config
+        client = shards.of(WsKeys(args.workspace).tag)
         for pid, pool in cfg.pools.items():
             s = await pool_stats(client, args.workspace, pid, pool)
             print(msgspec.json.encode(s).decode())
-        await client.aclose()
+        await shards.aclose()
 
     asyncio.run(run())
     return 0
 
 
 def _webhooks_replay(args: argparse.Namespace) -> int:
-    from router.store.client import make_client
+    from router.store.client import open_shards
+    from router.store.keys import WsKeys
     from sla.webhook_store import replay_dead_letters
 
     url = os.environ.get("REDIS_URL")
@@ -163,11 +167,12 @@ def _webhooks_replay(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        client = make_client(url, 10.0)
+        shards = await open_shards(url, 10.0)
         try:
+            client = shards.of(WsKeys(args.workspace).tag)
             return await replay_dead_letters(client, args.workspace, args.limit)
         finally:
-            await client.aclose()
+            await shards.aclose()
 
     n = asyncio.run(run())
     print(f"{n} dead letter(s) of workspace {args.workspace!r} queued for delivery again")

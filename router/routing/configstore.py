@@ -16,13 +16,13 @@ import logging
 import time
 from typing import cast
 
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from router.routing.config import CONFIG_DECODER, RoutingConfig, StoredConfig
 from router.runtime.aio import cancel_requested
 from router.runtime.errors import NotFound
-from router.store.keys import WsKeys
+from router.store.keys import CONFIG_CHANNEL, WORKSPACES, WsKeys
+from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ RETRY_SECONDS = 0.5
 
 
 class ConfigStore:
-    def __init__(self, client: Redis, workspaces: Workspaces | None = None) -> None:
-        self._client = client
-        self.workspaces = workspaces or Workspaces(client)
+    def __init__(self, shards: Shards, workspaces: Workspaces | None = None) -> None:
+        self._shards = shards
+        self.workspaces = workspaces or Workspaces(shards)
         self._cache: dict[str, StoredConfig] = {}
         self.on_change: list[asyncio.Queue[tuple[str, RoutingConfig]]] = []
 
@@ -49,7 +49,8 @@ class ConfigStore:
         return stored
 
     async def _load(self, ws: str) -> StoredConfig | None:
-        raw = cast(dict[str, str], await self._client.hgetall(WsKeys(ws).config))
+        keys = WsKeys(ws)
+        raw = cast(dict[str, str], await self._shards.of(keys.tag).hgetall(keys.config))
         if not raw:
             return None
         stored = StoredConfig(
@@ -67,12 +68,18 @@ class ConfigStore:
             self._cache[ws] = stored
 
     async def refresh_all(self) -> None:
-        names = await self.workspaces.names()
-        pipe = self._client.pipeline(transaction=False)
-        for ws in names:
-            pipe.hget(WsKeys(ws).config, "version")
-        for ws, version in zip(names, await pipe.execute(), strict=True):
-            await self._reload_if_newer(ws, version)
+        by_shard: dict[int, list[str]] = {}
+        clients = {}
+        for ws in await self.workspaces.names():
+            client = self._shards.of(WsKeys(ws).tag)
+            clients[id(client)] = client
+            by_shard.setdefault(id(client), []).append(ws)
+        for key, names in by_shard.items():  # one pipeline per primary
+            pipe = clients[key].pipeline(transaction=False)
+            for ws in names:
+                pipe.hget(WsKeys(ws).config, "version")
+            for ws, version in zip(names, await pipe.execute(), strict=True):
+                await self._reload_if_newer(ws, version)
 
     async def _reload_if_newer(self, ws: str, version: str | int | None) -> None:
         old = self._cache.get(ws)
@@ -91,20 +98,24 @@ class ConfigStore:
         """Runs until cancelled: reloads on notifications, compares every version
         after subscribing and every `REFRESH_SECONDS`, resubscribes after an outage."""
         while not cancel_requested():
-            pubsub = self._client.pubsub()
+            pubsub: PubSub | None = None
             try:
-                await pubsub.subscribe("router:config")
+                # a classic channel: any node of a cluster delivers it
+                pubsub = self._shards.of(WORKSPACES).pubsub()
+                await pubsub.subscribe(CONFIG_CHANNEL)
                 self.workspaces.invalidate()
                 await self.refresh_all()  # what was published while unsubscribed
                 await self._listen(pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep watching; Redis may come back
+                self._shards.suspect(exc)
                 log.warning("config watch failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(RETRY_SECONDS)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _listen(self, pubsub: PubSub) -> None:
         refreshed = time.monotonic()

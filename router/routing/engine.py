@@ -33,7 +33,8 @@ from router.routing.runtime_hash import runtime_fields
 from router.routing.slaops import SlaOps, sla_clocks, start_plan
 from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
 from router.store.batch import ScriptBatcher
-from router.store.keys import WORKSPACES, WsKeys
+from router.store.keys import WsKeys
+from router.store.shards import Shards
 from sla.webhook_store import create_group
 
 _JSON = msgspec.json.Encoder()
@@ -118,19 +119,23 @@ def agent_out(raw: dict[str, str]) -> AgentOut:
 class Engine:
     def __init__(
         self,
-        client: Redis,
+        shards: Shards,
         observe: Histogram | None = None,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
         """`wait_replicas`: the write guarantee, the Redis replicas every
         acknowledged change must reach first (`router/store/batch.py`)."""
-        self.client = client
+        self.shards = shards
         self._observe = observe  # decision latency by operation (per replica)
-        self.scripts = Scripts(client)
-        self.batcher = ScriptBatcher(client, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
-        self.configs = ConfigStore(client)
+        self.scripts = Scripts()
+        self.batcher = ScriptBatcher(shards, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
+        self.configs = ConfigStore(shards)
         self.sla = SlaOps(self)
+
+    def client(self, ws_name: str) -> Redis:
+        """The Redis that holds the workspace (a cluster's primary for its slot)."""
+        return self.shards.of(WsKeys(ws_name).tag)
 
     async def _run(self, name: str, ws: WsKeys, key: str, args: Sequence[Any]) -> Any:
         start = time.perf_counter()
@@ -150,15 +155,17 @@ class Engine:
         except NotFound:
             previous = None
         doc = CONFIG_ENCODER.encode(cfg)
+        # listed first, apart (another slot): a config nobody finds would serve no timers
+        await self.configs.workspaces.register(ws_name)
         res = await self.batcher.call(
             self.scripts["config_put"],
-            (ws.runtime, ws.config, WORKSPACES),
+            (ws.runtime, ws.config),
             [actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
         )
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")
         if cfg.webhooks:  # from now on every event is kept for the webhooks
-            await create_group(self.client, ws_name)
+            await create_group(self.client(ws_name), ws_name)
         stored = StoredConfig(version=res[0], updated_at=res[1] / 1000, actor=actor, config=cfg)
         self.configs.remember(ws_name, stored)
         self.configs.workspaces.add(ws_name)
@@ -168,9 +175,10 @@ class Engine:
 
     async def _resync_agents(self, ws: WsKeys, cfg: RoutingConfig, actor: str) -> None:
         """Recomputes every agent's pools after a config change."""
-        ids = sorted(cast(set[str], await self.client.smembers(ws.agents)))
+        client = self.client(ws.name)
+        ids = sorted(cast(set[str], await client.smembers(ws.agents)))
         for i in range(0, len(ids), 200):
-            pipe = self.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for aid in ids[i : i + 200]:
                 pipe.hmget(ws.agent(aid), "skills", "cap", "team", "sup")
             rows = await pipe.execute()
@@ -231,7 +239,7 @@ class Engine:
 
     async def get_agent(self, ws_name: str, aid: str) -> AgentOut:
         await self.configs.get(ws_name)
-        raw = cast(dict[str, str], await self.client.hgetall(WsKeys(ws_name).agent(aid)))
+        raw = cast(dict[str, str], await self.client(ws_name).hgetall(WsKeys(ws_name).agent(aid)))
         if not raw:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         return agent_out(raw)
@@ -310,7 +318,7 @@ class Engine:
     async def get_contact(self, ws_name: str, cid: str, timeline: bool = True) -> ContactOut:
         await self.configs.get(ws_name)
         ws = WsKeys(ws_name)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client(ws_name).pipeline(transaction=False)
         pipe.hgetall(ws.contact(cid))
         pipe.lrange(ws.timeline(cid), 0, -1)
         pipe.hgetall(ws.sla(cid))

@@ -94,14 +94,14 @@ def routing_library() -> tuple[str, str]:
 class Scripts:
     """Every routing function and script, by name."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self) -> None:
         code, digest = routing_library()
-        self.library = Library(client, "router_" + digest, code, digest)
+        self.library = Library("router_" + digest, code, digest)
         self.scripts: dict[str, Script] = {}
         for name in TIMER_SCRIPTS:
-            self.scripts[name] = Script.register(client, read_lua("sla", name))
+            self.scripts[name] = Script(read_lua("sla", name))
         for name in STANDALONE_SCRIPTS:
-            self.scripts[name] = Script.register(client, read_lua(PACKAGE, name))
+            self.scripts[name] = Script(read_lua(PACKAGE, name))
         self.by_name: dict[str, Lua] = {
             n: Function(self.library, n, durable=n not in NOT_DURABLE) for n in ROUTING_SCRIPTS
         }

@@ -102,8 +102,9 @@ class Contacts(Protocol):
     """What SLA operations need of the engine (`router/routing/engine.py`), which
     owns them: they read through it and end in one of its script calls."""
 
-    client: Redis
     configs: ConfigStore
+
+    def client(self, ws_name: str) -> Redis: ...
 
     async def contact_action(
         self, ws_name: str, cid: str, action: str, args: Sequence[Any], actor: str
@@ -128,7 +129,9 @@ class SlaOps:
         eng = self._engine
         cfg = (await eng.configs.get(ws_name)).config
         for _ in range(3):  # the generation check fails only if the clock moved meanwhile
-            state = cast(dict[str, str], await eng.client.hgetall(WsKeys(ws_name).sla(cid)))
+            state = cast(
+                dict[str, str], await eng.client(ws_name).hgetall(WsKeys(ws_name).sla(cid))
+            )
             if not state:
                 raise NotFound(f"contact {cid!r} has no SLA clocks", field="contact_id")
             policy = cfg.sla_policies.get(state.get("policy", ""))
@@ -165,10 +168,12 @@ class SlaOps:
         ws = WsKeys(ws_name)
         cursor, done = 0, 0
         while True:
-            cursor, found = await eng.client.sscan(ws.sla_running, cursor, count=REPLAN_BATCH)
+            cursor, found = await eng.client(ws_name).sscan(
+                ws.sla_running, cursor, count=REPLAN_BATCH
+            )
             ids = cast(list[str], found)
             if ids:
-                pipe = eng.client.pipeline(transaction=False)
+                pipe = eng.client(ws_name).pipeline(transaction=False)
                 for cid in ids:
                     pipe.hgetall(ws.sla(cid))
                 states = await pipe.execute()
@@ -223,7 +228,7 @@ class SlaOps:
         _, cid, arg = member.split("|", 2)
         _source, channel, intent, sla = arg.split("/")
         eng = self._engine
-        raw = cast(dict[str, str], await eng.client.hgetall(WsKeys(ws_name).contact(cid)))
+        raw = cast(dict[str, str], await eng.client(ws_name).hgetall(WsKeys(ws_name).contact(cid)))
         if not raw:
             return  # the original expired from Redis: nothing to follow up
         fid = "fu-" + hashlib.sha256(member.encode()).hexdigest()[:24]

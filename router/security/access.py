@@ -90,7 +90,7 @@ async def check_agent(
         return
     if tok.role != "supervisor":
         raise agent_denied(tok, aid)
-    row = await engine.client.hmget(WsKeys(ws).agent(aid), "id", "team", "sup")
+    row = await engine.client(ws).hmget(WsKeys(ws).agent(aid), "id", "team", "sup")
     known, team, sup = cast(list[str | None], row)
     if known is not None and not in_team_scope(tok, team, sup):
         raise agent_denied(tok, aid)
@@ -136,7 +136,7 @@ async def visible_contact(tok: Token, engine: Engine, ws: str, cid: str) -> Cont
     timeline = contact.timeline or []
     handlers = {contact.agent} if contact.agent else set()
     handlers |= {e.agent for e in timeline if e.type in _HANDLED and e.agent}
-    if not await _may_see(engine.client, WsKeys(ws), tok, contact.gateway, handlers):
+    if not await _may_see(engine.client(ws), WsKeys(ws), tok, contact.gateway, handlers):
         raise contact_denied(tok, cid)
     return contact
 
@@ -168,7 +168,7 @@ async def check_action(
     if unrestricted(tok):
         return
     await engine.configs.get(ws)  # an unknown workspace is a 404 first
-    keys, client = WsKeys(ws), engine.client
+    keys, client = WsKeys(ws), engine.client(ws)
     if tok.role == "agent":
         if action in AGENT_ACTIONS:
             if agent_id != tok.name:
@@ -192,6 +192,6 @@ async def action_failed(tok: Token, engine: Engine, ws: str, cid: str, exc: Rout
         return
     if isinstance(exc, NotFound) and exc.field != "contact_id":
         return
-    _, _, handlers = await _read(engine.client, WsKeys(ws), cid, history=True)
+    _, _, handlers = await _read(engine.client(ws), WsKeys(ws), cid, history=True)
     if tok.name not in handlers:
         raise contact_denied(tok, cid) from None

@@ -35,11 +35,11 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from prometheus_client import CollectorRegistry, Counter
-from redis.asyncio import Redis
 
 from router.runtime.errors import Forbidden, RouterError, Unauthorized
 from router.runtime.settings import Settings, SettingsError, Token, read_tokens_file, token_hash
 from router.store.keys import ACCESS_MAXLEN, ACCESS_STREAM
+from router.store.shards import Shards
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class Authenticator:
     # --- denied requests --------------------------------------------------------
 
     def denied(
-        self, client: Redis | None, request: web.Request, token: Token | None, exc: RouterError
+        self, shards: Shards | None, request: web.Request, token: Token | None, exc: RouterError
     ) -> None:
         """Records a 401/403 in `router:access` in the background (never the token)."""
         info = request.match_info.route.resource
@@ -259,15 +259,16 @@ class Authenticator:
             "reason": exc.detail[:256],
             "remote": request.remote or "",
         }
-        if client is None or len(self._pending) >= MAX_PENDING_WRITES:
+        if shards is None or len(self._pending) >= MAX_PENDING_WRITES:
             self.access_failures.inc()
             return
-        task = asyncio.create_task(self._write(client, fields))
+        task = asyncio.create_task(self._write(shards, fields))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _write(self, client: Redis, fields: dict[str, str]) -> None:
+    async def _write(self, shards: Shards, fields: dict[str, str]) -> None:
         try:
+            client = shards.of(ACCESS_STREAM)
             await client.xadd(ACCESS_STREAM, fields, maxlen=ACCESS_MAXLEN, approximate=True)  # type: ignore[arg-type]
         except Exception as exc:  # counted; the denial itself was already answered
             self.access_failures.inc()

@@ -11,6 +11,11 @@ fewer than `n` confirm in time, every durable call of the batch fails with
 `NotReplicated` (503) instead of being acknowledged; reads and non-durable
 calls keep their results. One WAIT covers the whole batch, so its cost is one
 round trip to the replicas per batch, not per request.
+
+On a cluster a batch is split by the primary that holds each call's keys (its
+first key decides, as every script's keys share one slot): one pipeline per
+primary, sent concurrently, each with its own WAIT for that primary's
+replicas. An error that means the slot map moved is reported to the shards.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from redis.asyncio import Redis
 
 from router.runtime.errors import NotReplicated
 from router.store.scripts import Lua, missing
+from router.store.shards import Shards
 
 Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
@@ -30,12 +36,12 @@ Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 class ScriptBatcher:
     def __init__(
         self,
-        client: Redis,
+        shards: Shards,
         max_batch: int = 512,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
     ) -> None:
-        self._client = client
+        self._shards = shards
         self._max_batch = max_batch
         self.wait_replicas = wait_replicas
         self._wait_ms = max(1, round(wait_timeout * 1000))
@@ -59,14 +65,31 @@ class ScriptBatcher:
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        loop = asyncio.get_running_loop()
+        for client, calls in self._by_primary(batch):
+            task = loop.create_task(self._send(client, calls))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _send(self, batch: list[Call], reloaded: bool = False) -> None:
+    def _by_primary(self, batch: list[Call]) -> list[tuple[Redis, list[Call]]]:
+        if not self._shards.clustered:
+            return [(self._shards.of(""), batch)]
+        groups: dict[int, tuple[Redis, list[Call]]] = {}
+        for call in batch:
+            try:
+                client = self._shards.of(call[1][0])
+            except Exception as exc:  # no primary known for the slot: 503
+                if not call[3].done():
+                    call[3].set_exception(exc)
+                continue
+            groups.setdefault(id(client), (client, []))[1].append(call)
+        return list(groups.values())
+
+    async def _send(self, client: Redis, batch: list[Call], reloaded: bool = False) -> None:
         try:
-            results, unconfirmed = await self._execute(batch)
+            results, unconfirmed = await self._execute(client, batch)
         except BaseException as exc:  # connection lost: every caller learns it
+            self._shards.suspect(exc)
             for *_, fut in batch:
                 if not fut.done():
                     fut.set_exception(exc)
@@ -81,17 +104,20 @@ class ScriptBatcher:
             if isinstance(result, Exception) and missing(result) and not reloaded:
                 retry.append(call)  # Redis restarted empty or was flushed
             elif isinstance(result, Exception):
+                self._shards.suspect(result)  # MOVED, CLUSTERDOWN ...: the map moved
                 fut.set_exception(result)
             elif unconfirmed is not None and script.durable:
                 fut.set_exception(unconfirmed)
             else:
                 fut.set_result(result)
         if retry:
-            await self._reload_and_resend(retry)
+            await self._reload_and_resend(client, retry)
 
-    async def _execute(self, batch: list[Call]) -> tuple[list[Any], NotReplicated | None]:
+    async def _execute(
+        self, client: Redis, batch: list[Call]
+    ) -> tuple[list[Any], NotReplicated | None]:
         """One pipeline: the calls, then WAIT when the batch holds a durable call."""
-        pipe = self._client.pipeline(transaction=False)
+        pipe = client.pipeline(transaction=False)
         for script, keys, args, _ in batch:
             script.queue(pipe, keys, args)
         wait = self.wait_replicas > 0 and any(call[0].durable for call in batch)
@@ -100,18 +126,18 @@ class ScriptBatcher:
         results = await pipe.execute(raise_on_error=False)
         return results, (self._unconfirmed(results.pop()) if wait else None)
 
-    async def _reload_and_resend(self, calls: list[Call]) -> None:
+    async def _reload_and_resend(self, client: Redis, calls: list[Call]) -> None:
         """Loads the code Redis lost, then sends those calls again as one batch
         (with its WAIT, so the write guarantee holds for them too)."""
         try:
             for script in {id(c[0]): c[0] for c in calls}.values():
-                await script.load(self._client)
+                await script.load(client)
         except Exception as exc:
             for *_, fut in calls:
                 if not fut.done():
                     fut.set_exception(exc)
             return
-        await self._send(calls, reloaded=True)
+        await self._send(client, calls, reloaded=True)
 
     def _unconfirmed(self, reply: Any) -> NotReplicated | None:
         """The error for the batch's durable calls when WAIT fell short, else None."""

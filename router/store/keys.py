@@ -8,11 +8,13 @@ KEYS[1]; keep both in step.
 
 from __future__ import annotations
 
-# Set of workspace names (the only key outside a workspace tag): lets timer
-# workers and config watchers find workspaces without SCAN.
+# Set of workspace names (outside every workspace tag, so written on its own,
+# never by a script beside a workspace's keys): lets timer workers and config
+# watchers find workspaces without SCAN.
 WORKSPACES = "router:workspaces"
-# Pub/sub channel for cross-replica notifications (offers, config changes).
-NOTIFY_CHANNEL = "router:notify"
+# Pub/sub channel of config changes (`<tag>|<version>`), rare: a classic
+# channel, which a cluster forwards to every node.
+CONFIG_CHANNEL = "router:config"
 
 # Length cap of the per-workspace event stream (approximate trimming).
 EVENTS_MAXLEN = 1_000_000
@@ -47,6 +49,13 @@ class WsKeys:
     @property
     def agents(self) -> str:
         return self.tag + ":agents"
+
+    # Sharded pub/sub channel (SPUBLISH) of the workspace's notifications to
+    # replicas: `<tag>|a|<agent>` (offers, state), `<tag>|t` (an earlier timer).
+    # On a cluster only the shard that holds the workspace carries it.
+    @property
+    def notify(self) -> str:
+        return self.tag + ":notify"
 
     # Stream of events (CloudEvents-shaped JSON in field `e`).
     @property

@@ -1,12 +1,20 @@
 """Fan-out of agent notifications from Redis pub/sub to local waiters.
 
-Scripts publish `<tag>|a|<agent>` on `router:notify` whenever an agent's
-offers or state change; every replica wakes the long-polls and WebSockets it
-holds for that agent. `<tag>|t` says a timer was added earlier than the
-workspace's next one: the replica's timer worker claims it in time
-(`on_timers`, with the workspace's name; with None after a resubscription,
-when anything may have been missed). On shutdown every waiter is woken (and new ones return
-at once), so long-polls answer before the server stops instead of being cut.
+Scripts publish `<tag>|a|<agent>` on the workspace's sharded channel
+`<tag>:notify` (SPUBLISH) whenever an agent's offers or state change; every
+replica wakes the long-polls and WebSockets it holds for that agent.
+`<tag>|t` says a timer was added earlier than the workspace's next one: the
+replica's timer worker claims it in time (`on_timers`, with the workspace's
+name; with None after a resubscription, when anything may have been missed).
+On shutdown every waiter is woken (and new ones return at once), so
+long-polls answer before the server stops instead of being cut.
+
+A replica subscribes to the channel of every workspace it knows, on the
+primary that holds the workspace: on a cluster a notification then travels to
+the replicas subscribed on that one shard instead of being broadcast to every
+node, as a classic channel is. A workspace new to the process (`Workspaces.added`)
+is subscribed to as soon as it is known; a lost connection or a moved slot
+subscribes everything again.
 """
 
 from __future__ import annotations
@@ -18,18 +26,25 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 
 from router.runtime.aio import cancel_requested
-from router.store.keys import NOTIFY_CHANNEL, WsKeys
+from router.store.keys import WsKeys
+from router.store.shards import Shards
+from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 
 class Notifier:
     def __init__(
-        self, client: Redis, on_timers: Callable[[str | None], None] | None = None
+        self,
+        shards: Shards,
+        workspaces: Workspaces,
+        on_timers: Callable[[str | None], None] | None = None,
     ) -> None:
-        self._client = client
+        self._shards = shards
+        self._workspaces = workspaces
         self.on_timers = on_timers
         self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
         self.closing = False
@@ -75,21 +90,68 @@ class Notifier:
     async def run(self) -> None:
         """Runs until cancelled, resubscribing after a Redis outage."""
         while not cancel_requested():
-            pubsub = self._client.pubsub()
+            listeners: dict[int, tuple[PubSub, set[str]]] = {}
+            tasks: set[asyncio.Task[None]] = set()
             try:
-                await pubsub.subscribe(NOTIFY_CHANNEL)
+                names = await self._workspaces.names()
+                self._workspaces.added.clear()
+                await self._subscribe(names, listeners, tasks)
                 # Pub/sub delivers at most once: whatever was published while
                 # this replica was not subscribed is lost, so every waiter
                 # re-reads its state now.
                 self._wake_all()
-                async for msg in pubsub.listen():
-                    if msg.get("type") == "message":
-                        self._wake(msg["data"])
+                while True:
+                    added = asyncio.ensure_future(self._workspaces.added.wait())
+                    done, _ = await asyncio.wait(
+                        {added, *tasks}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if added not in done:
+                        added.cancel()
+                        for task in done:
+                            task.result()  # a listener failed: resubscribe all
+                        raise ConnectionError("a notification listener stopped")
+                    self._workspaces.added.clear()
+                    await self._subscribe(self._workspaces.known(), listeners, tasks)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._shards.suspect(exc)
                 log.warning("notification stream lost (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(0.5)
             finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for pubsub, _ in listeners.values():
+                    with contextlib.suppress(Exception):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _subscribe(
+        self,
+        names: list[str],
+        listeners: dict[int, tuple[PubSub, set[str]]],
+        tasks: set[asyncio.Task[None]],
+    ) -> None:
+        """Subscribes to the channels of `names` not subscribed yet, one
+        connection per primary that holds them."""
+        todo: dict[int, tuple[Redis, list[str]]] = {}
+        for name in names:
+            client = self._shards.of(WsKeys(name).tag)
+            channel = WsKeys(name).notify
+            known = listeners.get(id(client))
+            if known is None or channel not in known[1]:
+                todo.setdefault(id(client), (client, []))[1].append(channel)
+        for key, (client, channels) in todo.items():
+            if key not in listeners:
+                pubsub = client.pubsub()
+                listeners[key] = (pubsub, set())
+                await pubsub.ssubscribe(*channels)
+                tasks.add(asyncio.create_task(self._listen(pubsub), name="notify-listener"))
+            else:
+                await listeners[key][0].ssubscribe(*channels)
+            listeners[key][1].update(channels)
+
+    async def _listen(self, pubsub: PubSub) -> None:
+        async for msg in pubsub.listen():
+            if msg.get("type") == "smessage":
+                self._wake(msg["data"])

@@ -6,21 +6,23 @@ script). Lua files ship inside the package that owns them and are read once
 with `importlib.resources` (`read_lua`).
 
 A `Library` is loaded with FUNCTION LOAD; a `Function` is one FCALL of it and
-loads the library again when Redis lost it (a flushed or brand-new server),
-then retries. A `Script` is an EVALSHA script; redis-py's Script reloads it on
-NOSCRIPT. Both queue into a pipeline the same way (`Lua`), which is what the
-batcher (`router/store/batch.py`) needs.
+loads the library again when Redis lost it (a flushed or brand-new server, a
+cluster primary that never ran it), then retries. A `Script` is an EVALSHA
+script, loaded again on NOSCRIPT. Both queue into a pipeline the same way
+(`Lua`), which is what the batcher (`router/store/batch.py`) needs. None of
+them is bound to a client: the caller names the Redis that holds the keys
+(`router/store/shards.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from hashlib import sha1
 from importlib import resources
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 
@@ -48,36 +50,29 @@ class Lua(Protocol):
 
     async def load(self, client: Redis) -> None: ...
 
-    async def __call__(
-        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
-    ) -> Any: ...
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any], *, client: Redis) -> Any: ...
 
 
 class Script:
-    """An EVALSHA script (redis-py's Script reloads it on NOSCRIPT)."""
+    """An EVALSHA script, loaded again when Redis answers NOSCRIPT."""
 
-    def __init__(self, script: AsyncScript, durable: bool = False) -> None:
-        self.script = script
+    def __init__(self, text: str, durable: bool = False) -> None:
+        self.text = text
+        self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
         self.durable = durable
-
-    @classmethod
-    def register(cls, client: Redis, text: str, durable: bool = False) -> Script:
-        return cls(client.register_script(text), durable)
-
-    @property
-    def sha(self) -> str:
-        return str(self.script.sha)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
-    async def __call__(
-        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
-    ) -> Any:
-        return await self.script(keys=list(keys), args=list(args), client=client)
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any], *, client: Redis) -> Any:
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await self.load(client)
+        return await client.evalsha(self.sha, len(keys), *keys, *args)
 
     async def load(self, client: Redis) -> None:
-        self.script.sha = await client.script_load(self.script.script)
+        await client.script_load(self.text)
 
     async def loaded(self, client: Redis) -> bool:
         return bool((await client.script_exists(self.sha))[0])
@@ -87,13 +82,12 @@ class Library:
     """A Redis Functions library, loaded once per Redis. `code` starts with its
     `#!lua name=<name>` line; `digest` is the suffix of its function names."""
 
-    def __init__(self, client: Redis, name: str, code: str, digest: str) -> None:
-        self.client = client
+    def __init__(self, name: str, code: str, digest: str) -> None:
         self.code, self.digest, self.name = code, digest, name
 
-    async def load(self, client: Redis | None = None) -> None:
+    async def load(self, client: Redis) -> None:
         try:
-            await (client or self.client).function_load(self.code)
+            await client.function_load(self.code)
         except ResponseError as exc:
             if "already exists" not in str(exc):  # another replica loaded it first
                 raise
@@ -116,14 +110,11 @@ class Function:
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.fcall(self.fname, len(keys), *keys, *args)
 
-    async def __call__(
-        self, keys: Sequence[str] = (), args: Sequence[Any] = (), client: Redis | None = None
-    ) -> Any:
-        c = client or self.library.client
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any], *, client: Redis) -> Any:
         try:
-            return await c.fcall(self.fname, len(keys), *keys, *args)
+            return await client.fcall(self.fname, len(keys), *keys, *args)
         except ResponseError as exc:
             if not missing(exc):
                 raise
-        await self.library.load(c)
-        return await c.fcall(self.fname, len(keys), *keys, *args)
+        await self.library.load(client)
+        return await client.fcall(self.fname, len(keys), *keys, *args)

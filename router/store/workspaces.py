@@ -8,31 +8,44 @@ when it is older than `max_age`, and a workspace the process learns of (its
 config was written, a config notification named it) is added at once.
 Workspaces are never removed while the service runs, so a list that is a
 little old only lacks the newest ones, which the next read or notification
-brings in.
+brings in. `added` is set whenever a name is new to the process (the notifier
+subscribes to its channel then).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import cast
 
-from redis.asyncio import Redis
-
 from router.store.keys import WORKSPACES
+from router.store.shards import Shards
 
 MAX_AGE = 10.0  # seconds a read of the list is used before it is read again
 
 
 class Workspaces:
-    def __init__(self, client: Redis, max_age: float = MAX_AGE) -> None:
-        self._client = client
+    def __init__(self, shards: Shards, max_age: float = MAX_AGE) -> None:
+        self._shards = shards
         self._max_age = max_age
         self._names: set[str] = set()
         self._read_at = float("-inf")
         self.reads = 0  # SMEMBERS sent (the idle-cost benchmark reads it)
+        self.added = asyncio.Event()  # a name new to the process; cleared by its reader
 
     def add(self, name: str) -> None:
-        self._names.add(name)
+        if name not in self._names:
+            self._names.add(name)
+            self.added.set()
+
+    async def register(self, name: str) -> None:
+        """Lists a workspace in Redis (before its config is first written)."""
+        await self._shards.of(WORKSPACES).sadd(WORKSPACES, name)
+        self.add(name)
+
+    def known(self) -> list[str]:
+        """The names known now, without reading Redis."""
+        return sorted(self._names)
 
     def invalidate(self) -> None:
         """The next `names()` reads Redis (e.g. after a lost subscription)."""
@@ -40,7 +53,10 @@ class Workspaces:
 
     async def names(self) -> list[str]:
         if time.monotonic() - self._read_at >= self._max_age:
-            self._names |= cast(set[str], await self._client.smembers(WORKSPACES))
+            read = cast(set[str], await self._shards.of(WORKSPACES).smembers(WORKSPACES))
             self._read_at = time.monotonic()
+            if read - self._names:
+                self._names |= read
+                self.added.set()
             self.reads += 1
         return sorted(self._names)

@@ -17,7 +17,6 @@ import uuid
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from redis.asyncio import Redis
 
 from router.routing.config import RoutingConfig
 from router.routing.configstore import ConfigStore
@@ -26,6 +25,8 @@ from router.runtime.errors import NotFound
 from router.runtime.metrics import RedisState
 from router.store.keys import WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
+from router.store.scripts import Script
+from router.store.shards import Shards
 from router.wfm.pools import PoolStats, pool_stats
 from router.wfm.stats import WindowStats, pool_windows
 
@@ -38,18 +39,22 @@ class StateExporter:
     """Holds the exporter lease and builds the Redis-state snapshot on scrape."""
 
     def __init__(
-        self, client: Redis, configs: ConfigStore, state: RedisState, group: str = "default"
+        self, shards: Shards, configs: ConfigStore, state: RedisState, group: str = "default"
     ) -> None:
         self._key = LEASE_PREFIX + group
-        self._client = client
+        self._shards = shards
         self._configs = configs
         self._state = state
-        self._lease = client.register_script(LEASE_LUA)
-        self._release = client.register_script(RELEASE_LUA)
+        self._lease = Script(LEASE_LUA)
+        self._release = Script(RELEASE_LUA)
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def hold(self) -> bool:
-        held = bool(await self._lease(keys=[self._key], args=[self.owner, LEASE_MS]))
+        held = bool(
+            await self._lease(
+                keys=[self._key], args=[self.owner, LEASE_MS], client=self._shards.of(self._key)
+            )
+        )
         self._state.exporter = held
         return held
 
@@ -63,7 +68,9 @@ class StateExporter:
     async def release(self) -> None:
         """On shutdown: let another replica take over at its next scrape."""
         with contextlib.suppress(Exception):
-            await self._release(keys=[self._key], args=[self.owner])
+            await self._release(
+                keys=[self._key], args=[self.owner], client=self._shards.of(self._key)
+            )
 
     async def refresh(self) -> None:
         if not await self.hold():
@@ -80,13 +87,14 @@ class StateExporter:
 
     async def _workspace(self, ws: str, cfg: RoutingConfig, fam: dict[str, Metric]) -> None:
         keys = WsKeys(ws)
-        secs, micros = await self._client.time()
+        client = self._shards.of(keys.tag)
+        secs, micros = await client.time()
         now_ms = int(secs) * 1000 + int(micros) // 1000
         pools = list(cfg.pools)
-        stats = [await pool_stats(self._client, ws, p, cfg.pools[p]) for p in pools]
-        windows = await pool_windows(self._client, ws, pools, now_ms)
-        counts = cast(dict[str, str], await self._client.hgetall(keys.event_counts))
-        pending = int(await self._client.zcard(keys.timers))
+        stats = [await pool_stats(client, ws, p, cfg.pools[p]) for p in pools]
+        windows = await pool_windows(client, ws, pools, now_ms)
+        counts = cast(dict[str, str], await client.hgetall(keys.event_counts))
+        pending = int(await client.zcard(keys.timers))
         _gauge(fam, "router_timers_pending", "Timers waiting to come due", ["workspace"],
                [ws], pending)  # fmt: skip
         for p, s in zip(pools, stats, strict=True):

@@ -27,7 +27,9 @@ for _, m in ipairs(members) do
 end
 if n > 0 then
   -- wake the timer workers of every replica: these are due now
-  -- (KEYS[1] is `<tag>:timers`; the message is `<tag>|t`, router/store/notify.py)
-  redis.call('PUBLISH', 'router:notify', string.sub(KEYS[1], 1, -8) .. '|t')
+  -- (KEYS[1] is `<tag>:timers`; the message is `<tag>|t` on the workspace's
+  -- sharded channel `<tag>:notify`, router/store/notify.py)
+  local tag = string.sub(KEYS[1], 1, -8)
+  redis.call('SPUBLISH', tag .. ':notify', tag .. '|t')
 end
 return n

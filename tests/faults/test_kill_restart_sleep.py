@@ -21,6 +21,7 @@ from router.routing.engine import Engine
 from router.routing.model import AgentIn, AgentStateIn, ContactIn, Customer
 from router.routing.validation import parse_config
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from sla.timers import TimerWorker
 from tests.support.fault_runs import (
     BREACH_MS,
@@ -50,7 +51,7 @@ async def test_step_due_before_the_answer_is_recorded_when_its_timer_lags(
     answer are recorded once, late, and change nothing else; the escalation not
     yet due when the clock stopped never fires."""
     client = Redis.from_url(redis_url, decode_responses=True)
-    engine = Engine(client)  # no timer worker runs: the test fires by hand
+    engine = Engine(Shards(client))  # no timer worker runs: the test fires by hand
     ws = ws_name()
     keys = WsKeys(ws)
     try:
@@ -66,6 +67,7 @@ async def test_step_due_before_the_answer_is_recorded_when_its_timer_lags(
             res = await engine.scripts["claim"](
                 keys=[keys.timers, keys.timer_leases, keys.timer_lease_info, keys.timer_claims],
                 args=[100, 5000, "replica-x", claim_id],
+                client=client,
             )
             return list(zip(res[2::3], res[3::3], strict=True))
 
@@ -77,8 +79,11 @@ async def test_step_due_before_the_answer_is_recorded_when_its_timer_lags(
         assert [m.split("|")[3] for m, _ in leased] == ["0", "1"]
         fire_keys = [keys.runtime, keys.timer_leases, keys.timer_lease_info]
         args = [x for m, due in leased for x in (m, due)]
-        assert await engine.scripts["fire"](keys=fire_keys, args=args) == [1, 1]
-        assert await engine.scripts["fire"](keys=fire_keys, args=args) == [0, 0]  # once
+        assert await engine.scripts["fire"](keys=fire_keys, args=args, client=client) == [1, 1]
+        assert await engine.scripts["fire"](keys=fire_keys, args=args, client=client) == [
+            0,
+            0,
+        ]  # once
         view = await engine.get_contact(ws, "c1")
         steps = [e for e in view.timeline or [] if e.type.startswith("sla.")]
         assert [(e.type, e.step) for e in steps] == [
@@ -102,15 +107,15 @@ async def test_claim_whose_reply_was_lost_is_fired_at_the_next_poll(redis_url: s
     asks again with the same claim id and gets those timers back at once,
     instead of leaving them leased to itself until the lease runs out."""
     client = Redis.from_url(redis_url, decode_responses=True)
-    engine = Engine(client)
+    engine = Engine(Shards(client))
     ws = ws_name()
     keys = WsKeys(ws)
     calls = 0
 
-    async def lossy_claim(keys: list[str], args: list[object]) -> Any:
+    async def lossy_claim(keys: list[str], args: list[object], client: Redis) -> Any:
         nonlocal calls
         calls += 1
-        res = await engine.scripts["claim"](keys=keys, args=args)
+        res = await engine.scripts["claim"](keys=keys, args=args, client=client)
         if calls == 1:
             raise RedisTimeoutError("Timeout reading from socket")  # executed, reply lost
         return res
@@ -119,9 +124,12 @@ async def test_claim_whose_reply_was_lost_is_fired_at_the_next_poll(redis_url: s
         return await engine.scripts["fire"](
             keys=[w.runtime, w.timer_leases, w.timer_lease_info],
             args=[x for t in timers for x in t],
+            client=client,
         )
 
-    worker = TimerWorker(client, lossy_claim, engine.scripts["handback"], fire, lease_ms=60_000)
+    worker = TimerWorker(
+        Shards(client), lossy_claim, engine.scripts["handback"], fire, lease_ms=60_000
+    )
     try:
         await engine.scripts.load_all(client)
         cfg = sla_config(0.1, [{"at": 0.5}])

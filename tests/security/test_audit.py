@@ -29,6 +29,7 @@ from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.segments import MANIFEST, Exporter, load_manifest
 from router.security.audit.verify import verify_dir, verify_folder, verify_live
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from tests.support.client import ADM, GW, SUP, act, add_agent, create, put_config, small_config
 from tests.support.procs import ROOT, _python, start_replicas, stop_replicas, wait_ready
 
@@ -105,7 +106,9 @@ async def synthetic_chain(client: Redis, tmp_path: Path, n: int = 30,
         }
         await client.xadd(src.stream, {"e": json.dumps(ev)})
     root = tmp_path / "export"
-    sealer = Sealer(client, exporter=Exporter(client, root, segment_records, 3600), batch=7)
+    sealer = Sealer(
+        Shards(client), exporter=Exporter(Shards(client), root, segment_records, 3600), batch=7
+    )
     chain = Chain(src)
     while await sealer.advance(chain):
         pass
@@ -289,7 +292,7 @@ async def test_racing_sealers_never_fork_the_chain(client: Redis) -> None:
     """Two sealers on one chain at once (a lease that moved while its old holder
     was paused): the head check lets only one append each batch."""
     src = Source.workspace("t" + uuid.uuid4().hex[:10])
-    a, b = Sealer(client, batch=5), Sealer(client, batch=5)
+    a, b = Sealer(Shards(client), batch=5), Sealer(Shards(client), batch=5)
     ca, cb = Chain(src), Chain(src)
     for i in range(120):
         await client.xadd(src.stream, {"e": json.dumps({"type": "x", "n": i, "at": i})})
@@ -305,7 +308,7 @@ async def test_racing_sealers_never_fork_the_chain(client: Redis) -> None:
 
 async def test_entries_deleted_before_sealing_leave_a_gap_record(client: Redis) -> None:
     src = Source.workspace("t" + uuid.uuid4().hex[:10])
-    sealer = Sealer(client)
+    sealer = Sealer(Shards(client))
     chain = Chain(src)
     for i in range(5):
         await client.xadd(src.stream, {"e": json.dumps({"type": "x", "n": i})})
@@ -410,7 +413,7 @@ async def test_export_resumes_after_restart_and_a_torn_write(client: Redis,
     for i in range(25, 40):
         await client.xadd(src.stream, {"e": json.dumps({"type": "x", "n": i})})
     # a new process: a fresh sealer and exporter, nothing in memory
-    sealer = Sealer(client, exporter=Exporter(client, root, 10, 3600))
+    sealer = Sealer(Shards(client), exporter=Exporter(Shards(client), root, 10, 3600))
     chain = Chain(src)
     while await sealer.advance(chain):
         pass
@@ -426,7 +429,7 @@ async def test_audit_retention_prunes_segments_and_verify_still_passes(
     client: Redis, tmp_path: Path
 ) -> None:
     src, root = await synthetic_chain(client, tmp_path, n=30, segment_records=10)
-    store = Exporter(client, root, 10, 3600).store(src)
+    store = Exporter(Shards(client), root, 10, 3600).store(src)
     # the synthetic events are from 2023: both closed segments are past any window
     assert await asyncio.to_thread(store.prune, int(time.time() * 1000) - 86_400_000) == 2
     m = cast(Any, load_manifest(root / src.dirname))
@@ -498,7 +501,7 @@ async def test_events_are_trimmed_only_once_sealed(client: Redis) -> None:
     old = [await client.xadd(src.stream, {"e": json.dumps({"type": "x", "n": i})})
            for i in range(10)]  # fmt: skip
     await asyncio.sleep(1.1)  # all ten are past the one-second window now
-    sealer = Sealer(client, batch=4)
+    sealer = Sealer(Shards(client), batch=4)
     chain = Chain(src)
     await sealer.advance(chain)  # seals four, then applies retention
     remaining = [eid for eid, _ in await client.xrange(src.stream)]

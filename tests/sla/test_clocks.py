@@ -360,13 +360,15 @@ async def test_a_refired_sla_step_changes_nothing(api: Any, ws: str, redis_url: 
     try:
         step = next(t for t in await client.zrange(keys.timers, 0, -1) if t.startswith("sla|c1|"))
         await client.zrem(keys.timers, step)  # take it out of the service's hands
-        scripts = Scripts(client)
+        scripts = Scripts()
         args = [step, 0, step, 0]  # the same timer twice in one call, then again
         assert await scripts["fire"](
-            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info], args=args
+            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info], args=args, client=client
         ) == [1, 0]
         assert await scripts["fire"](
-            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info], args=args[:2]
+            keys=[keys.runtime, keys.timer_leases, keys.timer_lease_info],
+            args=args[:2],
+            client=client,
         ) == [0]
     finally:
         await client.aclose()

@@ -13,13 +13,14 @@ from redis.asyncio import Redis
 from router.routing.engine import Engine
 from router.routing.validation import parse_config
 from router.store.keys import WsKeys
+from router.store.shards import Shards
 from tests.support.client import SUP, act, add_agent, create, put_config, small_config
 
 
 @pytest.fixture
 async def engine(redis_url: str) -> AsyncIterator[Engine]:
     client = Redis.from_url(redis_url, decode_responses=True)
-    eng = Engine(client)
+    eng = Engine(Shards(client))
     await eng.scripts.load_all(client)
     yield eng
     await eng.close()
@@ -35,6 +36,7 @@ async def claim(
     res = await engine.scripts["claim"](
         keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
         args=[100, lease_ms, owner, next(_CLAIM_IDS) if claim_id is None else claim_id],
+        client=engine.shards.single,
     )
     return [tuple(res[i : i + 3]) for i in range(2, len(res), 3)]
 
@@ -42,7 +44,9 @@ async def claim(
 async def fire(engine: Engine, ws: WsKeys, member: str) -> list[Any]:
     """Fires one timer (due now); its code as [1] applied or [0] stale."""
     return await engine.scripts["fire"](  # type: ignore[no-any-return]
-        keys=[ws.runtime, ws.timer_leases, ws.timer_lease_info], args=[member, 0]
+        keys=[ws.runtime, ws.timer_leases, ws.timer_lease_info],
+        args=[member, 0],
+        client=engine.shards.single,
     )
 
 
@@ -50,7 +54,7 @@ async def test_lost_lease_is_refired_and_effect_happens_once(engine: Engine, ws:
     """A replica that claims a timer and dies before acknowledging it does not lose it."""
     await engine.put_config(ws, parse_config(msgspec.json.encode(small_config())), "admin:test")
     keys = WsKeys(ws)
-    client = engine.client
+    client = engine.shards.single
     # an offered contact whose offer timer is due now; nobody runs the worker here
     await client.hset(
         keys.contact("c1"),
@@ -83,19 +87,22 @@ async def test_lost_lease_is_refired_and_effect_happens_once(engine: Engine, ws:
 
 async def test_hand_back_returns_only_own_leases(engine: Engine, ws: str) -> None:
     keys = WsKeys(ws)
-    await engine.client.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
+    await engine.shards.single.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
     a = await claim(engine, keys, "a")
     assert len(a) == 2
     n = await engine.scripts["handback"](
-        keys=[keys.timers, keys.timer_leases, keys.timer_lease_info], args=["b", "expire|x|0"]
+        keys=[keys.timers, keys.timer_leases, keys.timer_lease_info],
+        args=["b", "expire|x|0"],
+        client=engine.shards.single,
     )
     assert n == 0
     n = await engine.scripts["handback"](
         keys=[keys.timers, keys.timer_leases, keys.timer_lease_info],
         args=["a", "expire|x|0", "expire|y|0"],
+        client=engine.shards.single,
     )
     assert n == 2
-    assert await engine.client.zrange(keys.timers, 0, -1, withscores=True) == [
+    assert await engine.shards.single.zrange(keys.timers, 0, -1, withscores=True) == [
         ("expire|x|0", 5.0),
         ("expire|y|0", 6.0),
     ]
@@ -125,7 +132,7 @@ async def test_claim_retried_after_a_lost_reply_gets_the_same_timers(
     """redis-py re-sends a timed-out command: the retry must not strand the timers
     the first call leased (they would wait for the lease to run out)."""
     keys = WsKeys(ws)
-    await engine.client.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
+    await engine.shards.single.zadd(keys.timers, {"expire|x|0": 5, "expire|y|0": 6})
     first = await claim(engine, keys, "a", claim_id=7)  # its reply is "lost"
     retry = await claim(engine, keys, "a", claim_id=7)
     assert (
@@ -135,5 +142,5 @@ async def test_claim_retried_after_a_lost_reply_gets_the_same_timers(
     assert await claim(engine, keys, "a", claim_id=8) == []  # a new call: nothing new is due
     for m, *_ in retry:
         await fire(engine, keys, m)
-    assert await engine.client.zcard(keys.timer_leases) == 0
+    assert await engine.shards.single.zcard(keys.timer_leases) == 0
     assert await claim(engine, keys, "a", claim_id=7) == []  # acknowledged: gone for good

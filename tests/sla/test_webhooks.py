@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from router.store.client import make_client
 from router.store.keys import WORKSPACES
+from router.store.shards import Shards
 from sla.signing import Webhook, cloudevent, matches
 from sla.webhook_store import GROUP, WebhookKeys, backoff_ms, create_group, replay_dead_letters
 from sla.webhooks import WebhookDispatcher
@@ -70,7 +71,7 @@ def dispatcher(client: Redis, ws: str, subs: dict[str, Webhook], **kw: Any) -> W
     async def workspaces() -> list[str]:
         return [ws]
 
-    return WebhookDispatcher(client, subscriptions, workspaces=workspaces, **{**FAST, **kw})
+    return WebhookDispatcher(Shards(client), subscriptions, workspaces=workspaces, **{**FAST, **kw})
 
 
 async def deliver_one(
@@ -408,7 +409,7 @@ async def test_subscriptions_filter_by_type_and_prefix(
 
     # The default list of workspaces: the set the config writer keeps.
     await client.sadd(WORKSPACES, ws)
-    d = WebhookDispatcher(client, subscriptions, **FAST)
+    d = WebhookDispatcher(Shards(client), subscriptions, **FAST)
     await d.start()
     try:
         await wait_until(lambda: len(receiver.ok_ids()) == 8)
@@ -455,24 +456,28 @@ async def test_first_settle_wins_and_claims_are_leased(client: Redis, ws: str) -
     async def no_subscriptions(name: str) -> dict[str, Webhook]:
         return {}
 
-    d = WebhookDispatcher(client, no_subscriptions)
+    d = WebhookDispatcher(Shards(client), no_subscriptions)
     await create_group(client, ws)
     sid = await add_event(client, ws, "sla.breached", contact="c1")
     await client.xreadgroup(GROUP, "r1", {keys.events: ">"})
     fail = [0, 3_600_000, "", 1, sid, "crm", '{"type":"sla.breached"}', "http 500"]
 
     async def settle(*args: Any) -> Any:  # the dispatcher's registered script
-        return await d._settle(keys=[keys.events, keys.retry, keys.dead], args=[GROUP, *args])
+        return await d._settle(
+            keys=[keys.events, keys.retry, keys.dead], args=[GROUP, *args], client=client
+        )
 
     assert await settle(sid, "", *fail) == [1, 1, 0]
     assert await settle(sid, "", *fail) == [0, 0, 0]  # another replica settled it first
     [member] = await client.zrange(keys.retry, 0, -1)
     assert msgspec.json.decode(member)["n"] == 1
-    claimed = await d._claim(keys=[keys.retry], args=[10, 300])
+    claimed = await d._claim(keys=[keys.retry], args=[10, 300], client=client)
     assert claimed == [member]
-    assert await d._claim(keys=[keys.retry], args=[10, 300]) == []  # leased
+    assert await d._claim(keys=[keys.retry], args=[10, 300], client=client) == []  # leased
     await asyncio.sleep(0.35)
-    assert await d._claim(keys=[keys.retry], args=[10, 300]) == [member]  # lease ran out
+    assert await d._claim(keys=[keys.retry], args=[10, 300], client=client) == [
+        member
+    ]  # lease ran out
     assert await settle("", member) == [1, 0, 0]  # delivered
     assert await settle("", member, *fail) == [0, 0, 0]  # a late failure adds nothing
     await assert_settled(client, ws)

@@ -1,10 +1,12 @@
-"""A Redis failover under load (tests/faults/test_sentinel_failover.py checks the
-outcome; benchmarks/failover.py measures it): a Sentinel group (primary, two
-replicas, three sentinels), two router processes on its `redis+sentinel://` URL,
-a gateway creating contacts and agent desktops accepting and completing them,
-retrying on 503 as they do in production. The primary is killed with SIGKILL
-mid-load and restarted at the same address (with its append-only file) after
-the sentinels promoted a replica.
+"""A Redis failover under load (tests/faults/test_sentinel_failover.py and
+test_redis_cluster_failover.py check the outcome; benchmarks/failover.py
+measures it): a Sentinel group (primary, two replicas, three sentinels) or a
+Redis Cluster (three primaries with a replica each), two router processes on
+its URL, a gateway creating contacts and agent desktops accepting and
+completing them, retrying on 503 as they do in production. The primary that
+holds the workspace is killed with SIGKILL mid-load and restarted at the same
+address (with its append-only file) after the sentinels, or the cluster,
+promoted a replica.
 
 Every acknowledgement (a 2xx) is recorded with what it promised, so the test
 can show that nothing acknowledged was lost.
@@ -22,19 +24,21 @@ from typing import Any
 
 import aiohttp
 
-from router.store.client import make_client
+from router.store.client import open_shards
 from router.store.keys import WsKeys
 from tests.support.client import ADM, GW, SUP
+from tests.support.cluster import ClusterGroup
 from tests.support.fault_runs import (
     KILL_LADDER,
+    KILL_STEPS,
     probe,
     sla_config,
     ws_name,
 )
 from tests.support.faults import ENDED, Client, Desk, add_agents, create_contact, stop_all
-from tests.support.invariants import read_events
+from tests.support.invariants import check_sla_steps, read_events, replay
 from tests.support.procs import ROOT, Replica, _python, start_replicas, wait_ready
-from tests.support.sentinel import SentinelGroup
+from tests.support.sentinel import ReplicationLink, SentinelGroup
 
 LOAD_S = 22.0  # seconds of load
 KILL_AT = 6.0  # seconds into the load
@@ -104,16 +108,70 @@ def failed_after(seen: list[tuple[float, Any]], kill_t: float) -> tuple[float, f
     return len(failed) * step, (failed[-1] - kill_t) if failed else 0.0
 
 
-async def failover_under_load(tmp: Path, wait_replicas: int, lag: float = 0.0) -> dict[str, Any]:
+class SentinelStore:
+    """A Sentinel group: the primary is the workspace's."""
+
+    def __init__(self, tmp: Path, lag: float) -> None:
+        self.group = SentinelGroup(tmp / "redis", replicas=2, link=lag > 0)
+        self.url = self.group.url()
+        self.link: ReplicationLink | None = self.group.link
+        self._old = self.group.primary
+
+    def kill(self, ws: str) -> int:
+        self._old = self.group.primary
+        self._old.stop()  # SIGKILL
+        return self._old.port
+
+    def wait_failover(self, port: int) -> int:
+        return self.group.wait_failover(port)
+
+    def restart(self, port: int) -> None:
+        self._old.start()  # same port, its AOF: it comes back a primary
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+class ClusterStore:
+    """A Redis Cluster: the primary killed is the one holding the workspace's slot."""
+
+    link: ReplicationLink | None = None
+
+    def __init__(self, tmp: Path) -> None:
+        self.group = ClusterGroup(tmp / "cluster", masters=3, replicas_per_master=1)
+        self.url = self.group.url
+
+    def kill(self, ws: str) -> int:
+        port = self.group.primary_for(WsKeys(ws).tag)
+        self.group.kill(port)
+        return port
+
+    def wait_failover(self, port: int) -> int:
+        return self.group.wait_failover(port)
+
+    def restart(self, port: int) -> None:
+        self.group.restart(port)  # rejoins as a replica of the promoted one
+
+    def stop(self) -> None:
+        self.group.stop()
+
+
+Store = SentinelStore | ClusterStore
+
+
+async def failover_under_load(
+    tmp: Path, wait_replicas: int, lag: float = 0.0, cluster: bool = False
+) -> dict[str, Any]:
     """`lag`: for that many seconds before the kill the replication stream is
-    held back (`ReplicationLink`), so the primary dies holding writes no replica
-    has: what a replica falling behind (a slow link, a resync) leaves at risk."""
-    group = SentinelGroup(tmp / "redis", replicas=2, link=lag > 0)
+    held back (`ReplicationLink`, Sentinel only), so the primary dies holding
+    writes no replica has: what a replica falling behind (a slow link, a
+    resync) leaves at risk."""
+    group: Store = ClusterStore(tmp) if cluster else SentinelStore(tmp, lag)
     env = {"ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas), "ROUTER_REDIS_TIMEOUT": "1"}
     replicas: list[Replica] = []
     ws, out = ws_name(), {"wait_replicas": wait_replicas}
     try:
-        replicas = start_replicas(group.url(), tmp, 2, env)
+        replicas = start_replicas(group.url, tmp, 2, env)
         await wait_ready(replicas)
         urls = [r.url for r in replicas]
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
@@ -127,12 +185,12 @@ async def failover_under_load(tmp: Path, wait_replicas: int, lag: float = 0.0) -
             out["stats"] = dict(c.stats)
             out["statuses"] = dict(c.statuses)
             out["final"] = await _final_states(c, out["created"])
-        client = make_client(group.url(), 5.0)
+        shards = await open_shards(group.url, 5.0)
         try:
-            out["events"] = await read_events(client, WsKeys(ws).events)
+            out["events"] = await read_events(shards.of(WsKeys(ws).tag), WsKeys(ws).events)
         finally:
-            await client.aclose()
-        out["audit"] = _audit_verify(group.url(), ws)
+            await shards.aclose()
+        out["audit"] = _audit_verify(group.url, ws)
         for r in replicas:
             assert r.proc.poll() is None, r.log_tail()
     finally:
@@ -143,7 +201,7 @@ async def failover_under_load(tmp: Path, wait_replicas: int, lag: float = 0.0) -
 
 async def _load(
     c: Client,
-    group: SentinelGroup,
+    group: Store,
     http: aiohttp.ClientSession,
     urls: list[str],
     ws: str,
@@ -173,16 +231,15 @@ async def _load(
 
     async def chaos() -> dict[str, float]:
         await asyncio.sleep(KILL_AT - lag)
-        old = group.primary
         if group.link is not None:
             group.link.hold.set()  # the replicas fall behind from here
         await asyncio.sleep(lag)
         kill_t = time.monotonic()
-        await asyncio.to_thread(old.stop)  # SIGKILL
-        new_port = await asyncio.to_thread(group.wait_failover, old.port)
+        old_port = await asyncio.to_thread(group.kill, ws)  # SIGKILL
+        new_port = await asyncio.to_thread(group.wait_failover, old_port)
         promoted_t = time.monotonic()
         await asyncio.sleep(max(0.0, RESTART_AFTER - (promoted_t - kill_t)))
-        await asyncio.to_thread(old.start)  # same port, its AOF: it comes back a primary
+        await asyncio.to_thread(group.restart, old_port)
         return {
             "kill_t": kill_t,
             "promoted_s": promoted_t - kill_t,
@@ -235,3 +292,40 @@ def _audit_verify(url: str, ws: str) -> subprocess.CompletedProcess[str]:
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
     raise AssertionError("router audit verify did not finish within 120 s")
+
+
+def check_nothing_acknowledged_lost(out: dict[str, Any]) -> None:
+    """What a failover with the write guarantee (WAIT 1) must leave: every 2xx kept."""
+    events, created, final = out["events"], out["created"], out["final"]
+    rep = replay(events)
+    sla = check_sla_steps(events, "answer", KILL_STEPS)
+    print(
+        f"\n{len(created)} contacts acknowledged; primary killed, a replica promoted after "
+        f"{out['promoted_s']:.1f} s, old primary back at {out['restarted_s']:.1f} s; "
+        f"creations failed for {out['unavailable_s']:.1f} s (probe: "
+        f"{dict(out['probe_statuses'])}); statuses {out['statuses']}; client {out['stats']}; "
+        f"SLA steps due {sla['due']}"
+    )
+    # the only server errors were 503 (with the retry that followed)
+    assert not [s for s in out["statuses"] if s >= 500 and s != 503], out["statuses"]
+    # every acknowledged contact is there, created once and ended once
+    lost = [cid for cid, state in final.items() if state == 404]
+    assert not lost, f"{len(lost)} acknowledged contacts lost: {lost[:10]}"
+    assert set(rep["created"]) >= set(created) and set(rep["created"].values()) == {1}
+    assert set(rep["ended"]) >= set(created) and set(rep["ended"].values()) == {1}
+    # with its last acknowledged state: an acknowledged accept is in the record,
+    # an acknowledged completion stays completed
+    acks = [(cid, action, agent) for cid, done in out["acted"].items() for action, agent in done]
+    completed = {cid for cid, action, _ in acks if action == "complete" and cid in final}
+    assert all(final[cid] == "completed" for cid in completed)
+    assigned = {(e["contact"], e["agent"]) for e in events if e["type"] == "contact.assigned"}
+    accepted = {(cid, agent) for cid, action, agent in acks if action == "accept"}
+    assert accepted <= assigned, sorted(accepted - assigned)[:10]
+    # never two holders, never over capacity
+    assert not rep["problems"], "\n".join(rep["problems"])
+    # routing resumed after the failover
+    done_after = [cid for cid in out["created_after_failover"] if final[cid] == "completed"]
+    assert len(done_after) >= 10, (len(out["created_after_failover"]), len(done_after))
+    # every SLA step that came due fired exactly once, none that did not
+    assert sla["due"] > 0 and not sla["n_problems"], sla["problems"]
+    assert out["audit"].returncode == 0, out["audit"].stdout + out["audit"].stderr

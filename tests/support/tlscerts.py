@@ -26,7 +26,7 @@ ADMIN_PASSWORD = "ops-acl-pw-47aa09"
 # its pub/sub channels, every command but the dangerous ones.
 ROUTER_ACL = (
     f"user router on >{ROUTER_PASSWORD} resetkeys ~{{ws:* ~{{audit:* ~router:* "
-    f"resetchannels &router:* +@all -@dangerous"
+    f"resetchannels &router:* &{{ws:* +@all -@dangerous"
 )
 
 

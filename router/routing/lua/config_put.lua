@@ -1,6 +1,7 @@
 -- Stores a new routing config version and the runtime numbers Lua reads,
 -- atomically, and announces it to every replica.
--- KEYS: [1] runtime hash, [2] config hash, [3] workspaces set
+-- KEYS: [1] runtime hash, [2] config hash (the workspace is added to
+--       `router:workspaces` before, apart: that key lives in another slot)
 -- ARGV: [1] actor, [2] workspace name, [3] document JSON, [4] expected version
 --       ('' for any), [5..] runtime field, value, field, value...
 -- Returns {version} or {-2, current version} when the expected version differs.
@@ -13,7 +14,6 @@ redis.call('DEL', KEYS[1])
 local rtv = { 'version', version }
 for i = 5, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))
-redis.call('SADD', KEYS[3], ARGV[2])
 record({ type = 'config.updated', version = version, previous = current })
 redis.call('PUBLISH', 'router:config', TAG .. '|' .. version)
 return { version, NOW }

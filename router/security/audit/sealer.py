@@ -52,6 +52,8 @@ from router.security.audit.records import (
 from router.security.audit.segments import Exporter, ExportError
 from router.store.keys import WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
+from router.store.scripts import Script
+from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ def _lua(name: str) -> str:
     )
 
 
-# Read once at import; registered per client (redis-py handles EVALSHA/NOSCRIPT).
+# Read once at import; loaded into each Redis on first use (NOSCRIPT).
 SEAL_LUA = _lua("seal")
 
 
@@ -92,7 +94,7 @@ class Chain:
 class Sealer:
     def __init__(
         self,
-        client: Redis,
+        shards: Shards,
         *,
         metrics: AuditMetrics | None = None,
         exporter: Exporter | None = None,
@@ -106,8 +108,8 @@ class Sealer:
         discover_every: float = 2.0,
         workspaces: Workspaces | None = None,
     ) -> None:
-        self._client = client
-        self._workspaces = workspaces or Workspaces(client)
+        self._shards = shards
+        self._workspaces = workspaces or Workspaces(shards)
         self.metrics = metrics
         self.exporter = exporter
         self.lease_ms = lease_ms
@@ -117,9 +119,9 @@ class Sealer:
         self.trim_every = trim_every
         self.discover_every = discover_every
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._seal = client.register_script(SEAL_LUA)
-        self._lease = client.register_script(LEASE_LUA)
-        self._release = client.register_script(RELEASE_LUA)
+        self._seal = Script(SEAL_LUA)
+        self._lease = Script(LEASE_LUA)
+        self._release = Script(RELEASE_LUA)
         self.sources: dict[str, Source] = {}
         self.held: dict[str, Chain] = {}
         self._next_discover = 0.0
@@ -194,11 +196,22 @@ class Sealer:
         self.sources = found
 
     async def _renew(self) -> None:
-        sources = list(self.sources.values())
-        pipe = self._client.pipeline(transaction=False)
-        for s in sources:
-            await self._lease(keys=[s.lease], args=[self.owner, self.lease_ms], client=pipe)
-        results = await pipe.execute()
+        by_shard: dict[int, tuple[Redis, list[Source]]] = {}
+        for s in self.sources.values():  # one pipeline per primary
+            client = self._shards.of(s.lease)
+            by_shard.setdefault(id(client), (client, []))[1].append(s)
+        sources: list[Source] = []
+        results: list[Any] = []
+        for client, group in by_shard.values():
+            pipe = client.pipeline(transaction=False)
+            for s in group:
+                self._lease.queue(pipe, [s.lease], [self.owner, self.lease_ms])
+            try:
+                results += await pipe.execute()
+            except (RedisError, OSError) as exc:  # that shard only: held or not, as before
+                self._shards.suspect(exc)
+                continue
+            sources += group
         for s, held in zip(sources, results, strict=True):
             if int(held) == 1:
                 self.held.setdefault(s.name, Chain(s))
@@ -210,18 +223,21 @@ class Sealer:
     async def release(self) -> None:
         """On shutdown: hand the leases back so another replica seals at once."""
         for chain in list(self.held.values()):
-            await self._release(keys=[chain.source.lease], args=[self.owner])
+            lease = chain.source.lease
+            await self._release(keys=[lease], args=[self.owner], client=self._shards.of(lease))
         self.held.clear()
 
     # --- sealing ----------------------------------------------------------------
 
     async def _load_head(self, chain: Chain) -> None:
-        h = cast(list[str | None], await self._client.hmget(
+        h = cast(list[str | None], await self._shards.of(chain.source.head).hmget(
             chain.source.head, ["seq", "hash", "src", "ord"]))  # fmt: skip
         chain.seq = int(h[0] or 0)
         chain.hash, chain.src = h[1] or GENESIS, h[2] or ""
         chain.ord = int(h[3]) if h[3] else None
-        newest = await self._client.xrevrange(chain.source.sealed, "+", "-", count=1)
+        newest = await self._shards.of(chain.source.sealed).xrevrange(
+            chain.source.sealed, "+", "-", count=1
+        )
         chain.last_id = cast(list[tuple[str, Any]], newest)[0][0] if newest else ""
         chain.loaded = True
 
@@ -261,9 +277,10 @@ class Sealer:
         the ordinal of the last one (-1: unknown), from one consistent view."""
         s = chain.source
         start = "(" + chain.src if chain.src else "-"
-        if not await self._client.xrange(s.stream, start, "+", count=1):
+        client = self._shards.of(s.stream)
+        if not await client.xrange(s.stream, start, "+", count=1):
             return [], 0, -1  # nothing new: the usual answer, kept cheap
-        pipe = self._client.pipeline(transaction=True)  # XRANGE and XINFO at one instant
+        pipe = client.pipeline(transaction=True)  # XRANGE and XINFO at one instant
         pipe.xrange(s.stream, start, "+", count=self.batch)
         pipe.xinfo_stream(s.stream)
         got, info = await pipe.execute(raise_on_error=False)
@@ -304,7 +321,7 @@ class Sealer:
                 line, prev = seal_record(s.name, seq, prev, src, event)
                 args += (seq, prev, line)
             await asyncio.sleep(0)  # hashing a large batch must not hold the loop
-        res = await self._seal(keys=[s.head, s.sealed], args=args)
+        res = await self._seal(keys=[s.head, s.sealed], args=args, client=self._shards.of(s.head))
         if int(res[0]) == 0:  # another replica sealed first: read its head next round
             chain.loaded = False
             return 0
@@ -325,21 +342,20 @@ class Sealer:
         come from its config; the shared access stream keeps the longest any
         workspace asks for."""
         if not source.is_access:
-            got = await self._client.hmget(WsKeys(source.label).runtime,
-                                           ["ret_events_s", "ret_audit_s"])  # fmt: skip
+            rt = WsKeys(source.label).runtime
+            got = await self._shards.of(rt).hmget(rt, ["ret_events_s", "ret_audit_s"])
             return int(got[0] or 0), int(got[1] or 0)
-        names = await self._workspaces.names()
-        pipe = self._client.pipeline(transaction=False)
-        for n in names:
-            pipe.hmget(WsKeys(n).runtime, ["ret_access_s", "ret_audit_s"])
-        rows = await pipe.execute() if names else []
+        rows = []
+        for n in await self._workspaces.names():  # rare (retention runs once a minute)
+            rt = WsKeys(n).runtime
+            rows.append(await self._shards.of(rt).hmget(rt, ["ret_access_s", "ret_audit_s"]))
         return (_longest([int(r[0] or 0) for r in rows]),
                 _longest([int(r[1] or 0) for r in rows]))  # fmt: skip
 
     async def apply_retention(self, chain: Chain) -> None:
         s = chain.source
         src_window, audit_window = await self.windows(s)
-        secs, micros = await self._client.time()
+        secs, micros = await self._shards.of(s.stream).time()
         now_ms = int(secs) * 1000 + int(micros) // 1000
         if src_window and chain.src:
             ms, n = id_tuple(chain.src)  # never past the last sealed entry
@@ -348,7 +364,7 @@ class Sealer:
             cutoff = now_ms - audit_window * 1000
             bound = (cutoff, 0)
             # the newest record stays, so the head can always be checked against it
-            got = await self._client.xrevrange(s.sealed, "+", "-", count=1)
+            got = await self._shards.of(s.sealed).xrevrange(s.sealed, "+", "-", count=1)
             newest = cast(list[tuple[str, dict[str, str]]], got)
             if not newest:
                 return
@@ -363,7 +379,7 @@ class Sealer:
     async def _trim(self, key: str, minid: tuple[int, int]) -> None:
         if minid > (0, 0):
             # exact, not `~`: what is past the bound must stay
-            await self._client.xtrim(key, minid=f"{minid[0]}-{minid[1]}", approximate=False)
+            await self._shards.of(key).xtrim(key, minid=f"{minid[0]}-{minid[1]}", approximate=False)
 
 
 def _longest(windows: list[int]) -> int:
@@ -372,7 +388,7 @@ def _longest(windows: list[int]) -> int:
 
 
 def make_sealer(
-    client: Redis,
+    shards: Shards,
     registry: CollectorRegistry,
     settings: Settings,
     workspaces: Workspaces | None = None,
@@ -380,6 +396,6 @@ def make_sealer(
     """The sealer of a router replica (exporting when an audit directory is set)."""
     exporter = None
     if settings.audit_dir:
-        exporter = Exporter(client, Path(settings.audit_dir), settings.audit_segment_records,
+        exporter = Exporter(shards, Path(settings.audit_dir), settings.audit_segment_records,
                             settings.audit_segment_seconds)  # fmt: skip
-    return Sealer(client, metrics=AuditMetrics(registry), exporter=exporter, workspaces=workspaces)
+    return Sealer(shards, metrics=AuditMetrics(registry), exporter=exporter, workspaces=workspaces)

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import msgspec
-from redis.asyncio import Redis
 
 from router.security.audit.records import Source
+from router.store.shards import Shards
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -332,9 +332,9 @@ class SegmentStore:
 class Exporter:
     """Copies sealed records from Redis into segment stores, off the event loop."""
 
-    def __init__(self, client: Redis, root: Path, max_records: int, max_age: float,
+    def __init__(self, shards: Shards, root: Path, max_records: int, max_age: float,
                  batch: int = 1000) -> None:  # fmt: skip
-        self._client = client
+        self._shards = shards
         self.root = root
         self._max_records = max_records
         self._max_age = max_age
@@ -364,7 +364,9 @@ class Exporter:
         except Busy:
             return 0
         start = "(" + last_id if last_id else "-"
-        got = await self._client.xrange(source.sealed, start, "+", count=self._batch)
+        got = await self._shards.of(source.sealed).xrange(
+            source.sealed, start, "+", count=self._batch
+        )
         entries = cast(list[tuple[str, dict[str, str]]], got)
         if not entries:
             if last_id:

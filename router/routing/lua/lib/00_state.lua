@@ -23,7 +23,6 @@ local EPOCH = 1700000000000
 local SCORE_STEP = 1000000000000
 local MAX_PULLS = 50
 
-local NOTIFY = 'router:notify'
 
 local function kc(cid) return TAG .. ':c:' .. cid end
 local function ktl(cid) return TAG .. ':c:' .. cid .. ':tl' end

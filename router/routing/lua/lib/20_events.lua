@@ -57,5 +57,5 @@ end
 local function notify_agent(aid)
   if NOTIFIED[aid] then return end
   NOTIFIED[aid] = true
-  redis.call('PUBLISH', NOTIFY, TAG .. '|a|' .. aid)
+  redis.call('SPUBLISH', TAG .. ':notify', TAG .. '|a|' .. aid)
 end

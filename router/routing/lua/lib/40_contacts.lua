@@ -59,7 +59,7 @@ local function add_timer(due, member)
     local head = redis.call('ZRANGE', K_TIMERS, 0, 0, 'WITHSCORES')
     if #head == 0 or tonumber(due) < tonumber(head[2]) then
       NOTIFIED['|t'] = true
-      redis.call('PUBLISH', NOTIFY, TAG .. '|t')
+      redis.call('SPUBLISH', TAG .. ':notify', TAG .. '|t')
     end
   end
   redis.call('ZADD', K_TIMERS, due, member)
