@@ -1,5 +1,5 @@
-"""REDIS_URL names the topology: one server, Sentinel, or (refused until
-supported) a Cluster; a URL that names none stops the start with a message
+"""REDIS_URL names the topology: one server, Sentinel, or
+a Cluster; a URL that names none stops the start with a message
 naming REDIS_URL and the fix."""
 
 from __future__ import annotations
@@ -31,6 +31,14 @@ def test_sentinel_url_lists_nodes_service_database_and_credentials() -> None:
     # the sentinels' own password goes to them only, never to the data nodes
     assert topo.sentinel_options == {"password": "sp"}
     assert "sentinel_password" not in topo.options
+
+
+def test_cluster_url_lists_seed_nodes_and_credentials() -> None:
+    topo = parse("rediss+cluster://router:pw@10.0.1.1:6380,10.0.1.2?ssl_ca_certs=/etc/ca.pem")
+    assert topo.kind == "cluster" and topo.tls
+    assert topo.nodes == (("10.0.1.1", 6380), ("10.0.1.2", 6379))
+    assert topo.options["username"] == "router" and topo.options["password"] == "pw"
+    assert topo.options["ssl"] is True and topo.options["ssl_ca_certs"] == "/etc/ca.pem"
 
 
 def test_secrets_stay_out_of_the_topologys_repr() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from redis.asyncio import Redis
 
 from router.store.client import open_shards
 from router.store.keys import WsKeys
@@ -36,8 +37,9 @@ from tests.support.fault_runs import (
     ws_name,
 )
 from tests.support.faults import ENDED, Client, Desk, add_agents, create_contact, stop_all
-from tests.support.invariants import check_sla_steps, read_events, replay
+from tests.support.invariants import DECODE, check_sla_steps, read_events, replay
 from tests.support.procs import ROOT, Replica, _python, start_replicas, wait_ready
+from tests.support.receiver import Receiver, new_secret
 from tests.support.sentinel import ReplicationLink, SentinelGroup
 
 LOAD_S = 22.0  # seconds of load
@@ -167,9 +169,16 @@ async def failover_under_load(
     writes no replica has: what a replica falling behind (a slow link, a
     resync) leaves at risk."""
     group: Store = ClusterStore(tmp) if cluster else SentinelStore(tmp, lag)
-    env = {"ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas), "ROUTER_REDIS_TIMEOUT": "1"}
+    env = {
+        "ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas),
+        "ROUTER_REDIS_TIMEOUT": "1",
+        # a delivery whose settle call died with the primary is sent again soon
+        "ROUTER_WEBHOOK_CLAIM_IDLE": "3",
+    }
     replicas: list[Replica] = []
     ws, out = ws_name(), {"wait_replicas": wait_replicas}
+    receiver = Receiver()  # SLA events go to a webhook across the failover
+    await receiver.start()
     try:
         replicas = start_replicas(group.url, tmp, 2, env)
         await wait_ready(replicas)
@@ -177,6 +186,9 @@ async def failover_under_load(
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
             c = Client(http, urls, ws)
             cfg = sla_config(2.5, KILL_LADDER) | {"rules": [LOANS_RULE]}
+            cfg["webhooks"] = {
+                "crm": {"url": receiver.url(), "events": ["sla.*"], "secret": new_secret()}
+            }
             assert (await c.call("PUT", "", ADM, cfg))[0] == 200
             agents = [f"h{i:02d}" for i in range(N_AGENTS)]
             await add_agents(c, agents, {"cards": 5})
@@ -187,7 +199,9 @@ async def failover_under_load(
             out["final"] = await _final_states(c, out["created"])
         shards = await open_shards(group.url, 5.0)
         try:
-            out["events"] = await read_events(shards.of(WsKeys(ws).tag), WsKeys(ws).events)
+            client = shards.of(WsKeys(ws).tag)
+            out["events"] = await read_events(client, WsKeys(ws).events)
+            out["webhooks_missing"] = await _undelivered(client, ws, receiver)
         finally:
             await shards.aclose()
         out["audit"] = _audit_verify(group.url, ws)
@@ -196,7 +210,22 @@ async def failover_under_load(
     finally:
         stop_all(replicas)
         group.stop()
+        await receiver.stop()
     return out
+
+
+async def _undelivered(
+    client: Redis, ws: str, receiver: Receiver, within: float = 30.0
+) -> list[str]:
+    """Webhook ids (`<event id>.crm`) of the SLA events in the stream that the
+    receiver has not answered 2xx within `within` seconds (at least once each)."""
+    rows = await client.xrange(WsKeys(ws).events, "-", "+")
+    wanted = {f"{sid}.crm" for sid, f in rows if DECODE(f["e"])["type"].startswith("sla.")}
+    for _ in range(int(within / 0.5)):
+        if not wanted - set(receiver.ok_ids()):
+            break
+        await asyncio.sleep(0.5)
+    return sorted(wanted - set(receiver.ok_ids()))
 
 
 async def _load(
@@ -329,3 +358,5 @@ def check_nothing_acknowledged_lost(out: dict[str, Any]) -> None:
     # every SLA step that came due fired exactly once, none that did not
     assert sla["due"] > 0 and not sla["n_problems"], sla["problems"]
     assert out["audit"].returncode == 0, out["audit"].stdout + out["audit"].stderr
+    # every SLA event in the record reached the webhook receiver, across the failover
+    assert not out["webhooks_missing"], out["webhooks_missing"][:10]
