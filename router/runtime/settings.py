@@ -50,12 +50,19 @@ def token_hash(token: str) -> str:
 
 
 def redacted_url(url: str) -> str:
-    """A Redis URL fit for messages: its password (the ACL user's) replaced."""
+    """A Redis URL fit for messages: its passwords (the ACL user's, the
+    sentinels' `sentinel_password`) replaced."""
     scheme, sep, rest = url.partition("://")
+    rest, q, query = rest.partition("?")
+    if query:
+        query = "&".join(
+            f"{k}=<redacted>" if k.lower().endswith("password") else f"{k}{eq}{v}"
+            for k, eq, v in (item.partition("=") for item in query.split("&"))
+        )
     userinfo, at, hostpart = rest.rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:<redacted>@{hostpart}"
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:<redacted>@{hostpart}"
+    return f"{scheme}{sep}{rest}{q}{query}"
 
 
 def parse_tokens(spec: str, variable: str = "ROUTER_TOKENS", sep: str = ",") -> dict[str, Token]:

@@ -209,3 +209,10 @@ def test_redis_urls_in_messages_hide_the_password() -> None:
     assert redacted_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
     assert redacted_url("redis://:p@ss@h:1/0") == "redis://:<redacted>@h:1/0"
     assert "secret" not in repr(Settings(redis_url="redis://u:secret@h/0"))
+    sentinel = (
+        "rediss+sentinel://r:pw1@s1:26379,s2/contacts/0?ssl_ca_certs=/ca&sentinel_password=pw2"
+    )
+    assert redacted_url(sentinel) == (
+        "rediss+sentinel://r:<redacted>@s1:26379,s2/contacts/0"
+        "?ssl_ca_certs=/ca&sentinel_password=<redacted>"
+    )
