@@ -20,6 +20,11 @@ fall behind, as over a slow link), and reports per setting:
 
     .venv/bin/python -m benchmarks.failover            # 5 runs each
     .venv/bin/python -m benchmarks.failover --runs 1
+    .venv/bin/python -m benchmarks.failover --cluster  # a shard's primary instead
+
+`--cluster` runs the same load against a Redis Cluster of three primaries with
+a replica each (`cluster-node-timeout` 1000 ms) and kills the primary that
+holds the workspace, with `WAIT 1` and `WAIT 0`, the replicas in step.
 """
 
 from __future__ import annotations
@@ -50,17 +55,18 @@ def lost(out: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def one_setting(runs: int, wait: int, lag: float) -> dict[str, Any]:
+async def one_setting(runs: int, wait: int, lag: float, cluster: bool = False) -> dict[str, Any]:
     rows = []
     for i in range(runs):
         with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
-            out = await failover_under_load(Path(tmp), wait_replicas=wait, lag=lag)
+            out = await failover_under_load(Path(tmp), wait_replicas=wait, lag=lag, cluster=cluster)
         row = {
             "lost": lost(out),
             "unavailable_s": round(out["unavailable_s"], 2),
             "failed_s_total": round(out["failed_after"][0], 1),
             "last_failure_s": round(out["failed_after"][1], 1),
             "promoted_s": round(out["promoted_s"], 2),
+            "webhooks_missing": len(out["webhooks_missing"]),
             "statuses": {str(k): v for k, v in out["statuses"].items()},
         }
         print(f"WAIT {wait} lag {lag} run {i + 1}: {json.dumps(row)}", flush=True)
@@ -77,8 +83,12 @@ async def one_setting(runs: int, wait: int, lag: float) -> dict[str, Any]:
     }
 
 
-async def run(runs: int, lag: float) -> dict[str, Any]:
+async def run(runs: int, lag: float, cluster: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    if cluster:
+        for wait in (1, 0):
+            results[f"wait_{wait}_cluster"] = await one_setting(runs, wait, 0.0, cluster=True)
+        return results
     for behind in (0.0, lag):
         for wait in (1, 0):
             results[f"wait_{wait}_lag_{behind}"] = await one_setting(runs, wait, behind)
@@ -91,8 +101,9 @@ def main() -> None:
     parser.add_argument(
         "--lag", type=float, default=0.9, help="seconds the replicas fall behind before the kill"
     )
+    parser.add_argument("--cluster", action="store_true", help="a Redis Cluster's shard")
     args = parser.parse_args()
-    results = asyncio.run(run(args.runs, args.lag))
+    results = asyncio.run(run(args.runs, args.lag, args.cluster))
     results["machine"] = f"{platform.node()} {platform.machine()} {platform.python_version()}"
     print(json.dumps(results, indent=1))
     for key, r in results.items():

@@ -25,9 +25,10 @@ runs on the routers' Redis calls, not on the lifecycle's.
 
 `--cluster` measures what Redis Cluster costs: three workspaces driven alike,
 first on one standalone redis-server, then one per shard of a three-primary
-cluster (no replicas on either side), and reports Redis CPU per lifecycle
-summed over the shards against the standalone figure, and each shard's share
-of the cluster's CPU.
+cluster (no replicas on either side), then on a one-node cluster holding every
+slot (cluster mode without the split into processes), and reports Redis CPU
+per lifecycle summed over the shards against the standalone figure, and each
+shard's share of the cluster's CPU.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import asyncio
 import json
 import random
 import resource
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -65,6 +67,19 @@ class Driver:
         self.done = 0
         self.outcomes: Counter[str] = Counter()
         self.stop = False
+        # `--rate`: lifecycles start at that pace (open loop), else as fast as
+        # `--concurrency` callers go (closed loop)
+        self.permits: asyncio.Queue[None] | None = asyncio.Queue() if a.rate else None
+
+    async def pace(self) -> None:
+        assert self.permits is not None
+        t0, n = time.perf_counter(), 0
+        while not self.stop:
+            due = int((time.perf_counter() - t0) * self.a.rate) - n
+            for _ in range(min(due, self.a.concurrency)):
+                self.permits.put_nowait(None)
+            n += due
+            await asyncio.sleep(0.005)
 
     async def wait_offer(self, ws: str, cid: str) -> str | None:
         """A contact that queued (no agent with the skill was free): poll until it
@@ -80,6 +95,8 @@ class Driver:
     async def caller(self, ws: str) -> None:
         e, rng = self.engine, self.rng
         while not self.stop:
+            if self.permits is not None:
+                await self.permits.get()
             self.n += 1
             cid = f"rc-{self.n:08d}"
             body = ContactIn(id=cid, channel=rng.choice(CHANNELS), intent=rng.choice(INTENTS),
@@ -149,6 +166,8 @@ async def run(
     d = Driver(engine, a, workspaces)
     callers = [asyncio.create_task(d.caller(workspaces[i % len(workspaces)]))
                for i in range(a.concurrency)]  # fmt: skip
+    if d.permits is not None:
+        callers.append(asyncio.create_task(d.pace()))
     pids = [redis_pid(n) for n in nodes]
     await asyncio.sleep(a.warmup)
     done0, cpus0, (us0, calls0) = d.done, [proc_cpu(p) for p in pids], _usec(nodes)
@@ -159,6 +178,9 @@ async def run(
     cmd1 = command_stats(nodes)
     own1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     d.stop = True
+    if d.permits is not None:  # callers waiting for a permit: let them see the stop
+        for _ in range(a.concurrency):
+            d.permits.put_nowait(None)
     await asyncio.gather(*callers, return_exceptions=True)
     await timers.stop()
     timer_task.cancel()
@@ -171,7 +193,7 @@ async def run(
     own = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
     return {
         "machine": machine(),
-        "agents": a.agents, "concurrency": a.concurrency, "views": a.views,
+        "agents": a.agents, "concurrency": a.concurrency, "views": a.views, "rate": a.rate,
         "window_s": round(wall, 2),
         "lifecycles": n,
         "lifecycles_per_s": round(n / wall, 1),
@@ -210,13 +232,50 @@ async def compare_cluster(a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cluster = await run(a, group.url, nodes, names)
     finally:
         group.stop()
-    ratio = cluster["redis_cpu_us_per_lifecycle"] / standalone["redis_cpu_us_per_lifecycle"]
+    # control: cluster mode on one node that holds every slot (one process, as
+    # the standalone server): what cluster mode itself costs Redis
+    port, proc = one_node_cluster(tmp / "one")
+    try:
+        one = await run(a, f"redis+cluster://127.0.0.1:{port}", [f"redis://127.0.0.1:{port}"],
+                        [f"ceiling{i}" for i in range(3)])  # fmt: skip
+    finally:
+        proc.kill()
+        proc.wait()
+    base = standalone["redis_cpu_us_per_lifecycle"]
     return {
         "standalone": standalone,
         "cluster": cluster,
-        "cluster_cpu_per_lifecycle_ratio": round(ratio, 3),
+        "one_node_cluster": one,
+        "cluster_cpu_per_lifecycle_ratio": round(cluster["redis_cpu_us_per_lifecycle"] / base, 3),
+        "one_node_cluster_ratio": round(one["redis_cpu_us_per_lifecycle"] / base, 3),
         "largest_shard_share": max(cluster["redis_cpu_share_by_node"]),
     }
+
+
+def one_node_cluster(home: Path) -> tuple[int, subprocess.Popen[bytes]]:
+    """A redis-server in cluster mode holding all 16,384 slots itself."""
+    import redis
+
+    from router.store.local import free_port
+
+    home.mkdir(parents=True, exist_ok=True)
+    port, bus = free_port(), free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--cluster-port", str(bus), "--bind", "127.0.0.1",
+         "--cluster-enabled", "yes", "--dir", str(home), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(100):
+        try:
+            with redis.Redis(port=port, decode_responses=True) as r:
+                r.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+                while r.cluster("INFO")["cluster_state"] != "ok":
+                    time.sleep(0.1)
+            return port, proc
+        except redis.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("the one-node cluster did not start")
 
 
 def main() -> None:
@@ -232,6 +291,7 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rate", type=float, default=0.0, help="lifecycles/s (open loop); 0: closed")
     p.add_argument("--cluster", action="store_true", help="standalone against a 3-shard cluster")
     p.add_argument("--json", type=Path)
     a = p.parse_args()

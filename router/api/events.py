@@ -301,6 +301,7 @@ async def _pump(
                 await sender.events(render(ws, entries, match))
             await sender.heartbeat(cursor)
     except (RedisConnectionError, RedisTimeoutError) as exc:
+        hub.shards.suspect(exc)  # the reconnect then finds the workspace's primary now
         log.warning("event stream of %s ended: %s", ws, type(exc).__name__)
     except TimeoutError:  # the client stopped reading: drop it
         if request.transport is not None:

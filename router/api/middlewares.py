@@ -43,6 +43,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if store_unavailable(exc):  # e.g. a failover under way: transient
             log.warning("redis unavailable: %s", type(exc).__name__)
             request.app[METRICS].redis_errors.labels("http").inc()
+            if SHARDS in request.app:  # a cluster's slot may have moved: read the map again
+                request.app[SHARDS].suspect(exc)
             return error_response(Unavailable("the state store is unreachable; retry shortly"))
         log.exception("unhandled error on %s", request.match_info.route.resource)
         return problem(500, "Internal error", "an internal error occurred", "internal")

@@ -1,10 +1,11 @@
 """`router audit verify` and `router audit export`.
 
     python -m router audit verify --dir DIR [--source S]   segment files
-    python -m router audit verify [--workspace W | --source access]   live (REDIS_URL)
+    python -m router audit verify [--workspace W | --source S]   live (REDIS_URL)
     python -m router audit export --dir DIR [--workspace W | --source S]
 
-A source is `access` or `ws:<name>` (`--workspace W` is `--source ws:W`).
+A source is `ws:<name>` (`--workspace W` is `--source ws:W`), `access-<n>` (one of
+the access-denial streams) or `access` (where denials went before they were sharded).
 Verify prints one line per source, OK with counts and the last hash (keep it:
 it anchors the chain), or the first bad record and why; it exits 1 when any
 source is bad, 2 when there is nothing to verify.
@@ -30,7 +31,7 @@ def add_cli(sub: Any) -> None:
     asub = a.add_subparsers(dest="audit_cmd", required=True)
     v = asub.add_parser("verify", help="check segment files (--dir) or the live sealed stream")
     v.add_argument("--dir", help="export directory (segment files and manifests)")
-    v.add_argument("--source", help="`access` or `ws:<name>`; default: every source")
+    v.add_argument("--source", help="`ws:<name>`, `access-<n>` or `access`; default: every source")
     v.add_argument("--workspace", help="a workspace (same as --source ws:<name>)")
     v.set_defaults(fn=_verify)
     e = asub.add_parser("export", help="write sealed records to segment files now, once")
@@ -59,7 +60,7 @@ async def _all_sources(shards: Any) -> list[Source]:
     from router.store.keys import WORKSPACES
 
     names = sorted(cast(set[str], await shards.of(WORKSPACES).smembers(WORKSPACES)))
-    return [*(Source.workspace(n) for n in names), Source.access()]
+    return [*(Source.workspace(n) for n in names), *Source.accesses()]
 
 
 def _verify(args: argparse.Namespace) -> int:

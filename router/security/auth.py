@@ -38,7 +38,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from router.runtime.errors import Forbidden, RouterError, Unauthorized
 from router.runtime.settings import Settings, SettingsError, Token, read_tokens_file, token_hash
-from router.store.keys import ACCESS_MAXLEN, ACCESS_STREAM
+from router.store.keys import ACCESS_MAXLEN, access_shard, access_stream
 from router.store.shards import Shards
 
 log = logging.getLogger(__name__)
@@ -248,7 +248,7 @@ class Authenticator:
     def denied(
         self, shards: Shards | None, request: web.Request, token: Token | None, exc: RouterError
     ) -> None:
-        """Records a 401/403 in `router:access` in the background (never the token)."""
+        """Records a 401/403 in an access stream in the background (never the token)."""
         info = request.match_info.route.resource
         fields = {
             "at": str(int(time.time() * 1000)),
@@ -268,8 +268,9 @@ class Authenticator:
 
     async def _write(self, shards: Shards, fields: dict[str, str]) -> None:
         try:
-            client = shards.of(ACCESS_STREAM)
-            await client.xadd(ACCESS_STREAM, fields, maxlen=ACCESS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            stream = access_stream(access_shard(fields["remote"]))
+            client = shards.of(stream)
+            await client.xadd(stream, fields, maxlen=ACCESS_MAXLEN, approximate=True)  # type: ignore[arg-type]
         except Exception as exc:  # counted; the denial itself was already answered
             self.access_failures.inc()
             log.warning("access log write failed (%s)", type(exc).__name__)

@@ -8,6 +8,8 @@ KEYS[1]; keep both in step.
 
 from __future__ import annotations
 
+import zlib
+
 # Set of workspace names (outside every workspace tag, so written on its own,
 # never by a script beside a workspace's keys): lets timer workers and config
 # watchers find workspaces without SCAN.
@@ -19,10 +21,24 @@ CONFIG_CHANNEL = "router:config"
 # Length cap of the per-workspace event stream (approximate trimming).
 EVENTS_MAXLEN = 1_000_000
 
-# Stream of denied requests (401 and 403), all workspaces: at (ms), actor,
+# Streams of denied requests (401 and 403), all workspaces: at (ms), actor,
 # method, route template, status, reason, remote address; never the token.
+# ACCESS_SHARDS streams, each in a slot of its own, so a flood of denials (a
+# scan, a guessed token tried again and again) spreads over a cluster's shards
+# instead of landing on one; a client's denials stay in order in one stream,
+# picked by its address. `router:access` is where they went before: still
+# sealed and verified, no longer written.
+ACCESS_SHARDS = 8
 ACCESS_STREAM = "router:access"
-ACCESS_MAXLEN = 100_000
+ACCESS_MAXLEN = 100_000  # per stream
+
+
+def access_stream(shard: int) -> str:
+    return ACCESS_STREAM + ":{" + str(shard) + "}"
+
+
+def access_shard(remote: str) -> int:
+    return zlib.crc32(remote.encode()) % ACCESS_SHARDS
 
 
 class WsKeys:

@@ -27,7 +27,7 @@ from redis import Redis as SyncRedis
 
 from router.api.app import create_app
 from router.runtime.settings import Settings, demo_token_spec, token_hash
-from router.store.keys import WsKeys
+from router.store.keys import ACCESS_SHARDS, WsKeys, access_shard, access_stream
 from tests.api.test_events import next_event, open_stream
 from tests.support.client import ADM, GW, JWT_SECRET, SUP, agent_headers, small_config
 from tests.support.cluster import ClusterGroup
@@ -179,13 +179,18 @@ async def test_every_feature_on_a_workspace_per_shard(
     text = await r.text()
     for ws in names:
         assert f'router_timers_pending{{workspace="{ws}"}}' in text
-    # the audit chain of each workspace verifies from the cluster
+    # a denied request goes to the access stream of the client's address; the
+    # eight access streams are spread over the shards
+    bogus = {"Authorization": "Bearer not-a-token"}
+    assert (await _call(a, "GET", f"/v1/workspaces/{names[0]}/pools", bogus))[0] == 401
+    assert len({cluster.primary_for(access_stream(i)) for i in range(ACCESS_SHARDS)}) >= 2
+    # the audit chain of each workspace, and of the denials, verifies from the cluster
     env = {"REDIS_URL": cluster.url, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     await asyncio.sleep(2)  # the sealer's round
-    for ws in names:
+    for source in [f"ws:{ws}" for ws in names] + [f"access-{access_shard('127.0.0.1')}"]:
         out = await asyncio.to_thread(
             subprocess.run,
-            [_python(), "-m", "router", "audit", "verify", "--workspace", ws],
+            [_python(), "-m", "router", "audit", "verify", "--source", source],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert out.returncode == 0, out.stdout + out.stderr

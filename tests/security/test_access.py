@@ -26,7 +26,7 @@ from router.cli.main import main as cli_main
 from router.runtime.settings import Settings, demo_token_spec, token_hash
 from router.security import auth as auth_module
 from router.security.auth import AUTH, mint
-from router.store.keys import ACCESS_STREAM
+from router.store.keys import access_shard, access_stream
 from router.store.local import free_port
 from tests.support.client import (
     ADM,
@@ -552,7 +552,8 @@ async def test_denials_are_recorded_without_the_token(api: Any, ws: str, redis_u
     await put_agent(api, ws, "a1")
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        last = await client.xrevrange(ACCESS_STREAM, count=1)
+        stream = access_stream(access_shard("127.0.0.1"))  # this client's address
+        last = await client.xrevrange(stream, count=1)
         start = last[0][0] if last else "0-0"
         agent = "x" + uuid.uuid4().hex[:8]
         own = mint(JWT_SECRET, agent, "agent")
@@ -599,7 +600,7 @@ async def test_denials_are_recorded_without_the_token(api: Any, ws: str, redis_u
         ]
         entries: list[dict[str, str]] = []
         for _ in range(100):  # written in the background: at once, but not before the reply
-            entries = [f for _, f in await client.xrange(ACCESS_STREAM, min="(" + start)]
+            entries = [f for _, f in await client.xrange(stream, min="(" + start)]
             if len(entries) >= len(expected):
                 break
             await asyncio.sleep(0.02)

@@ -28,7 +28,7 @@ from router.security.audit.records import Source, canonical
 from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.segments import MANIFEST, Exporter, load_manifest
 from router.security.audit.verify import verify_dir, verify_folder, verify_live
-from router.store.keys import WsKeys
+from router.store.keys import WsKeys, access_shard
 from router.store.shards import Shards
 from tests.support.client import ADM, GW, SUP, act, add_agent, create, put_config, small_config
 from tests.support.procs import ROOT, _python, start_replicas, stop_replicas, wait_ready
@@ -131,7 +131,7 @@ async def test_api_scenario_is_sealed_exported_and_verifies(
     bogus = {"Authorization": "Bearer not-a-token-" + uuid.uuid4().hex}
     denied = await audited.get(f"/v1/workspaces/{ws}/pools", headers=bogus)
     assert denied.status == 401
-    access = Source.access()
+    access = Source.access(access_shard("127.0.0.1"))  # the stream of this client's address
     # the access-control middleware records denials in the background
     await eventually(lambda: sealed_through_last(client, access), what="access sealed")
     source = Source.workspace(ws)

@@ -31,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from router.store.keys import ACCESS_STREAM, WsKeys
+from router.store.keys import ACCESS_SHARDS, ACCESS_STREAM, WsKeys, access_stream
 
 GENESIS = "0" * 64
 # Source name of the global stream of denied requests (router/security/auth.py writes
@@ -46,6 +46,11 @@ WHY_FIELDS = ("reason", "explain", "rules", "sla", "policy", "previous", "stage"
 ACCESS_WHAT = ("method", "route", "status", "role")
 
 _decode = msgspec.json.Decoder()
+
+
+def is_access_name(name: str) -> bool:
+    """Is this source (by name) one of the access-denial chains?"""
+    return name == ACCESS or name.startswith(ACCESS + "-")
 
 
 def canonical(value: Any) -> bytes:
@@ -74,27 +79,47 @@ class Source:
         return cls("ws:" + ws, WsKeys(ws).events, "{audit:ws:" + ws + "}", ws, "ws-" + ws)
 
     @classmethod
-    def access(cls) -> Source:
-        return cls(ACCESS, ACCESS_STREAM, "{audit:" + ACCESS + "}", ACCESS_STREAM, ACCESS)
+    def access(cls, shard: int | None = None) -> Source:
+        """One access-denial stream (`router/store/keys.py`); None: the one
+        stream denials went to before they were sharded."""
+        if shard is None:
+            return cls(ACCESS, ACCESS_STREAM, "{audit:" + ACCESS + "}", ACCESS_STREAM, ACCESS)
+        name = f"{ACCESS}-{shard}"
+        stream = access_stream(shard)
+        return cls(name, stream, "{audit:" + name + "}", stream, name)
+
+    @classmethod
+    def accesses(cls) -> list[Source]:
+        """Every access-denial chain: the sharded streams and the older one."""
+        return [cls.access(), *(cls.access(i) for i in range(ACCESS_SHARDS))]
 
     @classmethod
     def parse(cls, text: str) -> Source:
-        """`access` or `ws:<name>` (a bare name is taken as a workspace)."""
-        if text == ACCESS:
+        """`access`, `access-<n>` or `ws:<name>` (a bare name is taken as a workspace)."""
+        access = cls._access_named(text)
+        return access if access is not None else cls.workspace(text.removeprefix("ws:"))
+
+    @classmethod
+    def _access_named(cls, name: str) -> Source | None:
+        if name == ACCESS:
             return cls.access()
-        return cls.workspace(text.removeprefix("ws:"))
+        shard = name.removeprefix(ACCESS + "-")
+        if shard != name and shard.isdigit() and int(shard) < ACCESS_SHARDS:
+            return cls.access(int(shard))
+        return None
 
     @classmethod
     def from_dirname(cls, dirname: str) -> Source | None:
-        if dirname == ACCESS:
-            return cls.access()
+        access = cls._access_named(dirname)
+        if access is not None:
+            return access
         if dirname.startswith("ws-") and len(dirname) > 3:
             return cls.workspace(dirname[3:])
         return None
 
     @property
     def is_access(self) -> bool:
-        return self.name == ACCESS
+        return is_access_name(self.name)
 
     @property
     def sealed(self) -> str:  # stream of sealed records (field `r`)
@@ -146,7 +171,7 @@ def derive(source: str, src: str, event: str) -> dict[str, Any]:
         ev = None
     if not isinstance(ev, dict):
         return {"who": "", "what": {"type": "unparsable"}, "when": fallback, "why": {}}
-    if source == ACCESS:
+    if is_access_name(source):
         what = {"type": str(ev.get("type") or "access.denied")}
         what.update({k: ev[k] for k in ACCESS_WHAT if k in ev})
         who = str(ev.get("actor") or "anonymous")

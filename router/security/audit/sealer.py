@@ -191,8 +191,8 @@ class Sealer:
     async def _discover(self) -> None:
         names = await self._workspaces.names()
         found = {s.name: s for s in (Source.workspace(n) for n in names)}
-        access = Source.access()
-        found[access.name] = access
+        for access in Source.accesses():
+            found[access.name] = access
         self.sources = found
 
     async def _renew(self) -> None:
