@@ -22,6 +22,10 @@ fall behind, as over a slow link), and reports per setting:
     .venv/bin/python -m benchmarks.failover --runs 1
     .venv/bin/python -m benchmarks.failover --cluster  # a shard's primary instead
 
+`--deploy-timings` runs `WAIT 1` with the sentinels timed as in deploy/
+(`down-after-milliseconds` 5000, `failover-timeout` 30000) instead of the test's
+1000 and 10000.
+
 `--cluster` runs the same load against a Redis Cluster of three primaries with
 a replica each (`cluster-node-timeout` 1000 ms) and kills the primary that
 holds the workspace, with `WAIT 1` and `WAIT 0`, the replicas in step.
@@ -55,11 +59,19 @@ def lost(out: dict[str, Any]) -> dict[str, int]:
     }
 
 
-async def one_setting(runs: int, wait: int, lag: float, cluster: bool = False) -> dict[str, Any]:
+async def one_setting(
+    runs: int,
+    wait: int,
+    lag: float,
+    cluster: bool = False,
+    timings: tuple[int, int] = (1000, 10000),
+) -> dict[str, Any]:
     rows = []
     for i in range(runs):
         with tempfile.TemporaryDirectory(prefix="failover-") as tmp:
-            out = await failover_under_load(Path(tmp), wait_replicas=wait, lag=lag, cluster=cluster)
+            out = await failover_under_load(
+                Path(tmp), wait_replicas=wait, lag=lag, cluster=cluster, timings=timings
+            )
         row = {
             "lost": lost(out),
             "unavailable_s": round(out["unavailable_s"], 2),
@@ -83,11 +95,14 @@ async def one_setting(runs: int, wait: int, lag: float, cluster: bool = False) -
     }
 
 
-async def run(runs: int, lag: float, cluster: bool) -> dict[str, Any]:
+async def run(runs: int, lag: float, cluster: bool, deploy_timings: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     if cluster:
         for wait in (1, 0):
             results[f"wait_{wait}_cluster"] = await one_setting(runs, wait, 0.0, cluster=True)
+        return results
+    if deploy_timings:  # the deploy files' sentinels, WAIT 1, replicas in step
+        results["wait_1_deploy_timings"] = await one_setting(runs, 1, 0.0, timings=(5000, 30000))
         return results
     for behind in (0.0, lag):
         for wait in (1, 0):
@@ -102,8 +117,13 @@ def main() -> None:
         "--lag", type=float, default=0.9, help="seconds the replicas fall behind before the kill"
     )
     parser.add_argument("--cluster", action="store_true", help="a Redis Cluster's shard")
+    parser.add_argument(
+        "--deploy-timings",
+        action="store_true",
+        help="sentinels as in deploy/: down-after 5000 ms, failover-timeout 30000 ms",
+    )
     args = parser.parse_args()
-    results = asyncio.run(run(args.runs, args.lag, args.cluster))
+    results = asyncio.run(run(args.runs, args.lag, args.cluster, args.deploy_timings))
     results["machine"] = f"{platform.node()} {platform.machine()} {platform.python_version()}"
     print(json.dumps(results, indent=1))
     for key, r in results.items():

@@ -3,11 +3,14 @@ every variable they set is one the code reads, probes hit the open health routes
 grace periods cover the drain and the timer hand-back, Redis is new enough for
 the routing library, secrets come from Secrets, every mounted file exists, the
 image installs what uv.lock pins, nothing is published beyond loopback by
-compose, and the Kubernetes manifests pass the Kubernetes schema (strict)."""
+compose, the compose file passes the Compose schema and the Kubernetes
+manifests the Kubernetes schema (strict)."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +182,23 @@ def test_every_mounted_and_copied_file_exists() -> None:
     for build in (s.get("build") for s in compose()["services"].values()):
         if build:
             assert (DEPLOY / build["context"] / build["dockerfile"]).exists()
+
+
+def test_compose_file_passes_the_compose_schema(tmp_path: Path) -> None:
+    exe = shutil.which("docker-compose")
+    assert exe, "docker-compose (Debian's package) is installed by scripts/bootstrap"
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [exe, "-f", str(path), "config", "-q"],
+            cwd=path.parent, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    ok = check(DEPLOY / "compose.yaml")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # the same check refuses a key the schema does not know
+    broken = compose()
+    broken["services"]["router"]["restart_policy"] = "always"
+    (tmp_path / "compose.yaml").write_text(yaml.safe_dump(broken))
+    bad = check(tmp_path / "compose.yaml")
+    assert bad.returncode != 0 and "restart_policy" in bad.stderr, bad.stderr

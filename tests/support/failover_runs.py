@@ -113,8 +113,8 @@ def failed_after(seen: list[tuple[float, Any]], kill_t: float) -> tuple[float, f
 class SentinelStore:
     """A Sentinel group: the primary is the workspace's."""
 
-    def __init__(self, tmp: Path, lag: float) -> None:
-        self.group = SentinelGroup(tmp / "redis", replicas=2, link=lag > 0)
+    def __init__(self, tmp: Path, lag: float, timings: tuple[int, int] = (1000, 10000)) -> None:
+        self.group = SentinelGroup(tmp / "redis", replicas=2, link=lag > 0, timings=timings)
         self.url = self.group.url()
         self.link: ReplicationLink | None = self.group.link
         self._old = self.group.primary
@@ -162,13 +162,18 @@ Store = SentinelStore | ClusterStore
 
 
 async def failover_under_load(
-    tmp: Path, wait_replicas: int, lag: float = 0.0, cluster: bool = False
+    tmp: Path,
+    wait_replicas: int,
+    lag: float = 0.0,
+    cluster: bool = False,
+    timings: tuple[int, int] = (1000, 10000),
 ) -> dict[str, Any]:
     """`lag`: for that many seconds before the kill the replication stream is
     held back (`ReplicationLink`, Sentinel only), so the primary dies holding
     writes no replica has: what a replica falling behind (a slow link, a
-    resync) leaves at risk."""
-    group: Store = ClusterStore(tmp) if cluster else SentinelStore(tmp, lag)
+    resync) leaves at risk. `timings`: the sentinels' `down-after-milliseconds`
+    and `failover-timeout` (the deploy files use 5000 and 30000)."""
+    group: Store = ClusterStore(tmp) if cluster else SentinelStore(tmp, lag, timings)
     env = {
         "ROUTER_REDIS_WAIT_REPLICAS": str(wait_replicas),
         "ROUTER_REDIS_TIMEOUT": "1",

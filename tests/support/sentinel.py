@@ -29,7 +29,15 @@ SERVICE = "contacts"
 class Sentinels:
     """`redis-sentinel` processes monitoring one primary as `SERVICE`."""
 
-    def __init__(self, directory: Path, primary_port: int, count: int = 3, quorum: int = 2) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        primary_port: int,
+        count: int = 3,
+        quorum: int = 2,
+        timings: tuple[int, int] = (1000, 10000),
+    ) -> None:
+        """`timings`: `down-after-milliseconds` and `failover-timeout`."""
         exe = shutil.which("redis-sentinel")
         if exe is None:
             raise RuntimeError("redis-sentinel not found (apt-get install -y redis-sentinel)")
@@ -42,8 +50,8 @@ class Sentinels:
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {home}\n"
                 f"sentinel monitor {SERVICE} 127.0.0.1 {primary_port} {quorum}\n"
-                f"sentinel down-after-milliseconds {SERVICE} 1000\n"
-                f"sentinel failover-timeout {SERVICE} 10000\n"
+                f"sentinel down-after-milliseconds {SERVICE} {timings[0]}\n"
+                f"sentinel failover-timeout {SERVICE} {timings[1]}\n"
                 f"sentinel parallel-syncs {SERVICE} 1\n"
             )
             with (home / "sentinel.log").open("ab") as log:
@@ -78,8 +86,15 @@ class Sentinels:
 class SentinelGroup:
     """A primary, `replicas` replicas (all with AOF) and three sentinels."""
 
-    def __init__(self, directory: Path, replicas: int = 2, link: bool = False) -> None:
-        """`link`: the replicas replicate through a `ReplicationLink` the test can hold."""
+    def __init__(
+        self,
+        directory: Path,
+        replicas: int = 2,
+        link: bool = False,
+        timings: tuple[int, int] = (1000, 10000),
+    ) -> None:
+        """`link`: the replicas replicate through a `ReplicationLink` the test can hold;
+        `timings`: the sentinels' `down-after-milliseconds` and `failover-timeout`."""
         self.primary = RedisServer(directory / "primary", aof=True)
         self.link = ReplicationLink(self.primary.port) if link else None
         upstream = self.link.port if self.link else self.primary.port
@@ -89,7 +104,7 @@ class SentinelGroup:
         ]
         self.servers = [self.primary, *self.replicas]
         wait_synced(self.primary.port, replicas)
-        self.sentinels = Sentinels(directory, self.primary.port)
+        self.sentinels = Sentinels(directory, self.primary.port, timings=timings)
         _wait_replicas_known(self.sentinels, replicas)
 
     def url(self, db: int = 0) -> str:
