@@ -27,7 +27,7 @@ fall behind, as over a slow link), and reports per setting:
 1000 and 10000.
 
 `--cluster` runs the same load against a Redis Cluster of three primaries with
-a replica each (`cluster-node-timeout` 1000 ms) and kills the primary that
+two replicas each (`cluster-node-timeout` 1000 ms) and kills the primary that
 holds the workspace, with `WAIT 1` and `WAIT 0`, the replicas in step.
 """
 
@@ -77,6 +77,7 @@ async def one_setting(
             "unavailable_s": round(out["unavailable_s"], 2),
             "failed_s_total": round(out["failed_after"][0], 1),
             "last_failure_s": round(out["failed_after"][1], 1),
+            "slowest_probe_s": round(out["slowest_probe_s"], 2),
             "promoted_s": round(out["promoted_s"], 2),
             "webhooks_missing": len(out["webhooks_missing"]),
             "statuses": {str(k): v for k, v in out["statuses"].items()},

@@ -32,6 +32,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -166,6 +168,10 @@ def cluster_shards(
     )
 
     def node_client(host: str, port: int) -> Redis:
-        return Redis(host=host, port=port, **common, **node_options)
+        # No retries inside redis-py: they would go to the same node, which in a
+        # failover is the dead one (a request then hung for seconds). A failed
+        # call answers 503 at once and has the slot map read again, so the
+        # client's retry reaches the primary that serves the slot by then.
+        return Redis(host=host, port=port, retry=Retry(NoBackoff(), 0), **common, **node_options)
 
     return ClusterShards(discovery, node_client)

@@ -238,7 +238,8 @@ async def test_a_primary_that_lost_the_code_gets_it_again(
 def test_a_shard_primary_killed_under_load_loses_nothing_acknowledged(
     tmp_path: Path, one_at_a_time: None
 ) -> None:
-    """The workspace's primary is killed under load, the cluster promotes its
-    replica, the old one comes back as a replica; two router processes, WAIT 1."""
+    """The workspace's primary is killed under load, the cluster promotes one of
+    its two replicas, the old one comes back as a replica; two router processes,
+    WAIT 1."""
     out = uvloop.run(failover_under_load(tmp_path, wait_replicas=1, cluster=True))
     check_nothing_acknowledged_lost(out)

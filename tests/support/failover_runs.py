@@ -1,7 +1,7 @@
 """A Redis failover under load (tests/faults/test_sentinel_failover.py and
 test_redis_cluster_failover.py check the outcome; benchmarks/failover.py
 measures it): a Sentinel group (primary, two replicas, three sentinels) or a
-Redis Cluster (three primaries with a replica each), two router processes on
+Redis Cluster (three primaries with two replicas each), two router processes on
 its URL, a gateway creating contacts and agent desktops accepting and
 completing them, retrying on 503 as they do in production. The primary that
 holds the workspace is killed with SIGKILL mid-load and restarted at the same
@@ -79,35 +79,48 @@ class AckingDesk(Desk):
         return ok
 
 
+Probe = tuple[float, float, Any]  # (sent, answered: monotonic seconds; status)
+
+
 async def _probe_creates(
     http: aiohttp.ClientSession, urls: list[str], ws: str, stop: asyncio.Event
-) -> list[tuple[float, Any]]:
-    """One creation every 100 ms without retries: (monotonic time, status)."""
-    seen: list[tuple[float, Any]] = []
+) -> list[Probe]:
+    """One creation every 100 ms without retries."""
+    seen: list[Probe] = []
     n = 0
     while not stop.is_set():
         n += 1
         cid = f"p{n:05d}"
         body = {"id": cid, "channel": "chat", "customer": {"id": "cu-" + cid}}
         url = urls[n % len(urls)] + f"/v1/workspaces/{ws}/contacts"
-        seen.append((time.monotonic(), (await probe(http, "POST", url, body))["status"]))
+        sent = time.monotonic()
+        status = (await probe(http, "POST", url, body))["status"]
+        seen.append((sent, time.monotonic(), status))
         await asyncio.sleep(0.1)
     return seen
 
 
-def unavailable_window(seen: list[tuple[float, Any]], kill_t: float) -> float:
-    """Seconds from the kill to the first creation answered 2xx after it."""
-    after = [t for t, status in seen if t >= kill_t and status in (200, 201)]
+def unavailable_window(seen: list[Probe], kill_t: float) -> float:
+    """Seconds from the kill to the answer of the first creation sent after it
+    and answered 2xx (one in flight at the kill may have been served before it)."""
+    after = [done for sent, done, status in seen if sent >= kill_t and status in (200, 201)]
     return (after[0] - kill_t) if after else float("inf")
 
 
-def failed_after(seen: list[tuple[float, Any]], kill_t: float) -> tuple[float, float]:
-    """(seconds of failed probe creations after the kill, in total; seconds from the
-    kill to the last one that failed): also counts the 503s of `WAIT` while the
-    replicas resynchronise with the new primary."""
-    failed = [t for t, status in seen if t >= kill_t and status not in (200, 201)]
-    step = (seen[-1][0] - seen[0][0]) / max(1, len(seen) - 1) if seen else 0.0
-    return len(failed) * step, (failed[-1] - kill_t) if failed else 0.0
+def failed_after(seen: list[Probe], kill_t: float) -> tuple[float, float]:
+    """(seconds of failed probe creations after the kill, in total, each counted
+    from its sending to its answer; seconds from the kill to the answer of the
+    last one that failed): also counts the 503s of `WAIT` while the replicas
+    resynchronise with the new primary."""
+    failed = [(sent, done) for sent, done, status in seen
+              if sent >= kill_t and status not in (200, 201)]  # fmt: skip
+    total = sum(done - sent + 0.1 for sent, done in failed)  # + the pause between probes
+    return total, (failed[-1][1] - kill_t) if failed else 0.0
+
+
+def slowest_after(seen: list[Probe], kill_t: float) -> float:
+    """The longest a probe sent after the kill waited for its answer (seconds)."""
+    return max((done - sent for sent, done, _ in seen if sent >= kill_t), default=0.0)
 
 
 class SentinelStore:
@@ -135,12 +148,15 @@ class SentinelStore:
 
 
 class ClusterStore:
-    """A Redis Cluster: the primary killed is the one holding the workspace's slot."""
+    """A Redis Cluster: the primary killed is the one holding the workspace's slot.
+    Two replicas per primary, as the Sentinel group has: with one, the promoted
+    replica has none left, and `WAIT 1` refuses every write on that shard until
+    the old primary is back as its replica."""
 
     link: ReplicationLink | None = None
 
     def __init__(self, tmp: Path) -> None:
-        self.group = ClusterGroup(tmp / "cluster", masters=3, replicas_per_master=1)
+        self.group = ClusterGroup(tmp / "cluster", masters=3, replicas_per_master=2)
         self.url = self.group.url
 
     def kill(self, ws: str) -> int:
@@ -268,8 +284,8 @@ async def _load(
         if group.link is not None:
             group.link.hold.set()  # the replicas fall behind from here
         await asyncio.sleep(lag)
-        kill_t = time.monotonic()
         old_port = await asyncio.to_thread(group.kill, ws)  # SIGKILL
+        kill_t = time.monotonic()  # the process is gone: what was sent before may be served
         new_port = await asyncio.to_thread(group.wait_failover, old_port)
         promoted_t = time.monotonic()
         await asyncio.sleep(max(0.0, RESTART_AFTER - (promoted_t - kill_t)))
@@ -296,7 +312,8 @@ async def _load(
         "created_after_failover": after,
         "unavailable_s": unavailable_window(seen, events["kill_t"]),
         "failed_after": failed_after(seen, events["kill_t"]),
-        "probe_statuses": Counter(str(s) for _, s in seen),
+        "slowest_probe_s": slowest_after(seen, events["kill_t"]),
+        "probe_statuses": Counter(str(s) for _, _, s in seen),
         **events,
     }
 
