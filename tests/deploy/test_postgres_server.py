@@ -39,7 +39,8 @@ def test_committed_row_survives_kill_and_restart(server: PostgresServer) -> None
     assert first is not None
 
     server.kill()
-    assert server.pid is None and not _alive(first)
+    assert server.proc is not None and server.proc.poll() is not None
+    assert not _alive(first)
     server.start()
 
     assert server.port == port and server.pid != first
