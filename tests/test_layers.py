@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "router.routing": 3,  # config, rules, membership, the engine and its Lua library
     "router.security": 4,  # auth, access scopes, privacy, audit trail
     "router.wfm": 4,  # Erlang staffing, forecasts, live statistics, the state exporter
+    "router.archive": 4,  # the history archive in PostgreSQL: schema, (next) archiver
     "router.api": 5,  # the HTTP shell
     "router.cli": 6,  # the command line (serves the app)
     "router": 7,  # router/__main__.py

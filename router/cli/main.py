@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     from router.cli.health import add_cli as add_health_cli
 
     add_audit_cli(sub)  # `router audit verify|export`: the tamper-evident audit trail
+    from router.cli.archive import add_cli as add_archive_cli
+
+    add_archive_cli(sub)  # `router archive migrate`: the history archive's schema
     add_health_cli(sub)  # `router health [--ready]`: container and probe checks
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)
