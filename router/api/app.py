@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
+from psycopg import AsyncConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -15,6 +16,8 @@ from router.api.appkeys import ENGINE, EXPORTER, METRICS, NOTIFIER, SETTINGS, SH
 from router.api.middlewares import auth_middleware, errors_middleware, metrics_middleware
 from router.api.ratelimit import ratelimit_middleware
 from router.api.routes import setup_routes
+from router.archive.events import EventArchiver
+from router.archive.schema import SchemaError, migrate
 from router.routing.engine import Engine
 from router.runtime.errors import NotFound
 from router.runtime.metrics import Metrics
@@ -25,7 +28,9 @@ from router.security.audit.sealer import make_sealer
 from router.security.auth import AUTH, Authenticator
 from router.store.client import make_shards
 from router.store.notify import Notifier
+from router.store.shards import Shards
 from router.store.topology import parse
+from router.store.workspaces import Workspaces
 from router.wfm.exporter import StateExporter
 from sla.signing import Webhook
 from sla.timers import TimerWorker
@@ -81,7 +86,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         # Start anyway: /readyz answers 503 and loads them once Redis answers.
         log.warning("loading scripts failed (%s); /readyz will retry", type(exc).__name__)
-    tasks = [
+    tasks = [*_archive_tasks(settings, shards, workspaces, metrics)]
+    tasks += [
         asyncio.create_task(PauseMeter(metrics.registry).run(), name="pause-meter"),
         asyncio.create_task(notifier.run(), name="notifier"),
         asyncio.create_task(engine.configs.watch(), name="config-watch"),
@@ -103,6 +109,36 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
     await engine.close()
     await shards.aclose()
+
+
+def _archive_tasks(
+    settings: Settings, shards: Shards, workspaces: Workspaces, metrics: Metrics
+) -> list[asyncio.Task[None]]:
+    """The history archive's writer, when ROUTER_ARCHIVE_URL names one: it
+    brings the schema up to date, then copies events; routing never waits for it."""
+    url = settings.archive_url
+    if not url:
+        return []
+    archiver = EventArchiver(shards, workspaces, url, metrics.registry)
+
+    async def run() -> None:
+        while True:
+            try:
+                async with await AsyncConnection.connect(url, connect_timeout=10) as conn:
+                    applied = await migrate(conn)
+                if applied:
+                    log.info("archive schema: applied %s", applied)
+                break
+            except SchemaError:
+                raise  # a database newer than this router, or a changed file: not ours to fix
+            except Exception as exc:  # PostgreSQL not there yet: routing goes on
+                log.warning(
+                    "archive schema check failed (%s: %s); retrying", type(exc).__name__, exc
+                )
+                await asyncio.sleep(5)
+        await archiver.run()
+
+    return [asyncio.create_task(run(), name="archive-events")]
 
 
 async def _auth_background(app: web.Application) -> AsyncIterator[None]:

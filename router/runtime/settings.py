@@ -201,6 +201,8 @@ class Settings:
     audit_dir: str | None = None
     audit_segment_records: int = 100_000
     audit_segment_seconds: float = 3600.0
+    # History archive (router/archive/): a PostgreSQL URL; None: no archive.
+    archive_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -246,6 +248,7 @@ class Settings:
             "audit_dir": e.get("ROUTER_AUDIT_DIR") or None,
             "audit_segment_records": max(1, int(num("ROUTER_AUDIT_SEGMENT_RECORDS", 100_000))),
             "audit_segment_seconds": max(1.0, num("ROUTER_AUDIT_SEGMENT_SECONDS", 3600.0)),
+            "archive_url": e.get("ROUTER_ARCHIVE_URL") or None,
         }
         values.update(overrides)
         if not 0.01 <= float(values["redis_wait_timeout"]) <= 60:  # type: ignore[arg-type]

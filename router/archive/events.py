@@ -1,0 +1,198 @@
+"""Copies every workspace's events into the archive, each exactly once.
+
+Any replica may run it. Each workspace's event stream has a consumer group
+`archive`; a replica reads a batch with XREADGROUP (and with XAUTOCLAIM what a
+replica that died had read and not acknowledged), writes it in one INSERT from
+arrays (`ON CONFLICT DO NOTHING` on the event's id and time), then acknowledges
+it. A crash between the two writes the batch again, which adds nothing: the key
+is the Redis stream id and the time it carries, never the time of writing.
+PostgreSQL down: nothing is acknowledged, the entries wait in the stream, and
+the archiver catches up when it is back. Routing never waits for it.
+
+The insert sends its columns as binary arrays and casts each document to jsonb
+in the SELECT: the cheapest exactly-once write measured for psycopg 3
+(benchmarks/archive_driver.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, cast
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter
+from psycopg import AsyncConnection
+from redis.exceptions import ResponseError
+
+from router.runtime.aio import cancel_requested
+from router.store.keys import WsKeys
+from router.store.shards import Shards
+from router.store.workspaces import Workspaces
+
+log = logging.getLogger(__name__)
+
+GROUP = "archive"
+BATCH = 1000
+IDLE_MAX = 5.0  # seconds between reads of a workspace with nothing new
+INSERT = (
+    "INSERT INTO events (ws, id, at, type, contact, doc) "
+    "SELECT ws, id, at, type, contact, doc::jsonb FROM unnest("
+    "%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[]"
+    ") AS u(ws, id, at, type, contact, doc) ON CONFLICT DO NOTHING"
+)
+Row = tuple[str, str, dt.datetime, str, str | None, str]
+_decode = msgspec.json.Decoder()
+_encode = msgspec.json.Encoder()
+
+
+def stream_time(sid: str) -> dt.datetime:
+    """The time a Redis stream id carries (its milliseconds), in UTC."""
+    return dt.datetime.fromtimestamp(int(sid.partition("-")[0]) / 1000, dt.UTC)
+
+
+def event_rows(ws: str, entries: Sequence[tuple[str, Any]]) -> list[Row]:
+    """Archive rows of stream entries; an entry that is not an event JSON object is
+    kept too (as `unparsable`, its text inside), so nothing is skipped silently."""
+    rows: list[Row] = []
+    for sid, fields in entries:
+        raw = fields.get("e") if isinstance(fields, dict) else None
+        try:
+            ev = _decode.decode(raw) if isinstance(raw, str) else None
+        except msgspec.DecodeError:
+            ev = None
+        if isinstance(ev, dict):
+            contact = ev.get("contact")
+            who = str(contact) if contact is not None else None
+            rows.append((ws, sid, stream_time(sid), str(ev.get("type", "")), who, cast(str, raw)))
+        else:
+            doc = _encode.encode({"unparsable": raw if isinstance(raw, str) else None}).decode()
+            rows.append((ws, sid, stream_time(sid), "unparsable", None, doc))
+    return rows
+
+
+class EventArchiver:
+    def __init__(
+        self,
+        shards: Shards,
+        workspaces: Workspaces,
+        url: str,
+        registry: CollectorRegistry | None = None,
+        poll: float = 0.5,
+        batch: int = BATCH,
+        claim_idle: float = 60.0,
+    ) -> None:
+        self._shards = shards
+        self._workspaces = workspaces
+        self._url = url
+        self._poll = poll
+        self._batch = batch
+        self._claim_idle_ms = int(claim_idle * 1000)
+        self.consumer = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._groups: set[str] = set()
+        self._days: set[dt.date] = set()  # partitions known to exist
+        self._next_claim: dict[str, float] = {}
+        # An idle workspace is read less and less often, up to IDLE_MAX apart, so
+        # an idle replica costs Redis next to nothing (as the timer worker and the
+        # sealer); a busy one is read every round.
+        self._next_read: dict[str, float] = {}
+        self._idle: dict[str, int] = {}
+        # Workspaces where this archiver read a batch it could not write or
+        # acknowledge: it reads its own pending entries there first (XAUTOCLAIM
+        # would give them back only after `claim_idle`).
+        self._own_pending: set[str] = set()
+        self.archived = 0
+        self.events = Counter(
+            "router_archive_events_total", "Events written to the history archive",
+            registry=registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "router_archive_errors_total", "Archive rounds that failed (PostgreSQL or Redis)",
+            registry=registry,
+        )  # fmt: skip
+
+    async def run(self) -> None:
+        """Until cancelled: connects, archives every workspace, reconnects after errors."""
+        while not cancel_requested():
+            try:
+                async with await AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=10
+                ) as conn:
+                    while not cancel_requested():
+                        moved = 0
+                        for ws in await self._workspaces.names():
+                            if time.monotonic() >= self._next_read.get(ws, 0.0):
+                                moved += await self.archive_once(conn, ws)
+                        if not moved:
+                            await asyncio.sleep(self._poll)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL or Redis away: entries wait in the streams
+                self.errors.inc()
+                self._shards.suspect(exc)
+                log.warning("archiving events paused (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def archive_once(self, conn: AsyncConnection, ws: str) -> int:
+        """Archives one batch of the workspace's events; returns how many."""
+        keys = WsKeys(ws)
+        client = self._shards.of(keys.tag)
+        if ws not in self._groups:
+            try:  # from the start of what the stream holds: nothing is left out
+                await client.xgroup_create(keys.events, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._groups.add(ws)
+        entries = await self._read(client, keys, ws)
+        if not entries and ws in self._own_pending:
+            self._own_pending.discard(ws)  # written after all: nothing of ours is pending
+        if not entries:
+            idle = self._idle[ws] = min(self._idle.get(ws, 0) + 1, 8)
+            wait = min(self._poll * 2 ** (idle - 1), IDLE_MAX)
+            self._next_read[ws] = time.monotonic() + wait
+            return 0
+        self._idle[ws] = 0
+        self._next_read.pop(ws, None)
+        rows = event_rows(ws, entries)
+        self._own_pending.add(ws)  # until acknowledged
+        for day in sorted({r[2].date() for r in rows} - self._days):
+            await conn.execute("SELECT archive_day_partition('events', %s)", (day,))
+            self._days.add(day)
+        await conn.execute(INSERT, [list(c) for c in zip(*rows, strict=True)])
+        await client.xack(keys.events, GROUP, *(sid for sid, _ in entries))
+        if len(entries) < self._batch:
+            self._own_pending.discard(ws)  # a short batch: nothing more of ours waits
+        self.archived += len(rows)
+        self.events.inc(len(rows))
+        return len(rows)
+
+    async def _read(self, client: Any, keys: WsKeys, ws: str) -> list[tuple[str, Any]]:
+        if ws in self._own_pending:  # this consumer's own unacknowledged entries, first
+            res = await client.xreadgroup(
+                GROUP, self.consumer, {keys.events: "0"}, count=self._batch
+            )
+            own = list(res[0][1]) if res else []
+            gone = [sid for sid, f in own if not f]  # deleted from the stream meanwhile
+            if gone:
+                await client.xack(keys.events, GROUP, *gone)
+            own = [(sid, f) for sid, f in own if f]
+            if own:
+                return own
+        now = time.monotonic()
+        if now >= self._next_claim.get(ws, 0.0):
+            # what another replica read and never acknowledged (it died mid-batch)
+            self._next_claim[ws] = now + self._claim_idle_ms / 4000
+            claimed = await client.xautoclaim(
+                keys.events, GROUP, self.consumer, self._claim_idle_ms, "0-0", count=self._batch
+            )
+            got = [(sid, f) for sid, f in claimed[1] if sid is not None]
+            if got:
+                return got
+        res = await client.xreadgroup(GROUP, self.consumer, {keys.events: ">"}, count=self._batch)
+        return list(res[0][1]) if res else []

@@ -1,0 +1,165 @@
+"""Events reach the archive exactly once: every id the workspace's stream holds is
+one row, in step with the stream; a batch written by an archiver that died before
+acknowledging it is taken over and adds nothing; PostgreSQL stopped under load
+holds nothing up and the archive catches up when it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import AsyncConnection
+from redis.asyncio import Redis
+
+from router.api.app import create_app
+from router.archive.events import GROUP, EventArchiver
+from router.archive.schema import migrate
+from router.runtime.settings import Settings, demo_token_spec
+from router.store.keys import WsKeys
+from router.store.shards import Shards
+from router.store.workspaces import Workspaces
+from tests.support.client import JWT_SECRET, act, add_agent, create, put_config, small_config
+from tests.support.postgres import PostgresServer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+@pytest.fixture
+def server() -> Iterator[PostgresServer]:
+    directory = Path(tempfile.mkdtemp(prefix="pg-archive-"))  # reachable by `postgres`
+    pg = PostgresServer(directory)
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _settings(redis_url: str, archive_url: str) -> Settings:
+    return Settings.from_env(
+        {
+            "ROUTER_TOKENS": demo_token_spec(),
+            "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+            "ROUTER_JWT_SECRET": JWT_SECRET,
+            "ROUTER_ARCHIVE_URL": archive_url,
+        },
+        redis_url=redis_url,
+        timer_poll=0.01,
+    )
+
+
+async def _archived_ids(url: str, ws: str) -> list[str]:
+    async with await AsyncConnection.connect(url) as conn:
+        try:
+            cur = await conn.execute("SELECT id FROM events WHERE ws = %s ORDER BY at, id", (ws,))
+        except psycopg.errors.UndefinedTable:  # the replica has not migrated the schema yet
+            return []
+        return [r[0] for r in await cur.fetchall()]
+
+
+async def _stream_ids(redis_url: str, ws: str) -> list[str]:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return [sid for sid, _ in await client.xrange(WsKeys(ws).events)]
+    finally:
+        await client.aclose()
+
+
+async def _until_archived(pg_url: str, redis_url: str, ws: str, within: float = 20.0) -> None:
+    for _ in range(int(within / 0.2)):
+        if await _archived_ids(pg_url, ws) == await _stream_ids(redis_url, ws):
+            return
+        await asyncio.sleep(0.2)
+    stream, archived = await _stream_ids(redis_url, ws), await _archived_ids(pg_url, ws)
+    raise AssertionError(f"{len(archived)} of {len(stream)} events archived")
+
+
+async def _traffic(api: Any, ws: str, n: int, prefix: str = "c") -> None:
+    for i in range(n):
+        await create(api, ws, f"{prefix}{i}")
+        assert (await act(api, ws, f"{prefix}{i}", "accept", agent_id="a1")).status == 200
+        assert (await act(api, ws, f"{prefix}{i}", "complete", agent_id="a1")).status == 200
+
+
+async def test_every_event_is_archived_once(
+    aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
+) -> None:
+    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    await _traffic(api, ws, 20)
+    await _until_archived(server.url, redis_url, ws)
+    async with await AsyncConnection.connect(server.url) as conn:
+        cur = await conn.execute(
+            "SELECT type, count(*) FROM events WHERE ws = %s GROUP BY type", (ws,)
+        )
+        counts = dict(await cur.fetchall())
+        cur = await conn.execute(
+            "SELECT doc->>'type' = type AND at = to_timestamp(split_part(id, '-', 1)::bigint"
+            " / 1000.0) FROM events WHERE ws = %s",
+            (ws,),
+        )
+        consistent = {r[0] for r in await cur.fetchall()}
+    assert counts["contact.created"] == 20 and counts["contact.completed"] == 20
+    assert consistent == {True}  # the document as recorded, the time of its stream id
+
+
+async def test_a_batch_whose_archiver_died_is_taken_over_without_doubles(
+    aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
+) -> None:
+    settings = _settings(redis_url, server.url)
+    api = await aiohttp_client(create_app(Settings(**{**settings.__dict__, "archive_url": None})))
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    await _traffic(api, ws, 5)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    shards = Shards(client)
+    try:
+        async with await AsyncConnection.connect(server.url, autocommit=True) as conn:
+            await migrate(conn)
+            dying = EventArchiver(shards, Workspaces(shards), server.url, claim_idle=0.2)
+            # it writes its batch, then dies before the acknowledgement
+            real_xack = client.xack
+
+            async def no_ack(*_: Any) -> int:
+                raise ConnectionError("killed")
+
+            client.xack = no_ack  # type: ignore[method-assign]
+            with pytest.raises(ConnectionError):
+                await dying.archive_once(conn, ws)
+            client.xack = real_xack  # type: ignore[method-assign]
+            pending = await client.xpending(WsKeys(ws).events, GROUP)
+            assert pending["pending"] > 0
+            await asyncio.sleep(0.3)  # idle longer than claim_idle
+            heir = EventArchiver(shards, Workspaces(shards), server.url, claim_idle=0.2)
+            while await heir.archive_once(conn, ws):
+                pass
+        assert (await client.xpending(WsKeys(ws).events, GROUP))["pending"] == 0
+        assert await _archived_ids(server.url, ws) == await _stream_ids(redis_url, ws)
+    finally:
+        await client.aclose()
+
+
+async def test_postgres_stopped_under_load_holds_nothing_up(
+    aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
+) -> None:
+    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    await _traffic(api, ws, 5, "before")
+    await _until_archived(server.url, redis_url, ws)
+    await asyncio.to_thread(server.kill)  # SIGKILL, as a crash
+    await _traffic(api, ws, 10, "during")  # routing answers as before
+    r = await api.get("/readyz")
+    assert r.status == 200  # the archive is not on the routing path
+    await asyncio.to_thread(server.start)
+    await _until_archived(server.url, redis_url, ws, within=30)
+    ids = await _archived_ids(server.url, ws)
+    assert len(ids) == len(set(ids)) == len(await _stream_ids(redis_url, ws))
