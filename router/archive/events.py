@@ -31,13 +31,13 @@ from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
 
 from router.runtime.aio import cancel_requested
-from router.store.keys import WsKeys
+from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
-GROUP = "archive"
+GROUP = ARCHIVE_GROUP
 BATCH = 1000
 IDLE_MAX = 5.0  # seconds between reads of a workspace with nothing new
 INSERT = (

@@ -18,6 +18,10 @@ WORKSPACES = "router:workspaces"
 # channel, which a cluster forwards to every node.
 CONFIG_CHANNEL = "router:config"
 
+# Consumer group of the history archive on each workspace's event stream
+# (router/archive/events.py): retention never trims past what it has written.
+ARCHIVE_GROUP = "archive"
+
 # Length cap of the per-workspace event stream (approximate trimming).
 EVENTS_MAXLEN = 1_000_000
 

@@ -28,7 +28,7 @@ from router.security.audit.records import Source, canonical
 from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.segments import MANIFEST, Exporter, load_manifest
 from router.security.audit.verify import verify_dir, verify_folder, verify_live
-from router.store.keys import WsKeys, access_shard
+from router.store.keys import ARCHIVE_GROUP, WsKeys, access_shard
 from router.store.shards import Shards
 from tests.support.client import ADM, GW, SUP, act, add_agent, create, put_config, small_config
 from tests.support.procs import ROOT, _python, start_replicas, stop_replicas, wait_ready
@@ -512,6 +512,29 @@ async def test_events_are_trimmed_only_once_sealed(client: Redis) -> None:
     await sealer.apply_retention(chain)
     assert await client.xlen(src.stream) == 0
     assert (await verify_live(client, src)).records == 10
+
+
+async def test_events_are_trimmed_only_once_archived(client: Redis) -> None:
+    """With a history archive (its consumer group on the stream), retention
+    never trims what the archive has not written: its pending entries and what
+    it has not read stay, sealed or not."""
+    src = Source.workspace("t" + uuid.uuid4().hex[:10])
+    await client.hset(WsKeys(src.label).runtime, mapping={"ret_events_s": 1})
+    ids = [await client.xadd(src.stream, {"e": json.dumps({"type": "x", "n": i})})
+           for i in range(10)]  # fmt: skip
+    await client.xgroup_create(src.stream, ARCHIVE_GROUP, id="0")
+    await client.xreadgroup(ARCHIVE_GROUP, "archiver", {src.stream: ">"}, count=6)
+    await client.xack(src.stream, ARCHIVE_GROUP, *ids[:3])  # written: 3; pending: 3 more
+    await asyncio.sleep(1.1)  # every entry is past the window
+    sealer = Sealer(Shards(client), batch=100)
+    chain = Chain(src)
+    while await sealer.advance(chain):  # seals all ten, then applies retention
+        chain.next_trim = 0
+    await sealer.apply_retention(chain)
+    assert [eid for eid, _ in await client.xrange(src.stream)] == ids[3:]
+    await client.xack(src.stream, ARCHIVE_GROUP, *ids[3:6])  # the pending ones written
+    await sealer.apply_retention(chain)
+    assert [eid for eid, _ in await client.xrange(src.stream)] == ids[6:]  # never read: kept
 
 
 async def test_export_command_writes_segments_that_verify(client: Redis, tmp_path: Path,

@@ -35,7 +35,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from router.runtime.aio import cancel_requested
 from router.runtime.settings import Settings
@@ -50,7 +50,7 @@ from router.security.audit.records import (
     stream_ms,
 )
 from router.security.audit.segments import Exporter, ExportError
-from router.store.keys import WsKeys
+from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
 from router.store.shards import Shards
@@ -359,7 +359,9 @@ class Sealer:
         now_ms = int(secs) * 1000 + int(micros) // 1000
         if src_window and chain.src:
             ms, n = id_tuple(chain.src)  # never past the last sealed entry
-            await self._trim(s.stream, min((now_ms - src_window * 1000, 0), (ms, n + 1)))
+            bound = min((now_ms - src_window * 1000, 0), (ms, n + 1))
+            archived = await self._archived_below(s)  # nor past what is not archived
+            await self._trim(s.stream, bound if archived is None else min(bound, archived))
         if audit_window:
             cutoff = now_ms - audit_window * 1000
             bound = (cutoff, 0)
@@ -375,6 +377,26 @@ class Sealer:
                 bound = min(bound, (ms, n + 1))
                 await self.exporter.prune(s, cutoff)
             await self._trim(s.sealed, bound)
+
+    async def _archived_below(self, source: Source) -> tuple[int, int] | None:
+        """The first entry the history archive has not written yet (its group's
+        oldest pending entry, else the one after its last delivered); None when
+        the stream has no archive group (no archive configured)."""
+        if source.is_access:
+            return None
+        client = self._shards.of(source.stream)
+        try:
+            groups = await client.xinfo_groups(source.stream)
+        except ResponseError:  # no stream yet
+            return None
+        group = next((g for g in groups if g.get("name") == ARCHIVE_GROUP), None)
+        if group is None:
+            return None
+        if int(group.get("pending", 0)):
+            summary = await client.xpending(source.stream, ARCHIVE_GROUP)
+            return id_tuple(str(summary["min"]))
+        ms, n = id_tuple(str(group.get("last-delivered-id", "0-0")))
+        return (ms, n + 1)
 
     async def _trim(self, key: str, minid: tuple[int, int]) -> None:
         if minid > (0, 0):
