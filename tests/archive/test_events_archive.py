@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
@@ -79,6 +80,15 @@ async def _until_archived(pg_url: str, redis_url: str, ws: str, within: float = 
         await asyncio.sleep(0.2)
     stream, archived = await _stream_ids(redis_url, ws), await _archived_ids(pg_url, ws)
     raise AssertionError(f"{len(archived)} of {len(stream)} events archived")
+
+
+async def _backlog(api: Any, ws: str) -> float:
+    text = await (await api.get("/metrics")).text()
+    for fam in text_string_to_metric_families(text):
+        for smp in fam.samples:
+            if smp.name == "router_archive_backlog_events" and smp.labels["workspace"] == ws:
+                return float(smp.value)
+    raise AssertionError("no router_archive_backlog_events for the workspace")
 
 
 async def _traffic(api: Any, ws: str, n: int, prefix: str = "c") -> None:
@@ -159,7 +169,9 @@ async def test_postgres_stopped_under_load_holds_nothing_up(
     await _traffic(api, ws, 10, "during")  # routing answers as before
     r = await api.get("/readyz")
     assert r.status == 200  # the archive is not on the routing path
+    assert await _backlog(api, ws) >= 30  # what waits in Redis for the archive, reported
     await asyncio.to_thread(server.start)
     await _until_archived(server.url, redis_url, ws, within=30)
+    assert await _backlog(api, ws) == 0
     ids = await _archived_ids(server.url, ws)
     assert len(ids) == len(set(ids)) == len(await _stream_ids(redis_url, ws))
