@@ -129,12 +129,14 @@ def _archive_tasks(
                 if applied:
                     log.info("archive schema: applied %s", applied)
                 break
-            except SchemaError:
-                raise  # a database newer than this router, or a changed file: not ours to fix
+            except SchemaError as exc:  # a newer database, or a changed file: not ours to fix
+                log.error("history archive off: %s", exc)
+                return
             except Exception as exc:  # PostgreSQL not there yet: routing goes on
-                log.warning(
-                    "archive schema check failed (%s: %s); retrying", type(exc).__name__, exc
-                )
+                # the type and SQLSTATE only: a driver's message may quote the connection
+                state = getattr(exc, "sqlstate", None) or "-"
+                log.warning("archive schema check failed (%s, %s); retrying",
+                            type(exc).__name__, state)  # fmt: skip
                 await asyncio.sleep(5)
         await archiver.run()
 
