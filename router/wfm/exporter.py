@@ -18,13 +18,13 @@ from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 
 from router.routing.config import RoutingConfig
 from router.routing.configstore import ConfigStore
 from router.runtime.aio import cancel_requested
 from router.runtime.errors import NotFound
 from router.runtime.metrics import RedisState
+from router.store.groups import group_info
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
@@ -114,11 +114,7 @@ class StateExporter:
 async def _archive_backlog(client: Redis, keys: WsKeys) -> int | None:
     """Entries of the workspace's stream the archive has not written: not read
     yet by its group, or read and not acknowledged; None without an archive."""
-    try:
-        groups = await client.xinfo_groups(keys.events)
-    except ResponseError:  # no stream yet
-        return None
-    group = next((g for g in groups if g.get("name") == ARCHIVE_GROUP), None)
+    group = await group_info(client, keys.events, ARCHIVE_GROUP)
     if group is None:
         return None
     lag = group.get("lag")

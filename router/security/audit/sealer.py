@@ -35,7 +35,7 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from router.runtime.aio import cancel_requested
 from router.runtime.settings import Settings
@@ -49,8 +49,8 @@ from router.security.audit.records import (
     seal_record,
     stream_ms,
 )
+from router.security.audit.retention import Retention
 from router.security.audit.segments import Exporter, ExportError
-from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
 from router.store.shards import Shards
@@ -122,6 +122,7 @@ class Sealer:
         self._seal = Script(SEAL_LUA)
         self._lease = Script(LEASE_LUA)
         self._release = Script(RELEASE_LUA)
+        self.retention = Retention(shards, self._workspaces, exporter)
         self.sources: dict[str, Source] = {}
         self.held: dict[str, Chain] = {}
         self._next_discover = 0.0
@@ -337,76 +338,8 @@ class Sealer:
 
     # --- retention ----------------------------------------------------------------
 
-    async def windows(self, source: Source) -> tuple[int, int]:
-        """(source window, audit window) in seconds, 0 = keep. A workspace's
-        come from its config; the shared access stream keeps the longest any
-        workspace asks for."""
-        if not source.is_access:
-            rt = WsKeys(source.label).runtime
-            got = await self._shards.of(rt).hmget(rt, ["ret_events_s", "ret_audit_s"])
-            return int(got[0] or 0), int(got[1] or 0)
-        rows = []
-        for n in await self._workspaces.names():  # rare (retention runs once a minute)
-            rt = WsKeys(n).runtime
-            rows.append(await self._shards.of(rt).hmget(rt, ["ret_access_s", "ret_audit_s"]))
-        return (_longest([int(r[0] or 0) for r in rows]),
-                _longest([int(r[1] or 0) for r in rows]))  # fmt: skip
-
     async def apply_retention(self, chain: Chain) -> None:
-        s = chain.source
-        src_window, audit_window = await self.windows(s)
-        secs, micros = await self._shards.of(s.stream).time()
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        if src_window and chain.src:
-            ms, n = id_tuple(chain.src)  # never past the last sealed entry
-            bound = min((now_ms - src_window * 1000, 0), (ms, n + 1))
-            archived = await self._archived_below(s)  # nor past what is not archived
-            await self._trim(s.stream, bound if archived is None else min(bound, archived))
-        if audit_window:
-            cutoff = now_ms - audit_window * 1000
-            bound = (cutoff, 0)
-            # the newest record stays, so the head can always be checked against it
-            got = await self._shards.of(s.sealed).xrevrange(s.sealed, "+", "-", count=1)
-            newest = cast(list[tuple[str, dict[str, str]]], got)
-            if not newest:
-                return
-            bound = min(bound, id_tuple(newest[0][0]))
-            if self.exporter is not None:  # never past the last exported record
-                done = self.exporter.exported_id.get(s.name)
-                ms, n = id_tuple(done) if done else (0, 0)
-                bound = min(bound, (ms, n + 1))
-                await self.exporter.prune(s, cutoff)
-            await self._trim(s.sealed, bound)
-
-    async def _archived_below(self, source: Source) -> tuple[int, int] | None:
-        """The first entry the history archive has not written yet (its group's
-        oldest pending entry, else the one after its last delivered); None when
-        the stream has no archive group (no archive configured)."""
-        if source.is_access:
-            return None
-        client = self._shards.of(source.stream)
-        try:
-            groups = await client.xinfo_groups(source.stream)
-        except ResponseError:  # no stream yet
-            return None
-        group = next((g for g in groups if g.get("name") == ARCHIVE_GROUP), None)
-        if group is None:
-            return None
-        if int(group.get("pending", 0)):
-            summary = await client.xpending(source.stream, ARCHIVE_GROUP)
-            return id_tuple(str(summary["min"]))
-        ms, n = id_tuple(str(group.get("last-delivered-id", "0-0")))
-        return (ms, n + 1)
-
-    async def _trim(self, key: str, minid: tuple[int, int]) -> None:
-        if minid > (0, 0):
-            # exact, not `~`: what is past the bound must stay
-            await self._shards.of(key).xtrim(key, minid=f"{minid[0]}-{minid[1]}", approximate=False)
-
-
-def _longest(windows: list[int]) -> int:
-    """The longest window, 0 (keep) when any keeps or there is none."""
-    return 0 if not windows or 0 in windows else max(windows)
+        await self.retention.apply(chain.source, chain.src)
 
 
 def make_sealer(
