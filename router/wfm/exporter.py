@@ -97,9 +97,9 @@ class StateExporter:
         windows = await pool_windows(client, ws, pools, now_ms)
         counts = cast(dict[str, str], await client.hgetall(keys.event_counts))
         pending = int(await client.zcard(keys.timers))
-        backlog = await _archive_backlog(client, keys)
+        backlog = await archive_backlog(client, keys)
         if backlog is not None:
-            _gauge(fam, "router_archive_backlog_events",
+            _gauge(fam, "routerarchive_backlog_events",
                    "Events the history archive has not written yet", ["workspace"],
                    [ws], backlog)  # fmt: skip
         _gauge(fam, "router_timers_pending", "Timers waiting to come due", ["workspace"],
@@ -111,16 +111,22 @@ class StateExporter:
         _event_counters(fam, ws, counts)
 
 
-async def _archive_backlog(client: Redis, keys: WsKeys) -> int | None:
-    """Entries of the workspace's stream the archive has not written: not read
-    yet by its group, or read and not acknowledged; None without an archive."""
+async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
+    """Entries of the workspace's stream the archive has not written: read and
+    not acknowledged, or not read yet; None without an archive."""
     group = await group_info(client, keys.events, ARCHIVE_GROUP)
     if group is None:
         return None
+    pending = int(group.get("pending", 0))
+    info = await client.xinfo_stream(keys.events)
+    if group.get("last-delivered-id") == info.get("last-generated-id"):
+        return pending  # read to the end
+    # Redis counts entries trimmed before the group read them as lag for good
+    # (its read counter jumps past them by what it delivered, not by position):
+    # never more than the stream holds
     lag = group.get("lag")
-    if lag is None:  # Redis cannot tell (entries deleted mid-stream): at most all of it
-        lag = int(await client.xlen(keys.events))
-    return int(lag) + int(group.get("pending", 0))
+    length = int(info.get("length", 0))
+    return pending + (length if lag is None else min(int(lag), length))
 
 
 def _family(fam: dict[str, Metric], kind: str, name: str, doc: str, labels: list[str]) -> Any:

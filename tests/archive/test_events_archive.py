@@ -26,6 +26,7 @@ from router.runtime.settings import Settings, demo_token_spec
 from router.store.keys import WsKeys
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
+from router.wfm.exporter import archive_backlog
 from tests.support.client import JWT_SECRET, act, add_agent, create, put_config, small_config
 from tests.support.postgres import PostgresServer
 
@@ -86,9 +87,9 @@ async def _backlog(api: Any, ws: str) -> float:
     text = await (await api.get("/metrics")).text()
     for fam in text_string_to_metric_families(text):
         for smp in fam.samples:
-            if smp.name == "router_archive_backlog_events" and smp.labels["workspace"] == ws:
+            if smp.name == "routerarchive_backlog_events" and smp.labels["workspace"] == ws:
                 return float(smp.value)
-    raise AssertionError("no router_archive_backlog_events for the workspace")
+    raise AssertionError("no routerarchive_backlog_events for the workspace")
 
 
 async def _traffic(api: Any, ws: str, n: int, prefix: str = "c") -> None:
@@ -175,3 +176,26 @@ async def test_postgres_stopped_under_load_holds_nothing_up(
     assert await _backlog(api, ws) == 0
     ids = await _archived_ids(server.url, ws)
     assert len(ids) == len(set(ids)) == len(await _stream_ids(redis_url, ws))
+
+
+async def test_the_backlog_does_not_count_unread_entries_that_were_trimmed(
+    redis_url: str, ws: str
+) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    keys = WsKeys(ws)
+    try:
+        for _ in range(10):
+            await client.xadd(keys.events, {"e": "{}"})
+        await client.xgroup_create(keys.events, GROUP, id="0")
+        await client.xreadgroup(GROUP, "a", {keys.events: ">"}, count=3)
+        assert await archive_backlog(client, keys) == 10  # 3 pending, 7 not read
+        await client.xtrim(keys.events, maxlen=4, approximate=False)  # 3 unread trimmed
+        assert await archive_backlog(client, keys) == 3 + 4
+        await client.xreadgroup(GROUP, "a", {keys.events: ">"}, count=10)
+        assert await archive_backlog(client, keys) == 7  # read to the end: pending only
+        await client.xack(keys.events, GROUP, *[i for i, _ in await client.xrange(keys.events)])
+        pending = await client.xpending(keys.events, GROUP)
+        # read, then trimmed: pending until the archiver acknowledges them as gone
+        assert await archive_backlog(client, keys) == pending["pending"] == 3
+    finally:
+        await client.aclose()
