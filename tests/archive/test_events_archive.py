@@ -6,11 +6,8 @@ holds nothing up and the archive catches up when it is back."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,20 +25,15 @@ from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 from router.wfm.exporter import archive_backlog
 from tests.support.client import JWT_SECRET, act, add_agent, create, put_config, small_config
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, private_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def server() -> Iterator[PostgresServer]:
-    directory = Path(tempfile.mkdtemp(prefix="pg-archive-"))  # reachable by `postgres`
-    pg = PostgresServer(directory)
-    try:
+    with private_postgres("pg-archive-") as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _settings(redis_url: str, archive_url: str) -> Settings:
@@ -99,12 +91,18 @@ async def _traffic(api: Any, ws: str, n: int, prefix: str = "c") -> None:
         assert (await act(api, ws, f"{prefix}{i}", "complete", agent_id="a1")).status == 200
 
 
+async def _service(aiohttp_client: Any, settings: Settings, ws: str) -> Any:
+    """A replica of the service on `settings`, the workspace and agent a1 set up."""
+    api = await aiohttp_client(create_app(settings))
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    return api
+
+
 async def test_every_event_is_archived_once(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
-    await put_config(api, ws, small_config())
-    await add_agent(api, ws, "a1", {"cards": 5})
+    api = await _service(aiohttp_client, _settings(redis_url, server.url), ws)
     await _traffic(api, ws, 20)
     await _until_archived(server.url, redis_url, ws)
     async with await AsyncConnection.connect(server.url) as conn:
@@ -125,10 +123,9 @@ async def test_every_event_is_archived_once(
 async def test_a_batch_whose_archiver_died_is_taken_over_without_doubles(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    settings = _settings(redis_url, server.url)
-    api = await aiohttp_client(create_app(Settings(**{**settings.__dict__, "archive_url": None})))
-    await put_config(api, ws, small_config())
-    await add_agent(api, ws, "a1", {"cards": 5})
+    settings = _settings(redis_url, server.url)  # the test runs the archivers itself:
+    no_archive = Settings(**{**settings.__dict__, "archive_url": None})
+    api = await _service(aiohttp_client, no_archive, ws)
     await _traffic(api, ws, 5)
     client = Redis.from_url(redis_url, decode_responses=True)
     shards = Shards(client)
@@ -161,9 +158,7 @@ async def test_a_batch_whose_archiver_died_is_taken_over_without_doubles(
 async def test_postgres_stopped_under_load_holds_nothing_up(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
-    await put_config(api, ws, small_config())
-    await add_agent(api, ws, "a1", {"cards": 5})
+    api = await _service(aiohttp_client, _settings(redis_url, server.url), ws)
     await _traffic(api, ws, 5, "before")
     await _until_archived(server.url, redis_url, ws)
     await asyncio.to_thread(server.kill)  # SIGKILL, as a crash

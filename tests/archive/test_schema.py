@@ -6,19 +6,16 @@ day's partition and a batch written twice adds nothing."""
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import AsyncConnection
 
 from router.archive.schema import SchemaError, applied, migrate, migrations
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, private_postgres
 from tests.support.procs import ROOT, _python
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -26,14 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    # not tmp_path: pytest's temp root is out of reach of the `postgres` user
-    directory = Path(tempfile.mkdtemp(prefix="pg-archive-"))
-    pg = PostgresServer(directory)
-    try:
+    with private_postgres("pg-archive-") as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -5,29 +5,20 @@ and leaves no process behind."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.support.postgres import PostgresServer, _alive
+from tests.support.postgres import PostgresServer, _alive, private_postgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
 
 @pytest.fixture
 def server() -> Iterator[PostgresServer]:
-    # not tmp_path: pytest's temp root is mode 0700, out of reach of the `postgres` user
-    directory = Path(tempfile.mkdtemp(prefix="pg-test-"))
-    pg = PostgresServer(directory)
-    try:
+    with private_postgres("pg-test-") as pg:
         yield pg
-    finally:
-        pg.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def test_committed_row_survives_kill_and_restart(server: PostgresServer) -> None:

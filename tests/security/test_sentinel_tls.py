@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 from redis import Redis as SyncRedis
 
-from tests.support.client import ADM, GW, SUP, agent_headers, small_config
+from tests.support.client import GW, agent_headers, ready_agent
 from tests.support.procs import start_replicas, stop_replicas, wait_ready
 from tests.support.tls_sentinel import SENTINEL_PASSWORD, TlsSentinelGroup
 from tests.support.tlscerts import ROUTER_PASSWORD
@@ -68,16 +68,7 @@ async def test_rediss_sentinel_with_acl_users(
         await wait_ready([replica])
         async with aiohttp.ClientSession(base_url=replica.url) as http:
             base = f"/v1/workspaces/{ws}"
-            async with http.put(base, json=small_config(), headers=ADM) as r:
-                assert r.status == 200, await r.text()
-            async with http.put(
-                f"{base}/agents/a1", json={"skills": {"cards": 5}}, headers=SUP
-            ) as r:
-                assert r.status == 200, await r.text()
-            async with http.post(
-                f"{base}/agents/a1/state", json={"state": "available"}, headers=agent_headers("a1")
-            ) as r:
-                assert r.status == 200, await r.text()
+            await ready_agent(http, ws)
             assert (await _create(http, ws, "c1", within=0))["agent"] == "a1"
             async with http.post(
                 f"{base}/contacts/c1/accept", json={"agent_id": "a1"}, headers=agent_headers("a1")

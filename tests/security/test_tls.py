@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoPermissionError
 
 from router.runtime.settings import Settings, redacted_url
-from tests.support.client import ADM, GW, SUP, agent_headers, small_config
+from tests.support.client import GW, SUP, agent_headers, ready_agent
 from tests.support.procs import Replica, stop_replicas, wait_ready
 from tests.support.tlscerts import ADMIN_PASSWORD, ROUTER_PASSWORD, Pki, TlsRedis, make_pki
 
@@ -130,16 +130,7 @@ async def test_rediss_with_the_router_acl_user(
         await wait_ready([replica])
         async with aiohttp.ClientSession(base_url=replica.url) as http:
             base = f"/v1/workspaces/{ws}"
-            async with http.put(base, json=small_config(), headers=ADM) as r:
-                assert r.status == 200, await r.text()
-            async with http.put(
-                f"{base}/agents/a1", json={"skills": {"cards": 5}}, headers=SUP
-            ) as r:
-                assert r.status == 200, await r.text()
-            async with http.post(
-                f"{base}/agents/a1/state", json={"state": "available"}, headers=agent_headers("a1")
-            ) as r:
-                assert r.status == 200, await r.text()
+            await ready_agent(http, ws)
             async with http.post(
                 f"{base}/contacts",
                 headers=GW,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 
 from router.runtime.settings import DEMO_JWT_SECRET
@@ -107,3 +108,17 @@ async def act(api: TestClient, ws: str, cid: str, action: str, **body: Any) -> A
     return await api.post(
         f"/v1/workspaces/{ws}/contacts/{cid}/{action}", json=body, headers=headers
     )
+
+
+async def ready_agent(http: aiohttp.ClientSession, ws: str, aid: str = "a1") -> None:
+    """Over a running replica's HTTP (`http` has its base URL): the small config,
+    agent `aid` with the cards skill, and that agent available."""
+    base = f"/v1/workspaces/{ws}"
+    steps = [
+        ("PUT", base, small_config(), ADM),
+        ("PUT", f"{base}/agents/{aid}", {"skills": {"cards": 5}}, SUP),
+        ("POST", f"{base}/agents/{aid}/state", {"state": "available"}, agent_headers(aid)),
+    ]
+    for method, path, body, headers in steps:
+        async with http.request(method, path, json=body, headers=headers) as r:
+            assert r.status == 200, await r.text()

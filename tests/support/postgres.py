@@ -18,7 +18,9 @@ import pwd
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +233,16 @@ class PostgresServer:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postgres processes outlived SIGKILL: {victims}")
             time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def private_postgres(prefix: str = "pg-") -> Iterator[PostgresServer]:
+    """A PostgresServer in a fresh directory under /tmp (pytest's `tmp_path` is
+    out of reach of the `postgres` user), stopped and removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    pg = PostgresServer(directory)
+    try:
+        yield pg
+    finally:
+        pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -16,7 +16,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from redis import Redis as SyncRedis
 
@@ -24,6 +26,41 @@ from router.store.local import free_port
 from tests.support.faults import RedisServer
 
 SERVICE = "contacts"
+
+
+def sentinel_homes(directory: Path, count: int) -> tuple[str, list[tuple[int, Path]]]:
+    """The redis-sentinel binary, and a free port with a folder of its own for
+    each of `count` sentinels."""
+    exe = shutil.which("redis-sentinel")
+    if exe is None:
+        raise RuntimeError("redis-sentinel not found (apt-get install -y redis-sentinel)")
+    homes = []
+    for port in (free_port() for _ in range(count)):
+        home = directory / f"sentinel-{port}"
+        home.mkdir(parents=True, exist_ok=True)
+        homes.append((port, home))
+    return exe, homes
+
+
+class NamesPrimary(Protocol):
+    def primary_port(self) -> int | None: ...
+
+
+def wait_new_primary(
+    sentinels: NamesPrimary,
+    old_port: int,
+    within: float = 30.0,
+    confirmed: Callable[[int], bool] = lambda port: True,
+) -> int:
+    """Until the sentinels name a primary other than `old_port` (and
+    `confirmed(port)` agrees); returns its port."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        port = sentinels.primary_port()
+        if port is not None and port != old_port and confirmed(port):
+            return port
+        time.sleep(0.1)
+    raise AssertionError(f"no failover away from port {old_port} within {within} s")
 
 
 class Sentinels:
@@ -38,14 +75,10 @@ class Sentinels:
         timings: tuple[int, int] = (1000, 10000),
     ) -> None:
         """`timings`: `down-after-milliseconds` and `failover-timeout`."""
-        exe = shutil.which("redis-sentinel")
-        if exe is None:
-            raise RuntimeError("redis-sentinel not found (apt-get install -y redis-sentinel)")
-        self.ports = [free_port() for _ in range(count)]
+        exe, homes = sentinel_homes(directory, count)
+        self.ports = [port for port, _ in homes]
         self.procs: list[subprocess.Popen[bytes]] = []
-        for port in self.ports:
-            home = directory / f"sentinel-{port}"
-            home.mkdir(parents=True, exist_ok=True)
+        for port, home in homes:
             conf = home / "sentinel.conf"  # sentinels rewrite their config: their own file
             conf.write_text(
                 f"port {port}\nbind 127.0.0.1\ndir {home}\n"
@@ -115,13 +148,7 @@ class SentinelGroup:
 
     def wait_failover(self, old_port: int, within: float = 30.0) -> int:
         """Blocks until the sentinels name another primary; returns its port."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            port = self.sentinels.primary_port()
-            if port is not None and port != old_port:
-                return port
-            time.sleep(0.1)
-        raise AssertionError(f"no failover away from port {old_port} within {within} s")
+        return wait_new_primary(self.sentinels, old_port, within)
 
     def stop(self) -> None:
         if self.link is not None:

@@ -35,6 +35,7 @@ from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 
 from router.store.local import free_port
+from tests.support.sentinel import sentinel_homes, wait_new_primary
 from tests.support.tlscerts import ADMIN_PASSWORD, ROUTER_ACL, ROUTER_PASSWORD, Pki, make_pki
 
 SERVICE = "contacts"
@@ -56,6 +57,15 @@ def _tls_lines(port: int, pki: Pki) -> list[str]:
         # sentinel) are TLS too; replicas then also announce their TLS port.
         "tls-replication yes",
     ]
+
+
+def tls_client(pki: Pki, port: int, user: str, password: str) -> SyncRedis:
+    """A client of one of the group's TLS-only processes, as `user`."""
+    return SyncRedis(
+        host="127.0.0.1", port=port, username=user, password=password,
+        ssl=True, ssl_ca_certs=str(pki.ca),
+        socket_timeout=2, socket_connect_timeout=2, decode_responses=True,
+    )  # fmt: skip
 
 
 def _spawn(exe: str, conf: Path, log: Path) -> subprocess.Popen[bytes]:
@@ -134,17 +144,7 @@ class TlsDataNode:
         _wait_ping(self.proc, self.client(), self.log)
 
     def client(self, user: str = OPS_USER, password: str = ADMIN_PASSWORD) -> SyncRedis:
-        return SyncRedis(
-            host="127.0.0.1",
-            port=self.port,
-            username=user,
-            password=password,
-            ssl=True,
-            ssl_ca_certs=str(self.pki.ca),
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            decode_responses=True,
-        )
+        return tls_client(self.pki, self.port, user, password)
 
     def kill(self) -> None:
         _stop(self.proc)
@@ -154,15 +154,11 @@ class TlsSentinels:
     """`redis-sentinel` processes over TLS with the default user off."""
 
     def __init__(self, directory: Path, pki: Pki, primary_port: int, count: int = 3) -> None:
-        exe = shutil.which("redis-sentinel")
-        if exe is None:
-            raise RuntimeError("redis-sentinel not found (apt-get install -y redis-sentinel)")
+        exe, homes = sentinel_homes(directory, count)
         self.pki = pki
-        self.ports = [free_port() for _ in range(count)]
+        self.ports = [port for port, _ in homes]
         self.procs: list[subprocess.Popen[bytes]] = []
-        for port in self.ports:
-            home = directory / f"sentinel-{port}"
-            home.mkdir(parents=True, exist_ok=True)
+        for port, home in homes:
             conf = home / "sentinel.conf"  # sentinels rewrite their config: their own file
             conf.write_text(
                 "\n".join(
@@ -192,17 +188,7 @@ class TlsSentinels:
             _wait_ping(self.procs[-1], self.client(port), log)
 
     def client(self, port: int) -> SyncRedis:
-        return SyncRedis(
-            host="127.0.0.1",
-            port=port,
-            username=SENTINEL_USER,
-            password=SENTINEL_PASSWORD,
-            ssl=True,
-            ssl_ca_certs=str(self.pki.ca),
-            socket_timeout=2,
-            socket_connect_timeout=2,
-            decode_responses=True,
-        )
+        return tls_client(self.pki, port, SENTINEL_USER, SENTINEL_PASSWORD)
 
     def primary_port(self) -> int | None:
         """The primary's port as the first sentinel that answers reports it."""
@@ -282,15 +268,13 @@ class TlsSentinelGroup:
     def wait_failover(self, old_port: int, within: float = 30.0) -> int:
         """Until the sentinels name another primary and it answers as one; returns its port."""
         assert self.sentinels is not None
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            port = self.sentinels.primary_port()
-            if port is not None and port != old_port:
-                with contextlib.suppress(RedisError, OSError), self.server_on(port).client() as r:
-                    if r.info("replication")["role"] == "master":
-                        return port
-            time.sleep(0.1)
-        raise AssertionError(f"no failover away from port {old_port} within {within} s")
+
+        def answers_as_primary(port: int) -> bool:
+            with contextlib.suppress(RedisError, OSError), self.server_on(port).client() as r:
+                return bool(r.info("replication")["role"] == "master")
+            return False
+
+        return wait_new_primary(self.sentinels, old_port, within, answers_as_primary)
 
     def stop(self) -> None:
         """Kills every process; safe to call twice or on a half-started group."""
