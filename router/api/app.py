@@ -12,11 +12,21 @@ from psycopg import AsyncConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from router.api.appkeys import ENGINE, EXPORTER, METRICS, NOTIFIER, SETTINGS, SHARDS, TIMERS
+from router.api.appkeys import (
+    ENGINE,
+    EXPORTER,
+    HISTORY,
+    METRICS,
+    NOTIFIER,
+    SETTINGS,
+    SHARDS,
+    TIMERS,
+)
 from router.api.middlewares import auth_middleware, errors_middleware, metrics_middleware
 from router.api.ratelimit import ratelimit_middleware
 from router.api.routes import setup_routes
 from router.archive.events import EventArchiver
+from router.archive.history import History
 from router.archive.schema import SchemaError, migrate
 from router.routing.engine import Engine
 from router.runtime.errors import NotFound
@@ -78,6 +88,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     exporter = StateExporter(shards, engine.configs, metrics.state, settings.metrics_group)
     app[SHARDS], app[ENGINE], app[NOTIFIER], app[TIMERS] = shards, engine, notifier, timers
     app[EXPORTER] = exporter
+    if settings.archive_url:
+        app[HISTORY] = History(settings.archive_url)
     sealer = make_sealer(shards, metrics.registry, settings, workspaces)  # the audit trail
     try:
         await shards.start()  # a cluster's slot map
@@ -107,6 +119,8 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         await timers.hand_back()
     with contextlib.suppress(Exception):
         await webhooks.stop(grace=5.0)  # in-flight deliveries finish or are handed back
+    if HISTORY in app:
+        await app[HISTORY].close()
     await engine.close()
     await shards.aclose()
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from router.archive.history import History
 from router.routing.engine import Engine
 from router.runtime.metrics import Metrics
 from router.runtime.settings import Settings, Token
@@ -26,6 +27,7 @@ TIMERS = web.AppKey("timers", TimerWorker)
 SHARDS = web.AppKey("shards", Shards)
 METRICS = web.AppKey("metrics", Metrics)
 EXPORTER = web.AppKey("exporter", StateExporter)
+HISTORY = web.AppKey("history", History)  # only with ROUTER_ARCHIVE_URL
 TOKEN = web.RequestKey("token", Token)  # the caller, set by auth
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -5,21 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
-from router.api.appkeys import ENGINE, TOKEN, Handler
+from router.api.appkeys import ENGINE, HISTORY, TOKEN, Handler
 from router.api.common import actor, body, json_response, path_id, roles
 from router.routing.model import (
     AbandonIn,
     AgentRef,
     ClockIn,
     ContactIn,
+    ContactOut,
     RatingIn,
     ReasonIn,
     TransferIn,
 )
 from router.runtime.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
-from router.security.access import action_failed, check_action, visible_contact
+from router.security.access import ContactLookup, action_failed, check_action, visible_contact
 from router.security.privacy import present
 
 
@@ -35,10 +37,38 @@ async def post_contact(request: web.Request) -> web.Response:
     return json_response(present(tok, contact), status=201 if contact.created else 200)
 
 
+def contact_lookup(app: web.Application) -> ContactLookup:
+    """Finds a contact in Redis and, with an archive, in the archive once it has
+    left Redis; a live contact of an archived workspace gets its timeline there."""
+    engine = app[ENGINE]
+    history = app.get(HISTORY)
+    if history is None:
+        return engine.get_contact
+
+    async def lookup(ws: str, cid: str) -> ContactOut:
+        try:
+            contact = await engine.get_contact(ws, cid)
+        except NotFound as exc:
+            archived = await history.contact(ws, cid) if exc.field == "contact_id" else None
+            if archived is None:
+                raise
+            return archived
+        if contact.timeline:  # kept in Redis (created before the workspace was archived)
+            return contact
+        timeline = await history.live_timeline(engine.client(ws), ws, cid)
+        return msgspec.structs.replace(contact, timeline=timeline)
+
+    return lookup
+
+
 @roles("gateway", "agent", "supervisor")
 async def get_contact(request: web.Request) -> web.Response:
     contact = await visible_contact(
-        request[TOKEN], request.app[ENGINE], path_id(request, "ws"), path_id(request, "contact_id")
+        request[TOKEN],
+        request.app[ENGINE],
+        path_id(request, "ws"),
+        path_id(request, "contact_id"),
+        contact_lookup(request.app),
     )
     return json_response(present(request[TOKEN], contact))
 

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter
 from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
 
+from router.archive.contacts import ContactRows, closing_contacts
 from router.runtime.aio import cancel_requested
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.shards import Shards
@@ -107,8 +108,14 @@ class EventArchiver:
         # would give them back only after `claim_idle`).
         self._own_pending: set[str] = set()
         self.archived = 0
+        self.contact_rows = ContactRows()
         self.events = Counter(
             "router_archive_events_total", "Events written to the history archive",
+            registry=registry,
+        )  # fmt: skip
+        self.contacts = Counter(
+            "router_archive_contacts_total",
+            "Finished contacts written (or rewritten after a late action) to the history archive",
             registry=registry,
         )  # fmt: skip
         self.errors = Counter(
@@ -148,6 +155,9 @@ class EventArchiver:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            # The workspace is archived: its scripts stop keeping a timeline copy
+            # per contact (the archive has every event), see lib/20_events.lua.
+            await client.hset(keys.runtime, "arch", "1")
             self._groups.add(ws)
         entries = await self._read(client, keys, ws)
         if not entries and ws in self._own_pending:
@@ -165,6 +175,10 @@ class EventArchiver:
             await conn.execute("SELECT archive_day_partition('events', %s)", (day,))
             self._days.add(day)
         await conn.execute(INSERT, [list(c) for c in zip(*rows, strict=True)])
+        written = await self.contact_rows.write(
+            conn, client, ws, closing_contacts((r[3], r[4]) for r in rows)
+        )
+        self.contacts.inc(written)
         await client.xack(keys.events, GROUP, *(sid for sid, _ in entries))
         if len(entries) < self._batch:
             self._own_pending.discard(ws)  # a short batch: nothing more of ours waits

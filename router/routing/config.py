@@ -142,8 +142,12 @@ class Retention(Struct, forbid_unknown_fields=True, frozen=True):
 
     # Terminal contacts (completed, abandoned, expired): record, timeline and
     # SLA clocks expire from Redis this long after the end (null: 30 days, or
-    # the older `defaults.retention`). Contact data always expires.
+    # the older `defaults.retention`), and archive rows are kept this long.
+    # Contact data always expires.
     contacts: Window | None = None
+    # With a history archive: a finished contact leaves Redis this long after
+    # its row is archived (late actions such as a rating still find it there).
+    grace: Window = "1h"
     # Entries of the workspace's event stream, trimmed once sealed.
     events: Window = "90d"
     # Denied requests (`router:access`, shared by all workspaces: the longest

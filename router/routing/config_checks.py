@@ -75,6 +75,10 @@ def _retention_problems(
         yield FieldProblem(
             "retention.contacts", 'contact data must expire: give a window such as "30d"'
         )
+    if retention.get("grace") == "keep":
+        yield FieldProblem(
+            "retention.grace", 'finished contacts must leave Redis: give a window such as "1h"'
+        )
     if retention.get("contacts") is not None and defaults.get("retention") is not None:
         yield FieldProblem(
             "defaults.retention", "superseded by retention.contacts: give only one of them"

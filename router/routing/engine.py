@@ -93,7 +93,7 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
     )
 
 
-def _timeline_entry(raw: str) -> TimelineEntry:
+def timeline_entry(raw: str | bytes) -> TimelineEntry:
     # stored in Redis TIME milliseconds; the API speaks seconds like every other time
     e = _TIMELINE.decode(raw)
     return msgspec.structs.replace(e, at=e.at / 1000)
@@ -329,7 +329,7 @@ class Engine:
         if sla:
             out = msgspec.structs.replace(out, sla_clocks=sla_clocks(sla))
         if timeline:
-            out = msgspec.structs.replace(out, timeline=[_timeline_entry(e) for e in tl])
+            out = msgspec.structs.replace(out, timeline=[timeline_entry(e) for e in tl])
         return out
 
     async def contact_action(

@@ -23,6 +23,8 @@ def runtime_fields(cfg: RoutingConfig) -> list[str]:
         "ret_events_s", str(window_seconds(cfg.retention.events)),
         "ret_access_s", str(window_seconds(cfg.retention.access)),
         "ret_audit_s", str(window_seconds(cfg.retention.audit)),
+        # an archived finished contact's time left in Redis (router/archive/contacts.py)
+        "grace_s", str(window_seconds(cfg.retention.grace)),
     ]  # fmt: skip
     for name, ch in cfg.channels.items():
         max_wait = _ms(ch.max_wait) if ch.max_wait else 0

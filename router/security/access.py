@@ -13,11 +13,14 @@
 A resource outside the caller's scope is refused with 403 whether or not it
 exists, with the same body either way, so a refusal says nothing about other
 people's agents or contacts. "Before" comes from the contact's timeline, which
-lives and expires with its record.
+lives and expires with its record; in an archived workspace, whose contacts keep
+no timeline in Redis, from the holders the record keeps (`hd`), and for a
+contact that has left Redis from its archived timeline.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import cast
 
 import msgspec
@@ -28,6 +31,8 @@ from router.routing.model import AgentIn, ContactOut
 from router.runtime.errors import Conflict, Forbidden, NotFound, RouterError
 from router.runtime.settings import Token
 from router.store.keys import WsKeys
+
+ContactLookup = Callable[[str, str], Awaitable[ContactOut]]
 
 # Timeline events that put a contact in an agent's hands.
 _HANDLED = frozenset({"contact.offered", "contact.assigned"})
@@ -123,10 +128,13 @@ async def _may_see(
     return tok.role == "supervisor" and await _agents_in_scope(client, ws, tok, sorted(handlers))
 
 
-async def visible_contact(tok: Token, engine: Engine, ws: str, cid: str) -> ContactOut:
-    """GET /contacts/{id}: the contact (with timeline) when the caller may see it."""
+async def visible_contact(
+    tok: Token, engine: Engine, ws: str, cid: str, lookup: ContactLookup | None = None
+) -> ContactOut:
+    """GET /contacts/{id}: the contact (with timeline) when the caller may see it.
+    `lookup` finds it (default: in Redis; the app's also looks in the archive)."""
     try:
-        contact = await engine.get_contact(ws, cid)
+        contact = await (lookup or engine.get_contact)(ws, cid)
     except NotFound as exc:
         if exc.field == "contact_id" and not unrestricted(tok):
             raise contact_denied(tok, cid) from None
@@ -146,13 +154,16 @@ async def _read(
 ) -> tuple[bool, str | None, set[str]]:
     """(exists, creating gateway, handlers now and before) of a contact."""
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(ws.contact(cid), "id", "gw", "agent")
+    pipe.hmget(ws.contact(cid), "id", "gw", "agent", "hd")
     if history:
         pipe.lrange(ws.timeline(cid), 0, -1)
     rows = await pipe.execute()
-    known, gw, agent = rows[0]
+    known, gw, agent, held = rows[0]
     timeline = cast(list[str], rows[1]) if history else []
-    return known is not None, gw, handlers_of(agent, timeline)
+    handlers = handlers_of(agent, timeline)
+    if history and held:  # an archived workspace keeps the holders, not a timeline
+        handlers.update(held.split(","))
+    return known is not None, gw, handlers
 
 
 # Actions whose body names the acting agent (`agent_id`).

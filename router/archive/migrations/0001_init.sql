@@ -16,29 +16,38 @@ CREATE TABLE events (
 ) PARTITION BY RANGE (at);
 CREATE INDEX events_by_contact ON events (ws, contact, at) WHERE contact IS NOT NULL;
 
--- One row per finished contact; no personal fields (they stay sealed in Redis
--- until the contact leaves it).
+-- One row per finished contact, written when it ends and again when a late
+-- action (resolution, rating) changes it; no personal fields (they stay sealed in
+-- Redis until the contact leaves it). Times are the contact's own, from Redis TIME.
 CREATE TABLE contacts (
     ws text NOT NULL,
     id text NOT NULL,
     ended_at timestamptz NOT NULL,
+    outcome text NOT NULL,
     channel text NOT NULL,
     tier text,
     intent text,
     customer_id text,
+    gateway text,
     pools text[] NOT NULL DEFAULT '{}',
+    stages text,
+    stage smallint,
+    rules text[] NOT NULL DEFAULT '{}',
+    priority_offset_ms bigint,
     agent text,
     team text,
     created_at timestamptz NOT NULL,
+    enqueued_at timestamptz NOT NULL,
     offered_at timestamptz,
     answered_at timestamptz,
+    resolved_at timestamptz,
     wait_ms bigint,
     handle_ms bigint,
-    outcome text NOT NULL,
+    sla_policy text,
     sla jsonb NOT NULL DEFAULT '{}',
-    rating_kind text,
-    rating smallint,
-    followup text,
+    csat smallint,
+    nps smallint,
+    followup_of text,
     PRIMARY KEY (ws, ended_at, id)
 ) PARTITION BY RANGE (ended_at);
 CREATE INDEX contacts_by_id ON contacts (ws, id);

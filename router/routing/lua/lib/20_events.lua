@@ -1,6 +1,9 @@
 -- Events --------------------------------------------------------------------
 
--- Appends an event to the workspace stream and, for contacts, to its timeline.
+-- Appends an event to the workspace stream and, for contacts, to its timeline
+-- unless the workspace is archived (`arch` in the runtime hash, set by the
+-- archiver, router/archive/events.py): the archive then has every event of a
+-- contact, and the timeline is read from there.
 -- Events never carry customer identity or attributes.
 -- Statistics for the workforce manager's metrics (router/runtime/metrics.py reads them):
 -- running counts per event type and labels in one hash, and per-pool, per-minute
@@ -14,6 +17,8 @@ local COUNTED = {
   ['contact.abandoned'] = true, ['contact.completed'] = true,
   ['contact.transferred'] = true, ['contact.expired'] = true,
 }
+
+local HANDLED = { ['contact.offered'] = true, ['contact.assigned'] = true }
 
 local function count(ev)
   if COUNTED[ev.type] then
@@ -47,7 +52,18 @@ local function record(ev)
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
   redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt_num('events_maxlen', 1000000), '*', 'e', json)
-  if ev.contact then redis.call('RPUSH', ktl(ev.contact), json) end
+  if ev.contact then
+    if rt('arch') ~= '1' then
+      redis.call('RPUSH', ktl(ev.contact), json)
+    elseif ev.agent and HANDLED[ev.type] then
+      -- who held the contact, for access checks (router/security/access.py),
+      -- which the timeline told before
+      local hd = redis.call('HGET', kc(ev.contact), 'hd') or ''
+      if not string.find(',' .. hd .. ',', ',' .. ev.agent .. ',', 1, true) then
+        redis.call('HSET', kc(ev.contact), 'hd', hd == '' and ev.agent or (hd .. ',' .. ev.agent))
+      end
+    end
+  end
   count(ev)
 end
 

@@ -1,0 +1,253 @@
+"""Finished contacts and their SLA clocks as archive rows; then out of Redis.
+
+Runs inside the event archiver, on the batch it has just written: a contact
+that ended, was resolved or rated in the batch (or had a clock stop) is read
+back from Redis (its record and its clocks' hash, both still there) and upserted
+as one `contacts` row, with one `sla_outcomes` row per stopped clock. Reading the
+record rather than the events gives the row what events never carry (the
+customer id, rules, stages) and makes the write idempotent: a batch written
+twice, or a later event of the same contact, writes the row from the same or a
+newer state.
+
+Once a finished contact's row is written and none of its clocks still runs, its
+keys get the workspace's grace (`retention.grace`, 1 hour by default) as their
+expiry: long enough for late actions such as a rating, after which the contact
+lives only in the archive. Until the archive has it, a contact keeps the
+contact window's expiry (`retention.contacts`), so an archive that is down never
+loses a row to an expiry, short of that window. A completed case whose resolve
+clock still runs stays in Redis, as live work, until it is resolved.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
+
+import msgspec
+from psycopg import AsyncConnection, sql
+
+from router.routing.slaops import sla_clocks
+from router.store.keys import WsKeys
+
+TERMINAL = frozenset({"completed", "abandoned", "expired"})
+# events after which a finished contact's row is written (again)
+CLOSING = frozenset(
+    {
+        "contact.completed",
+        "contact.abandoned",
+        "contact.expired",
+        "contact.resolved",
+        "contact.rated",
+        "sla.met",
+        "sla.missed",
+        "sla.cancelled",
+    }
+)
+CLOCKS = ("answer", "first_response", "resolve")
+STOPPED = frozenset({"met", "missed", "cancelled"})
+RUNNING = frozenset({"active", "warned", "breached", "paused"})
+HANDLED = ("contact.offered", "contact.assigned")
+GRACE_S = 3600
+
+_COLUMNS = (
+    "ws", "id", "ended_at", "outcome", "channel", "tier", "intent", "customer_id", "gateway",
+    "pools", "stages", "stage", "rules", "priority_offset_ms", "agent", "team", "created_at",
+    "enqueued_at", "offered_at", "answered_at", "resolved_at", "wait_ms", "handle_ms",
+    "sla_policy", "sla", "csat", "nps", "followup_of",
+)  # fmt: skip
+
+
+def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> sql.Composed:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET every other column."""
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        sql.SQL(", ").join(map(sql.Identifier, key)),
+        sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+            for c in columns
+            if c not in key
+        ),
+    )
+
+
+_SLA_COLUMNS = (
+    "ws", "contact", "clock", "policy", "outcome", "started_at", "stopped_at", "target_ms",
+    "elapsed_ms", "steps",
+)  # fmt: skip
+UPSERT_CONTACT = _upsert("contacts", _COLUMNS, ("ws", "ended_at", "id"))
+UPSERT_SLA = _upsert("sla_outcomes", _SLA_COLUMNS, ("ws", "stopped_at", "contact", "clock"))
+FIRST_OFFERS = (
+    "SELECT contact, min(at) FROM events WHERE ws = %s AND contact = ANY(%s) "
+    "AND type = ANY(%s) GROUP BY contact"
+)
+_attrs = msgspec.json.Decoder(dict[str, Any])
+
+
+def ms_time(ms: str | int | None) -> dt.datetime | None:
+    """A Redis TIME millisecond value as a UTC time (None for an empty field)."""
+    if ms is None or ms == "":
+        return None
+    return dt.datetime.fromtimestamp(int(float(ms)) / 1000, dt.UTC)
+
+
+def _int(v: str | None) -> int | None:
+    return int(float(v)) if v not in (None, "") else None
+
+
+def closing_contacts(events: Iterable[tuple[str, str | None]]) -> list[str]:
+    """Contacts whose row a batch's events (type, contact) may have changed, in order."""
+    seen: dict[str, None] = {}
+    for typ, contact in events:
+        if contact and typ in CLOSING:
+            seen.setdefault(contact, None)
+    return list(seen)
+
+
+def reached_pools(raw: dict[str, str]) -> list[str]:
+    """The pools of the stages the contact reached (or its one targeted agent queue)."""
+    if raw.get("tgt"):
+        return []
+    out: list[str] = []
+    for i, part in enumerate(filter(None, raw.get("stages", "").split("|"))):
+        if i >= int(raw.get("stage") or 1):
+            break
+        out += [p for p in part.partition(":")[2].split(",") if p and p not in out]
+    return out
+
+
+def clocks_of(sla: dict[str, str]) -> dict[str, dict[str, str]]:
+    """A clocks hash (`<clock>.<field>`) by clock."""
+    out: dict[str, dict[str, str]] = {}
+    for key, value in sla.items():
+        clock, dot, field = key.partition(".")
+        if dot and clock in CLOCKS:
+            out.setdefault(clock, {})[field] = value
+    return out
+
+
+def still_running(sla: dict[str, str]) -> bool:
+    return any(c.get("st") in RUNNING for c in clocks_of(sla).values())
+
+
+def contact_row(
+    ws: str,
+    raw: dict[str, str],
+    sla: dict[str, str],
+    team: str | None,
+    offered_at: dt.datetime | None,
+) -> tuple[Any, ...]:
+    """The `contacts` row of a finished contact's record (no personal fields)."""
+    enq, ans, done = _int(raw.get("enq")), _int(raw.get("ans")), _int(raw.get("done"))
+    end = done if done is not None else _int(raw.get("created")) or 0
+    wait = (ans if ans is not None else end) - enq if enq is not None else None
+    try:
+        followup = _attrs.decode(raw.get("attrs") or "{}").get("followup_of")
+    except msgspec.DecodeError:
+        followup = None
+    # each clock as GET /contacts/{id} shows it (`sla_clocks`), so the archived
+    # contact answers in the same shape; reports read `sla_outcomes`
+    clocks = sla_clocks(sla)
+    return (
+        ws, raw["id"], ms_time(end), raw.get("st", ""), raw.get("ch", ""),
+        raw.get("tier") or None, raw.get("intent") or None, raw.get("cust") or None,
+        raw.get("gw") or None, reached_pools(raw), raw.get("stages") or None,
+        _int(raw.get("stage")), [r for r in raw.get("rules", "").split(",") if r],
+        _int(raw.get("off")), raw.get("agent") or None, team, ms_time(raw.get("created")),
+        ms_time(raw.get("enq")), offered_at, ms_time(ans), ms_time(raw.get("resolved")),
+        wait, end - ans if ans is not None else None, raw.get("sla") or sla.get("policy") or None,
+        msgspec.json.encode(clocks).decode(), _int(raw.get("rating:csat")),
+        _int(raw.get("rating:nps")), str(followup) if followup else None,
+    )  # fmt: skip
+
+
+def sla_rows(ws: str, cid: str, sla: dict[str, str]) -> list[tuple[Any, ...]]:
+    """One `sla_outcomes` row per stopped clock."""
+    rows: list[tuple[Any, ...]] = []
+    for clock, c in clocks_of(sla).items():
+        if c.get("st") not in STOPPED or not c.get("end"):
+            continue
+        start, end, due = _int(c.get("start")), _int(c.get("end")), _int(c.get("due"))
+        steps = sum(1 for k in c if k.startswith("f") and k[1:].isdigit())
+        target = due - start if due is not None and start is not None else None
+        elapsed = end - start if end is not None and start is not None else None
+        row = (ws, cid, clock, sla.get("policy", ""), c["st"], ms_time(start), ms_time(end))
+        rows.append((*row, target, elapsed, steps))
+    return rows
+
+
+class ContactRows:
+    """Writes the rows of a batch's finished contacts, then lets them leave Redis."""
+
+    def __init__(self) -> None:
+        self._days: set[tuple[str, dt.date]] = set()
+        self.written = 0
+        self.missing = 0  # closing events whose contact had already left Redis
+
+    async def _partitions(self, conn: AsyncConnection, table: str, days: set[dt.date]) -> None:
+        for day in sorted(d for d in days if (table, d) not in self._days):
+            await conn.execute("SELECT archive_day_partition(%s, %s)", (table, day))
+            self._days.add((table, day))
+
+    @staticmethod
+    async def _teams(
+        client: Any, keys: WsKeys, ended: list[tuple[dict[str, str], dict[str, str]]]
+    ) -> dict[str, str | None]:
+        """The team of each agent holding one of the contacts (as it is now)."""
+        agents = sorted({r["agent"] for r, _ in ended if r.get("agent")})
+        if not agents:
+            return {}
+        pipe = client.pipeline(transaction=False)
+        for aid in agents:
+            pipe.hget(keys.agent(aid), "team")
+        return dict(zip(agents, await pipe.execute(), strict=True))
+
+    async def write(self, conn: AsyncConnection, client: Any, ws: str, cids: Sequence[str]) -> int:
+        """Upserts the rows of those of `cids` that have ended; returns how many."""
+        if not cids:
+            return 0
+        keys = WsKeys(ws)
+        pipe = client.pipeline(transaction=False)
+        for cid in cids:
+            pipe.hgetall(keys.contact(cid))
+            pipe.hgetall(keys.sla(cid))
+        pipe.hget(keys.runtime, "grace_s")
+        got = await pipe.execute()
+        grace = _int(cast(str | None, got[-1])) or GRACE_S
+        ended: list[tuple[dict[str, str], dict[str, str]]] = []
+        for i in range(len(cids)):
+            raw, sla = got[2 * i], got[2 * i + 1]
+            if not raw:
+                self.missing += 1
+            elif raw.get("st") in TERMINAL:
+                ended.append((raw, sla))
+        if not ended:
+            return 0
+        teams = await self._teams(client, keys, ended)
+        cur = await conn.execute(FIRST_OFFERS, (ws, [r["id"] for r, _ in ended], list(HANDLED)))
+        offered = {row[0]: row[1] for row in await cur.fetchall()}
+        rows = [
+            contact_row(ws, r, s, teams.get(r.get("agent", "")) or None, offered.get(r["id"]))
+            for r, s in ended
+        ]
+        outcomes = [row for r, s in ended for row in sla_rows(ws, r["id"], s)]
+        await self._partitions(conn, "contacts", {row[2].date() for row in rows})
+        await self._partitions(conn, "sla_outcomes", {row[6].date() for row in outcomes})
+        async with conn.transaction(), conn.cursor() as cur2:
+            await cur2.executemany(UPSERT_CONTACT, rows)
+            if outcomes:
+                await cur2.executemany(UPSERT_SLA, outcomes)
+        # Archived: the contact may leave Redis after the grace (never later than
+        # the expiry it already has: LT), unless a clock of it still runs.
+        pipe = client.pipeline(transaction=False)
+        for raw, sla in ended:
+            if still_running(sla):
+                continue
+            cid = raw["id"]
+            for key in (keys.contact(cid), keys.sla(cid), keys.timeline(cid)):
+                pipe.expire(key, grace, lt=True)
+        await pipe.execute()
+        self.written += len(rows)
+        return len(rows)
