@@ -8,10 +8,6 @@ it. A crash between the two writes the batch again, which adds nothing: the key
 is the Redis stream id and the time it carries, never the time of writing.
 PostgreSQL down: nothing is acknowledged, the entries wait in the stream, and
 the archiver catches up when it is back. Routing never waits for it.
-
-The insert sends its columns as binary arrays and casts each document to jsonb
-in the SELECT: the cheapest exactly-once write measured for psycopg 3
-(benchmarks/archive_driver.py).
 """
 
 from __future__ import annotations
@@ -22,15 +18,15 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
-import msgspec
 from prometheus_client import CollectorRegistry, Counter
 from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
 
 from router.archive.contacts import ContactRows, closing_contacts
+from router.archive.gaps import gap_row
+from router.archive.rows import INSERT, Row, event_rows
 from router.runtime.aio import cancel_requested
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.shards import Shards
@@ -41,40 +37,6 @@ log = logging.getLogger(__name__)
 GROUP = ARCHIVE_GROUP
 BATCH = 1000
 IDLE_MAX = 5.0  # seconds between reads of a workspace with nothing new
-INSERT = (
-    "INSERT INTO events (ws, id, at, type, contact, doc) "
-    "SELECT ws, id, at, type, contact, doc::jsonb FROM unnest("
-    "%b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[]"
-    ") AS u(ws, id, at, type, contact, doc) ON CONFLICT DO NOTHING"
-)
-Row = tuple[str, str, dt.datetime, str, str | None, str]
-_decode = msgspec.json.Decoder()
-_encode = msgspec.json.Encoder()
-
-
-def stream_time(sid: str) -> dt.datetime:
-    """The time a Redis stream id carries (its milliseconds), in UTC."""
-    return dt.datetime.fromtimestamp(int(sid.partition("-")[0]) / 1000, dt.UTC)
-
-
-def event_rows(ws: str, entries: Sequence[tuple[str, Any]]) -> list[Row]:
-    """Archive rows of stream entries; an entry that is not an event JSON object is
-    kept too (as `unparsable`, its text inside), so nothing is skipped silently."""
-    rows: list[Row] = []
-    for sid, fields in entries:
-        raw = fields.get("e") if isinstance(fields, dict) else None
-        try:
-            ev = _decode.decode(raw) if isinstance(raw, str) else None
-        except msgspec.DecodeError:
-            ev = None
-        if isinstance(ev, dict):
-            contact = ev.get("contact")
-            who = str(contact) if contact is not None else None
-            rows.append((ws, sid, stream_time(sid), str(ev.get("type", "")), who, cast(str, raw)))
-        else:
-            doc = _encode.encode({"unparsable": raw if isinstance(raw, str) else None}).decode()
-            rows.append((ws, sid, stream_time(sid), "unparsable", None, doc))
-    return rows
 
 
 class EventArchiver:
@@ -118,6 +80,11 @@ class EventArchiver:
             "Finished contacts written (or rewritten after a late action) to the history archive",
             registry=registry,
         )  # fmt: skip
+        self.gaps = Counter(
+            "router_archive_gaps_total",
+            "Gaps recorded: events trimmed from a stream (length cap) before they were archived",
+            registry=registry,
+        )  # fmt: skip
         self.errors = Counter(
             "router_archive_errors_total", "Archive rounds that failed (PostgreSQL or Redis)",
             registry=registry,
@@ -159,7 +126,7 @@ class EventArchiver:
             # per contact (the archive has every event), see lib/20_events.lua.
             await client.hset(keys.runtime, "arch", "1")
             self._groups.add(ws)
-        entries = await self._read(client, keys, ws)
+        entries = await self._read(conn, client, keys, ws)
         if not entries and ws in self._own_pending:
             self._own_pending.discard(ws)  # written after all: nothing of ours is pending
         if not entries:
@@ -171,9 +138,7 @@ class EventArchiver:
         self._next_read.pop(ws, None)
         rows = event_rows(ws, entries)
         self._own_pending.add(ws)  # until acknowledged
-        for day in sorted({r[2].date() for r in rows} - self._days):
-            await conn.execute("SELECT archive_day_partition('events', %s)", (day,))
-            self._days.add(day)
+        await self._partitions(conn, rows)
         await conn.execute(INSERT, [list(c) for c in zip(*rows, strict=True)])
         written = await self.contact_rows.write(
             conn, client, ws, closing_contacts((r[3], r[4]) for r in rows)
@@ -186,7 +151,26 @@ class EventArchiver:
         self.events.inc(len(rows))
         return len(rows)
 
-    async def _read(self, client: Any, keys: WsKeys, ws: str) -> list[tuple[str, Any]]:
+    async def _check_gap(self, conn: AsyncConnection, client: Any, ws: str) -> None:
+        """Records entries trimmed before the archive read them. It runs before
+        every read of new entries (two XINFO calls in one round trip, per batch):
+        that read moves the group past the hole, after which nothing shows it."""
+        row = await gap_row(client, ws)
+        if row is None:
+            return
+        await self._partitions(conn, [row])
+        await conn.execute(INSERT, [list(c) for c in zip(row, strict=True)])
+        self.gaps.inc()
+        log.error("archive gap in workspace %s: events trimmed unarchived after %s", ws, row[1])
+
+    async def _partitions(self, conn: AsyncConnection, rows: list[Row]) -> None:
+        for day in sorted({r[2].date() for r in rows} - self._days):
+            await conn.execute("SELECT archive_day_partition('events', %s)", (day,))
+            self._days.add(day)
+
+    async def _read(
+        self, conn: AsyncConnection, client: Any, keys: WsKeys, ws: str
+    ) -> list[tuple[str, Any]]:
         if ws in self._own_pending:  # this consumer's own unacknowledged entries, first
             res = await client.xreadgroup(
                 GROUP, self.consumer, {keys.events: "0"}, count=self._batch
@@ -208,5 +192,6 @@ class EventArchiver:
             got = [(sid, f) for sid, f in claimed[1] if sid is not None]
             if got:
                 return got
+        await self._check_gap(conn, client, ws)
         res = await client.xreadgroup(GROUP, self.consumer, {keys.events: ">"}, count=self._batch)
         return list(res[0][1]) if res else []

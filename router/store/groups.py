@@ -1,4 +1,5 @@
-"""Consumer groups read back: what one group of a stream has read and holds."""
+"""Consumer groups read back: what one group of a stream has read and holds;
+stream ids compared."""
 
 from __future__ import annotations
 
@@ -6,6 +7,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+
+def id_tuple(entry_id: str) -> tuple[int, int]:
+    """A stream id as (milliseconds, sequence), for ordering ids."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 async def group_info(client: Redis, stream: str, group: str) -> dict[str, Any] | None:

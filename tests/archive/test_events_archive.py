@@ -194,3 +194,42 @@ async def test_the_backlog_does_not_count_unread_entries_that_were_trimmed(
         assert await archive_backlog(client, keys) == pending["pending"] == 3
     finally:
         await client.aclose()
+
+
+async def test_events_trimmed_before_they_were_archived_leave_a_gap_on_record(
+    redis_url: str, server: PostgresServer, ws: str
+) -> None:
+    client = Redis.from_url(redis_url, decode_responses=True)
+    shards = Shards(client)
+    keys = WsKeys(ws)
+    try:
+        for i in range(10):
+            await client.xadd(keys.events, {"e": f'{{"type":"t","n":{i}}}'})
+        async with await AsyncConnection.connect(server.url, autocommit=True) as conn:
+            await migrate(conn)
+            archiver = EventArchiver(shards, Workspaces(shards), server.url, batch=3)
+            assert await archiver.archive_once(conn, ws) == 3
+            for i in range(10, 20):
+                await client.xadd(keys.events, {"e": f'{{"type":"t","n":{i}}}'})
+            # the length cap outruns the archive: 13 entries go unread
+            await client.xtrim(keys.events, maxlen=4, approximate=False)
+            kept = [sid for sid, _ in await client.xrange(keys.events)]
+            archiver._batch = 100
+            while await archiver.archive_once(conn, ws):
+                pass
+            assert await archiver.archive_once(conn, ws) == 0  # no second gap
+            cur = await conn.execute(
+                "SELECT type, doc->>'lost', doc->>'before' FROM events"
+                " WHERE ws = %s AND type = 'archive.gap'",
+                (ws,),
+            )
+            gaps = await cur.fetchall()
+            cur = await conn.execute(
+                "SELECT count(*) FROM events WHERE ws = %s AND type = 't'", (ws,)
+            )
+            (archived,) = await cur.fetchone() or (0,)
+        assert gaps == [("archive.gap", "13", kept[0])]
+        assert archived == 3 + 4
+        assert archiver.gaps._value.get() == 1
+    finally:
+        await client.aclose()

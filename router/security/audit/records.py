@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from router.store.keys import ACCESS_SHARDS, ACCESS_STREAM, WsKeys, access_stream
+from router.store.groups import id_tuple as id_tuple  # re-exported for the audit modules
 
 GENESIS = "0" * 64
 # Source name of the global stream of denied requests (router/security/auth.py writes
@@ -136,11 +137,6 @@ class Source:
 
 def stream_ms(entry_id: str) -> int:
     return int(entry_id.partition("-")[0])
-
-
-def id_tuple(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def event_json(fields: dict[str, str]) -> str:
