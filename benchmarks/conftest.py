@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from router.routing.config import RoutingConfig
-from router.routing.engine import Engine
+from router.routing.engine import Engine, contact_record
 from router.routing.model import ContactIn, Customer
 from router.routing.rules import plan_route
 from router.routing.slaops import start_plan
@@ -74,25 +74,7 @@ def create_args(cfg: RoutingConfig, body: ContactIn, version: int = 1) -> list[A
         skills=body.skills,
     )
     sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, None)
-    payload: dict[str, object] = {
-        "id": body.id,
-        "ch": body.channel,
-        "tier": plan.tier,
-        "intent": body.intent or "",
-        "lang": body.customer.language or "",
-        "cust": body.customer.id,
-        "stages": "|".join(f"{round(s.after * 1000)}:{','.join(s.pools)}" for s in plan.stages),
-        "off": round(plan.priority_offset * 1000),
-        "toff": round(plan.tier_offset * 1000),
-        "roff": round(plan.rule_offset * 1000),
-        "sla": sla or "",
-        "rules": ",".join(plan.rules),
-        "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
-        "attrs": _JSON.encode(body.attributes).decode(),
-        "cfgv": version,
-    }
-    if plan.overflow_wait is not None:
-        payload["ovf"] = round(plan.overflow_wait * 1000)
+    payload = contact_record(body, plan, sla, version, None)
     return ["gateway:bench", _JSON.encode(payload), sla_plan]
 
 

@@ -228,8 +228,13 @@ def test_complete_next_offer_at_scale(
     record(benchmark, "complete -> next offer", agents, queued, us)
 
 
-def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run: Runner) -> None:
-    """N contacts through create.lua (queued, SLA clock with 2 timers, events)."""
+@pytest.mark.parametrize("archived", [False, True], ids=["no-archive", "archived"])
+def test_memory_per_queued_contact_real_create(
+    benchmark: Any, eng: Engine, run: Runner, archived: bool
+) -> None:
+    """N contacts through create.lua (queued, SLA clock with 2 timers, events).
+    Archived: the workspace's contacts keep no timeline copy, and its stream is
+    trimmed once archived and sealed, so the stream entry is not the contact's."""
     client = eng.shards.single
     run(client.flushall())
     run(client.slowlog_reset())
@@ -239,6 +244,8 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run:
     cfg = bench_config()
     k = WsKeys("memc")
     run(eng.put_config("memc", cfg, "admin:bench"))
+    if archived:
+        run(client.hset(k.runtime, "arch", "1"))  # as the archiver marks it
     script = eng.scripts["create"]
 
     async def fill() -> None:
@@ -255,8 +262,13 @@ def test_memory_per_queued_contact_real_create(benchmark: Any, eng: Engine, run:
     stream = run(client.memory_usage(k.events, samples=0)) or 0
     timers = run(client.zcard(k.timers))
     total = (after - before) / n
+    label = "archived workspace" if archived else "no archive"
     MEMORY_ROWS.append(
-        {"what": "queued contact via create.lua (all keys it writes)", "n": n, "bytes_each": total}
+        {
+            "what": f"queued contact via create.lua, {label} (all keys it writes)",
+            "n": n,
+            "bytes_each": total,
+        }
     )
     MEMORY_ROWS.append({"what": "  of which events stream entry", "n": n, "bytes_each": stream / n})
     MEMORY_ROWS.append(

@@ -2,7 +2,7 @@
 
 Runs inside the event archiver, on the batch it has just written: a contact
 that ended, was resolved or rated in the batch (or had a clock stop) is read
-back from Redis (its record and its clocks' hash, both still there) and upserted
+back from Redis (its record, clocks included, still there) and upserted
 as one `contacts` row, with one `sla_outcomes` row per stopped clock. Reading the
 record rather than the events gives the row what events never carry (the
 customer id, rules, stages) and makes the write idempotent: a batch written
@@ -157,7 +157,7 @@ def contact_row(
         _int(raw.get("stage")), [r for r in raw.get("rules", "").split(",") if r],
         _int(raw.get("off")), raw.get("agent") or None, team, ms_time(raw.get("created")),
         ms_time(raw.get("enq")), offered_at, ms_time(ans), ms_time(raw.get("resolved")),
-        wait, end - ans if ans is not None else None, raw.get("sla") or sla.get("policy") or None,
+        wait, end - ans if ans is not None else None, raw.get("sla") or None,
         msgspec.json.encode(clocks).decode(), _int(raw.get("rating:csat")),
         _int(raw.get("rating:nps")), str(followup) if followup else None,
     )  # fmt: skip
@@ -173,7 +173,7 @@ def sla_rows(ws: str, cid: str, sla: dict[str, str]) -> list[tuple[Any, ...]]:
         steps = sum(1 for k in c if k.startswith("f") and k[1:].isdigit())
         target = due - start if due is not None and start is not None else None
         elapsed = end - start if end is not None and start is not None else None
-        row = (ws, cid, clock, sla.get("policy", ""), c["st"], ms_time(start), ms_time(end))
+        row = (ws, cid, clock, sla.get("sla", ""), c["st"], ms_time(start), ms_time(end))
         rows.append((*row, target, elapsed, steps))
     return rows
 
@@ -211,18 +211,16 @@ class ContactRows:
         keys = WsKeys(ws)
         pipe = client.pipeline(transaction=False)
         for cid in cids:
-            pipe.hgetall(keys.contact(cid))
-            pipe.hgetall(keys.sla(cid))
+            pipe.hgetall(keys.contact(cid))  # its clocks included (`<clock>.<field>`)
         pipe.hget(keys.runtime, "grace_s")
         got = await pipe.execute()
         grace = _int(cast(str | None, got[-1])) or GRACE_S
         ended: list[tuple[dict[str, str], dict[str, str]]] = []
-        for i in range(len(cids)):
-            raw, sla = got[2 * i], got[2 * i + 1]
+        for raw in got[:-1]:
             if not raw:
                 self.missing += 1
             elif raw.get("st") in TERMINAL:
-                ended.append((raw, sla))
+                ended.append((raw, raw))
         if not ended:
             return 0
         teams = await self._teams(client, keys, ended)
@@ -246,7 +244,7 @@ class ContactRows:
             if still_running(sla):
                 continue
             cid = raw["id"]
-            for key in (keys.contact(cid), keys.sla(cid), keys.timeline(cid)):
+            for key in (keys.contact(cid), keys.timeline(cid)):
                 pipe.expire(key, grace, lt=True)
         await pipe.execute()
         self.written += len(rows)

@@ -28,7 +28,7 @@ from router.routing.model import (
     TimelineEntry,
 )
 from router.routing.personal import pack, unpack
-from router.routing.rules import plan_route
+from router.routing.rules import RoutePlan, plan_route
 from router.routing.runtime_hash import runtime_fields
 from router.routing.slaops import SlaOps, sla_clocks, start_plan
 from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
@@ -91,6 +91,46 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         # in full here: responses mask it by caller (router/security/privacy.py present)
         personal=unpack(raw.get("pii")),
     )
+
+
+# Fields of a new contact's record left out when empty or zero: the record of
+# every queued contact is in Redis, and most contacts have no intent, rules,
+# language, required skills or attributes (readers default them).
+_OPTIONAL = ("intent", "lang", "rules", "req", "attrs", "toff", "roff")
+
+
+def contact_record(
+    body: ContactIn, plan: RoutePlan, sla: str | None, version: int, gateway: str | None
+) -> dict[str, object]:
+    """The record `create.lua` stores for a new contact (before its script fields)."""
+    record: dict[str, object] = {
+        "id": body.id,
+        "ch": body.channel,
+        "tier": plan.tier,
+        "intent": body.intent or "",
+        "lang": body.customer.language or "",
+        "cust": body.customer.id,
+        "stages": _stages_text(plan.stages),
+        "off": round(plan.priority_offset * 1000),
+        "toff": round(plan.tier_offset * 1000),
+        "roff": round(plan.rule_offset * 1000),
+        "sla": sla or "",
+        "rules": ",".join(plan.rules),
+        "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
+        "attrs": _JSON.encode(body.attributes).decode() if body.attributes else "",
+        "cfgv": version,
+    }
+    for name in _OPTIONAL:
+        if record[name] in ("", 0):
+            del record[name]
+    if plan.overflow_wait is not None:
+        record["ovf"] = round(plan.overflow_wait * 1000)
+    if gateway:
+        record["gw"] = gateway
+    pii = pack(body)
+    if pii is not None:  # only when given: most contacts carry none
+        record["pii"] = pii
+    return record
 
 
 def timeline_entry(raw: str | bytes) -> TimelineEntry:
@@ -281,30 +321,7 @@ class Engine:
             skills=body.skills,
         )
         sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
-        payload: dict[str, object] = {
-            "id": body.id,
-            "ch": body.channel,
-            "tier": plan.tier,
-            "intent": body.intent or "",
-            "lang": body.customer.language or "",
-            "cust": body.customer.id,
-            "stages": _stages_text(plan.stages),
-            "off": round(plan.priority_offset * 1000),
-            "toff": round(plan.tier_offset * 1000),
-            "roff": round(plan.rule_offset * 1000),
-            "sla": sla or "",
-            "rules": ",".join(plan.rules),
-            "req": ",".join(f"{r.skill}:{r.min}" for r in body.skills),
-            "attrs": _JSON.encode(body.attributes).decode(),
-            "cfgv": stored.version,
-        }
-        if plan.overflow_wait is not None:
-            payload["ovf"] = round(plan.overflow_wait * 1000)
-        if gateway:
-            payload["gw"] = gateway
-        pii = pack(body)
-        if pii is not None:  # only when given: most contacts carry none
-            payload["pii"] = pii
+        payload = contact_record(body, plan, sla, stored.version, gateway)
         ws = WsKeys(ws_name)
         res = await self._run(
             "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]
@@ -319,15 +336,15 @@ class Engine:
         await self.configs.get(ws_name)
         ws = WsKeys(ws_name)
         pipe = self.client(ws_name).pipeline(transaction=False)
-        pipe.hgetall(ws.contact(cid))
+        pipe.hgetall(ws.contact(cid))  # its SLA clocks included
         pipe.lrange(ws.timeline(cid), 0, -1)
-        pipe.hgetall(ws.sla(cid))
-        raw, tl, sla = await pipe.execute()
+        raw, tl = await pipe.execute()
         if not raw:
             raise NotFound(f"contact {cid!r} does not exist", field="contact_id")
         out = contact_out(raw, False)
-        if sla:
-            out = msgspec.structs.replace(out, sla_clocks=sla_clocks(sla))
+        clocks = sla_clocks(raw) if raw.get("sla") else None
+        if clocks:
+            out = msgspec.structs.replace(out, sla_clocks=clocks)
         if timeline:
             out = msgspec.structs.replace(out, timeline=[timeline_entry(e) for e in tl])
         return out

@@ -54,7 +54,7 @@ def sla_clocks(state: dict[str, str]) -> dict[str, SlaClockOut]:
         fired = [f(k[len(clock) + 1 :]) for k in marks]
         out[clock] = SlaClockOut(
             status=st,
-            policy=state.get("policy", ""),
+            policy=state.get("sla", ""),
             started_at=f("start") / 1000,
             due_at=f("due") / 1000,
             ended_at=f("end") / 1000 or None,
@@ -132,9 +132,9 @@ class SlaOps:
             state = cast(
                 dict[str, str], await eng.client(ws_name).hgetall(WsKeys(ws_name).sla(cid))
             )
-            if not state:
+            if not state.get("sla"):  # no record, or a record without a policy
                 raise NotFound(f"contact {cid!r} has no SLA clocks", field="contact_id")
-            policy = cfg.sla_policies.get(state.get("policy", ""))
+            policy = cfg.sla_policies.get(state["sla"])
             if (
                 policy is None
                 or clock_of(policy, clock_name) is None
@@ -145,7 +145,7 @@ class SlaOps:
             f = functools.partial(_num, state, clock_name)
             used = f("used") + used_between(calendar_for(cfg, policy), f("run"), f("pause"))
             args = _replan_args(state, clock_name, policy, cfg, used)
-            args.append(fingerprints(cfg, state["policy"])[clock_name])
+            args.append(fingerprints(cfg, state["sla"])[clock_name])
             try:
                 return await eng.contact_action(ws_name, cid, "sla_resume", args, actor)
             except Conflict as exc:
@@ -195,7 +195,7 @@ class SlaOps:
     ) -> int:
         done = 0
         for cid, state in zip(ids, states, strict=True):
-            name = state.get("policy", "")
+            name = state.get("sla", "")
             policy = new.sla_policies.get(name)
             new_fps = fingerprints(new, name) if policy else {}
             old_fps = fingerprints(old, name) if old and name in old.sla_policies else {}

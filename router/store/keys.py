@@ -129,9 +129,11 @@ class WsKeys:
     def sla_running(self) -> str:
         return self.tag + ":sla:run"
 
-    # Hash: the contact's SLA clocks (`<clock>.<field>`), expires with it.
+    # The contact's SLA clocks (`<clock>.<field>`, the policy being the record's
+    # `sla`) are fields of its record: one key less per queued contact (no
+    # other field has a dot). A name of its own for the code that reads clocks.
     def sla(self, contact_id: str) -> str:
-        return self.tag + ":c:" + contact_id + ":sla"
+        return self.contact(contact_id)
 
     # Sorted set: contact -> rank (virtual arrival ms), one per pool and channel so
     # an agent with room for a chat finds the best chat without skipping calls.

@@ -63,7 +63,7 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
          explain = { rank = rank_parts(c), tier_offset_ms = tonumber(c.toff),
                      rule_offset_ms = tonumber(c.roff), stages_reached = tonumber(c.stage),
                      stage_reasons = reasons, preferred_agent = c.pref } })
-sla_start(c.id, c.sla, ARGV[3])
+sla_start(c.id, ARGV[3])
 if not try_match(c) then
   enqueue(c)
   schedule_next_stage(c)

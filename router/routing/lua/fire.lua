@@ -33,7 +33,7 @@ local STOPPED = { met = true, missed = true, cancelled = true }
 
 local function sla_fire(c, clock, idx, g, due)
   local key = ksla(c.id)
-  local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', 'policy', clock .. '.due',
+  local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', 'sla', clock .. '.due',
                        clock .. '.f' .. idx, clock .. '.end')
   if s[5] then return { 0, 'stale' } end  -- the step already fired
   -- A step that came due before its clock stopped (the answer or the end came

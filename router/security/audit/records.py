@@ -31,8 +31,8 @@ from typing import Any
 
 import msgspec
 
-from router.store.keys import ACCESS_SHARDS, ACCESS_STREAM, WsKeys, access_stream
 from router.store.groups import id_tuple as id_tuple  # re-exported for the audit modules
+from router.store.keys import ACCESS_SHARDS, ACCESS_STREAM, WsKeys, access_stream
 
 GENESIS = "0" * 64
 # Source name of the global stream of denied requests (router/security/auth.py writes

@@ -1,7 +1,7 @@
 -- SLA clocks ------------------------------------------------------------------
 --
--- State of a contact's clocks lives in its own hash `<contact>:sla` (fields
--- `<clock>.<x>`): st (active|warned|breached|paused|met|missed|cancelled),
+-- State of a contact's clocks lives in its record (ksla = kc; fields
+-- `<clock>.<x>`, the policy being the record's `sla`): st (active|warned|breached|paused|met|missed|cancelled),
 -- start, run (counting since), used (budget spent before `run`, ms), due
 -- (breach), g (generation: bumped whenever the schedule is replaced), steps
 -- (ladder indexes scheduled in this generation), f<i> (when step i fired).
@@ -29,9 +29,10 @@ end
 -- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...".
 -- The fingerprint names the clock's definition (ladder and calendar): a config
 -- change that alters it re-plans the clock (router/routing/engine.py).
-local function sla_start(cid, policy, plan)
+local function sla_start(cid, plan)
   if plan == nil or plan == '' then return end
-  local fields = { 'policy', policy }
+  -- the policy's name is the record's `sla` field
+  local fields = {}
   for _, seg in ipairs(split(plan, '|')) do
     local p = split(seg, ':')
     local clock = p[1]
@@ -49,7 +50,7 @@ end
 local function sla_stop(cid, clock, reached)
   local key = ksla(cid)
   local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
-                       'policy', clock .. '.due')
+                       'sla', clock .. '.due')
   if not (RUNNING[s[1]] or s[1] == 'paused') then return end
   for _, i in ipairs(split(s[3], ',')) do
     -- A step already due stays: the clock ran past it, so it is still recorded

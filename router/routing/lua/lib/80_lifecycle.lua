@@ -11,7 +11,6 @@ local function finish(c, st)
   local ttl = rt_num('retention_s', 2592000)
   redis.call('EXPIRE', kc(c.id), ttl)
   redis.call('EXPIRE', ktl(c.id), ttl)
-  redis.call('EXPIRE', ksla(c.id), ttl)
 end
 
 local function contact_reply(c)
