@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,15 @@ from tests.support.procs import ROOT, Replica, start_replicas, stop_replicas, wa
 AGENT_FORMAT = "lt-a"  # loadtest.workspace.agents ids: lt-a0000...
 
 
-async def setup(redis_url: str, n_agents: int, workspace: str = WORKSPACE) -> None:
+async def setup(
+    redis_url: str,
+    n_agents: int,
+    workspace: str = WORKSPACE,
+    tweak: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
     """Config and available agents straight through the engine (5,000 agents in
-    seconds); any topology (`redis_url` may name a cluster)."""
+    seconds); any topology (`redis_url` may name a cluster). `tweak` edits the
+    config document first."""
     from router.routing.engine import Engine
     from router.routing.model import AgentIn, AgentStateIn
     from router.routing.validation import parse_config
@@ -57,6 +64,8 @@ async def setup(redis_url: str, n_agents: int, workspace: str = WORKSPACE) -> No
         doc = config(1000.0)  # wrap-ups of 30 s become 30 ms: agents free almost at once
         for ch in doc["channels"].values():  # type: ignore[attr-defined]
             ch["offer_timeout"] = 60.0
+        if tweak is not None:
+            tweak(doc)
         await engine.put_config(workspace, parse_config(json.dumps(doc).encode()), "admin:bench")
         items = agents(n_agents)
         for i in range(0, len(items), 500):
