@@ -82,3 +82,30 @@ async def test_without_the_guarantee_a_lone_primary_acknowledges(
     base = f"/v1/workspaces/{ws}"
     replica.stop()
     assert (await api.post(base + "/contacts", json=contact("c1"), headers=GW)).status == 201
+
+
+async def test_a_rating_is_acknowledged_only_once_a_replica_has_it(
+    aiohttp_client: Any, pair: tuple[RedisServer, RedisServer], ws: str
+) -> None:
+    # the rating once counted as "not durable", mistaken for the rate limiter's count
+    primary, replica = pair
+    api = await guarded_api(aiohttp_client, primary.url, replicas=1, ws=ws)
+    base = f"/v1/workspaces/{ws}"
+    steps = [
+        ("PUT", "/agents/a1", {"skills": {"cards": 5}}, SUP),
+        ("POST", "/agents/a1/state", {"state": "available"}, SUP),
+        ("POST", "/contacts", contact("c1"), GW),
+        ("POST", "/contacts/c1/accept", {"agent_id": "a1"}, SUP),
+        ("POST", "/contacts/c1/complete", {"agent_id": "a1"}, SUP),
+    ]
+    for method, path, body, headers in steps:
+        r = await api.request(method, base + path, json=body, headers=headers)
+        assert r.status in (200, 201), await r.text()
+    replica.stop()
+    rating = {"score": 2}
+    r = await api.post(base + "/contacts/c1/rating", json=rating, headers=GW)
+    assert r.status == 503 and (await r.json())["type"].endswith("/not-replicated")
+    replica.start()
+    wait_synced(primary.port, 1)
+    r = await api.post(base + "/contacts/c1/rating", json=rating, headers=GW)
+    assert r.status == 200, await r.text()  # the retry of what the primary already has
