@@ -92,6 +92,22 @@ def _policy_problems(
             yield from _ladder_problems((*base, clock, "ladder"), _seq(value.get("ladder")), known)
     rating = _obj(policy.get("low_rating"))
     yield from _actions_problems((*base, "low_rating", "actions"), rating.get("actions"), known)
+    yield from _low_rating_problems((*base, "low_rating"), rating)
+
+
+def _low_rating_problems(base: tuple[str | int, ...], rating: dict[str, Any]) -> Iterator[Problem]:
+    if not rating:
+        return
+    if rating.get("below") is not None:
+        # The old 1..10 scale maps onto neither survey exactly: the operator
+        # decides, rather than a silent guess changing who gets called back.
+        yield (
+            (*base, "below"),
+            "ratings carry a survey kind now: give csat_below (CSAT 1..5) and/or "
+            "nps_below (NPS 0..10) instead of below",
+        )
+    elif rating.get("csat_below") is None and rating.get("nps_below") is None:
+        yield base, "give csat_below and/or nps_below: the scores that count as low"
 
 
 def _ladder_problems(

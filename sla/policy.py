@@ -101,11 +101,25 @@ class Clock(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True)
     ladder: Annotated[list[Step], Meta(max_length=16)] = []
 
 
-class LowRating(Struct, forbid_unknown_fields=True, frozen=True):
-    """When a completed contact is rated below `below`, run `actions`."""
+class LowRating(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """When a served contact gets a CSAT score below `csat_below` (CSAT 1..5) or
+    an NPS score below `nps_below` (NPS 0..10; 7 makes every detractor low), run
+    `actions`. Each survey kind is judged on its own; a contact rated low on
+    both gets its notifications twice but one follow-up contact per action
+    (follow-up ids are derived from the contact, not the kind)."""
 
-    below: Annotated[int, Meta(ge=1, le=11)]
     actions: Annotated[list[Action], Meta(min_length=1, max_length=8)]
+    csat_below: Annotated[int, Meta(ge=2, le=5)] | None = None
+    nps_below: Annotated[int, Meta(ge=1, le=10)] | None = None
+    # The threshold on the single 1..10 rating before surveys had kinds. Still
+    # read so stored documents load; a new document giving it is refused
+    # (sla/checks.py) with a pointer to csat_below / nps_below.
+    below: Annotated[int, Meta(ge=1, le=11)] | None = None
+
+    def thresholds(self) -> dict[str, int]:
+        """Survey kind -> the score a rating must reach not to be low."""
+        given = {"csat": self.csat_below, "nps": self.nps_below}
+        return {kind: below for kind, below in given.items() if below is not None}
 
 
 class Selector(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
@@ -251,7 +265,8 @@ def actions_text(actions: Sequence[Action]) -> str:
 
 
 def runtime_fields(policies: Mapping[str, SlaPolicy]) -> Iterator[str]:
-    """`sla:<policy>:<clock>:<index>` -> "kind|" + actions_text, for the fire script."""
+    """`sla:<policy>:<clock>:<index>` -> "kind|" + actions_text, for the fire script;
+    `sla:<policy>:rating:<survey kind>` -> "below|" + actions_text, for rate.lua."""
     for name, policy in policies.items():
         for clock_name in CLOCKS:
             clock = clock_of(policy, clock_name)
@@ -261,8 +276,10 @@ def runtime_fields(policies: Mapping[str, SlaPolicy]) -> Iterator[str]:
                 yield f"sla:{name}:{clock_name}:{i}"
                 yield step_kind(step) + "|" + actions_text(step.actions)
         if policy.low_rating is not None:
-            yield f"sla:{name}:rating"
-            yield f"{policy.low_rating.below}|" + actions_text(policy.low_rating.actions)
+            actions = actions_text(policy.low_rating.actions)
+            for kind, below in policy.low_rating.thresholds().items():
+                yield f"sla:{name}:rating:{kind}"
+                yield f"{below}|{actions}"
 
 
 def steps_text(steps: Sequence[ScheduledStep]) -> str:

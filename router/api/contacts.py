@@ -20,6 +20,7 @@ from router.routing.model import (
     ReasonIn,
     TransferIn,
 )
+from router.routing.surveys import checked_rating
 from router.runtime.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from router.security.access import ContactLookup, action_failed, check_action, visible_contact
 from router.security.privacy import present
@@ -108,7 +109,6 @@ CONTACT_ACTIONS: dict[str, Handler] = {
     "transfer": _action("transfer", TransferIn, _transfer_args, "agent", "supervisor", "gateway"),
     "resolve": _action("resolve", ReasonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),
     "respond": _action("respond", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
-    "rating": _action("rate", RatingIn, lambda b: [str(b.score)], "gateway", "supervisor"),
     "pause": _action(
         "sla_pause", ClockIn, lambda b: [b.clock, b.reason or ""], "gateway", "supervisor"
     ),
@@ -125,4 +125,23 @@ async def contact_resume(request: web.Request) -> web.Response:
     return json_response(present(request[TOKEN], contact))
 
 
+@roles("gateway", "supervisor")
+async def contact_rating(request: web.Request) -> web.Response:
+    """One survey answer (CSAT or NPS) about a served contact, checked against
+    the kinds the workspace collects and the kind's scale."""
+    ws, cid = path_id(request, "ws"), path_id(request, "contact_id")
+    parsed = await body(request, RatingIn)
+    engine = request.app[ENGINE]
+    await check_action(request[TOKEN], engine, ws, cid, "rate", None)
+    surveys = (await engine.configs.get(ws)).config.surveys
+    kind, score = checked_rating(surveys, parsed.kind, parsed.score)
+    try:
+        contact = await engine.contact_action(ws, cid, "rate", [kind, str(score)], actor(request))
+    except (NotFound, Conflict) as exc:
+        await action_failed(request[TOKEN], engine, ws, cid, exc)
+        raise
+    return json_response(present(request[TOKEN], contact))
+
+
 CONTACT_ACTIONS["resume"] = contact_resume
+CONTACT_ACTIONS["rating"] = contact_rating

@@ -25,6 +25,7 @@ from router.routing.model import (
     ReasonIn,
     TransferIn,
 )
+from router.routing.surveys import SCALES
 from router.wfm.pools import PoolStats
 
 _TYPES: tuple[Any, ...] = (
@@ -206,6 +207,15 @@ def _components() -> dict[str, Any]:
         {"required": [a], "properties": {a: {"type": "string"}, b: {"type": "null"}}}
         for a, b in (("pool", "agent_id"), ("agent_id", "pool"))
     ]
+    # Each survey kind's own scale (the handler checks it too, and that the
+    # workspace collects the kind).
+    components["RatingIn"]["allOf"] = [
+        {
+            "if": {"required": ["kind"], "properties": {"kind": {"const": kind}}},
+            "then": {"properties": {"score": {"minimum": low, "maximum": high}}},
+        }
+        for kind, (low, high) in SCALES.items()
+    ]
     return components
 
 
@@ -258,8 +268,13 @@ def _contact_routes(b: str) -> list[Route]:
         ),
         ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
     ]
+    summaries = {
+        "rating": "Rate a served contact: one survey answer (csat 1..5, nps 0..10) per kind; "
+        "the same score again is a retry, another 409",
+    }
     for action, typ in _ACTIONS:
-        op = _op(f"{action.capitalize()} a contact", _ref(ContactOut), typ)
+        summary = summaries.get(action, f"{action.capitalize()} a contact")
+        op = _op(summary, _ref(ContactOut), typ)
         routes.append(("post", b + "/contacts/{contact_id}/" + action, op))
     return routes
 

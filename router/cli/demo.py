@@ -23,6 +23,7 @@ from router.routing.config import (
     Tier,
 )
 from router.routing.model import AgentIn
+from router.routing.surveys import Surveys
 from sla.calendar import Calendar, Weekday
 from sla.policy import (
     Boost,
@@ -80,6 +81,7 @@ def demo_config() -> RoutingConfig:
                 holidays=["2026-01-01", "2026-10-01"],
             )
         },
+        surveys=Surveys(kinds=("csat", "nps")),
         defaults=Defaults(
             tier="standard",
             stages=_stages((0, ["cards"])),
@@ -94,7 +96,10 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 
 def _sla_policies() -> dict[str, SlaPolicy]:
     callback = CreateFollowup(channel="voice", intent="callback", sla="callback_24h")
-    low_rating = LowRating(below=3, actions=[callback, Notify(to=["team_supervisor"])])
+    # a dissatisfied CSAT (1, 2) or an NPS detractor (0..6) gets a call back
+    low_rating = LowRating(
+        csat_below=3, nps_below=7, actions=[callback, Notify(to=["team_supervisor"])]
+    )
     return {
         "standard": SlaPolicy(answer=60.0, low_rating=low_rating),
         "vip": SlaPolicy(answer=20.0, low_rating=low_rating),

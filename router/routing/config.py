@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from router.routing.surveys import Surveys
 from sla.calendar import Calendar
 from sla.policy import SlaPolicy
 from sla.signing import Webhook
@@ -176,6 +177,9 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     webhooks: dict[Name, Webhook] = {}
     defaults: Defaults = Defaults()
     retention: Retention = Retention()
+    # The survey kinds ratings may carry (router/routing/surveys.py); csat only
+    # when left out.
+    surveys: Surveys = Surveys()
     description: Annotated[str, Meta(max_length=1000)] = ""
 
 

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from router.routing.config import MAX_WINDOW_S, WINDOW_UNITS, Defaults, window_seconds
 from router.routing.schema_problems import clip, json_path
+from router.routing.surveys import survey_problems
 from router.runtime.errors import FieldProblem
 from sla.checks import sla_problems
 
@@ -56,6 +57,7 @@ def semantic_problems(doc: dict[str, Any], broken: frozenset[str]) -> list[Field
     problems += _defaults_problems(_obj(doc.get("defaults")), declared)
     problems += _retention_problems(_obj(doc.get("retention")), _obj(doc.get("defaults")))
     problems += (FieldProblem(json_path(where), msg) for where, msg in sla_problems(doc))
+    problems += (FieldProblem(json_path(where), msg) for where, msg in survey_problems(doc))
     return problems
 
 

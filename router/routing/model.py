@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from msgspec import Meta, Struct
 
 from router.routing.config import AttributeValue, Name, Proficiency, SkillRequirement
+from router.routing.surveys import SurveyKind
 
 Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 ShortText = Annotated[str, Meta(max_length=256)]
@@ -98,9 +99,17 @@ class ClockIn(Struct, forbid_unknown_fields=True, frozen=True):
 
 
 class RatingIn(Struct, forbid_unknown_fields=True, frozen=True):
-    """The customer's rating of a served contact (1 worst .. 10 best; no free text)."""
+    """A customer's answer to one survey about a served contact (no free text).
 
-    score: Annotated[int, Meta(ge=1, le=10)]
+    `kind` `csat`: `score` 1..5 (4 and 5 satisfied); `nps`: 0..10 (9 and 10
+    promoters, 0..6 detractors); the workspace must collect the kind
+    (`surveys.kinds` in its config). Without `kind`: the workspace's default
+    survey (`surveys.default`, else its first kind; clients written before
+    ratings had kinds). One rating per kind and contact: the same score again
+    is a retry (200), another score 409."""
+
+    score: Annotated[int, Meta(ge=0, le=10)]
+    kind: SurveyKind | None = None
 
 
 class ReasonIn(Struct, forbid_unknown_fields=True, frozen=True):
@@ -141,6 +150,9 @@ class TimelineEntry(Struct, frozen=True, omit_defaults=True):
     step: int | None = None
     late_ms: int | None = None
     explain: dict[str, Any] | None = None
+    # contact.rated: which survey and the score given (not personal data)
+    kind: str | None = None
+    score: int | None = None
 
 
 class SlaClockOut(Struct, frozen=True):

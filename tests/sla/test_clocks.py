@@ -178,7 +178,7 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
         "std": {
             "answer": 60,
             "low_rating": {
-                "below": 3,
+                "csat_below": 3,
                 "actions": [
                     {
                         "do": "create_followup",
@@ -205,7 +205,8 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
     )
     assert r.status == 200
     await api.post(f"/v1/workspaces/{ws}/agents/a1/state", json={"state": "available"}, headers=SUP)
-    for cid, score in (("happy", 9), ("unhappy", 2)):
+    # a body without kind is the workspace's default survey: CSAT 1..5
+    for cid, score in (("happy", 5), ("unhappy", 2)):
         await create(api, ws, cid)
         assert (await act(api, ws, cid, "accept", agent_id="a1")).status == 200
         assert (await act(api, ws, cid, "complete", agent_id="a1")).status == 200
@@ -222,6 +223,12 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
         f"/v1/workspaces/{ws}/contacts/unhappy/rating", json={"score": 5}, headers=GW
     )
     assert r.status == 409
+    r = await api.post(
+        f"/v1/workspaces/{ws}/contacts/unhappy/rating",
+        json={"kind": "csat", "score": 2},
+        headers=GW,
+    )
+    assert r.status == 200  # the same answer, now naming its kind
     rated = [
         e for e in (await contact(api, ws, "unhappy"))["timeline"] if e["type"] == "contact.rated"
     ]
@@ -260,6 +267,7 @@ async def test_low_rating_creates_a_follow_up_with_its_own_24h_sla(
     )
     low = next(e for e in events if e["type"] == "contact.rated" and e["contact"] == "unhappy")
     assert low["low"] is True and low["notify"] == ["person:sup-7"]
+    assert low["kind"] == "csat" and low["score"] == 2
     fu = await contact(api, ws, followups[0]["contact"])
     assert fu["intent"] == "callback" and fu["sla"] == "callback_24h"
     assert fu["customer_id"] == "cu-unhappy" and fu["channel"] == "voice"
