@@ -4,9 +4,10 @@
 needs no token); its script reads the supervisor token from the URL fragment
 (`#token=...`: never sent to the server, never in a log) or asks for it, and
 reads `GET .../wallboard/stream` with that token in the Authorization header.
-The stream sends the tiles when they change, looked at twice a second; every
-stream of a workspace on a replica shares one snapshot (one Redis read per
-half second, whatever the number of screens).
+Tiles carry CSAT and NPS over the service level's window when the workspace
+collects those surveys. The stream sends the tiles when they change, looked at
+twice a second; every stream of a workspace on a replica shares one snapshot
+(one Redis read per half second, whatever the number of screens).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from importlib import resources
-from typing import cast
+from typing import Any, cast
 
 import msgspec
 from aiohttp import web
@@ -25,12 +27,16 @@ from router.api.appkeys import ENGINE, SHARDS
 from router.api.common import path_id, roles
 from router.api.events import EVENT_STREAMS, MAX_STREAMS, _gone, _Sender
 from router.routing.config import RoutingConfig
+from router.routing.surveys import CsatSummary, NpsSummary, add_counts, csat_summary, nps_summary
 from router.runtime.errors import Unavailable
 from router.store.keys import WsKeys
 from router.wfm.pools import pool_stats
 from router.wfm.stats import pool_windows
 
 PERIOD = 0.5  # seconds between looks at the state
+# The window of the tiles' CSAT and NPS: the service level's, so a screen's
+# numbers all speak of the same quarter hour (router/wfm/stats.py WINDOWS).
+SURVEY_WINDOW = "15m"
 HEARTBEAT = 15.0
 _PAGE = resources.files("router.api").joinpath("static", "wallboard.html").read_bytes()
 _ENC = msgspec.json.Encoder()
@@ -45,12 +51,30 @@ class Tile(msgspec.Struct, frozen=True):
     agents_available: int
     agents_busy: int
     breaches_today: int
+    # survey answers given over SURVEY_WINDOW; null when the workspace does
+    # not collect the kind
+    csat: CsatSummary | None = None
+    nps: NpsSummary | None = None
 
 
 class Board(msgspec.Struct, frozen=True):
     workspace: str
     at: float
     tiles: list[Tile]
+    # the whole workspace's CSAT and NPS (every pool's answers) over `survey_window`
+    survey_window: str = SURVEY_WINDOW
+    csat: CsatSummary | None = None
+    nps: NpsSummary | None = None
+
+
+def _surveys(kinds: Sequence[str], counts: dict[str, dict[int, int]]) -> dict[str, Any]:
+    """The tile's (or board's) `csat` and `nps` from answers by kind and score."""
+    out: dict[str, Any] = {}
+    if "csat" in kinds:
+        out["csat"] = csat_summary(counts.get("csat", {}))
+    if "nps" in kinds:
+        out["nps"] = nps_summary(counts.get("nps", {}))
+    return out
 
 
 async def board(client: Redis, ws: str, cfg: RoutingConfig) -> Board:
@@ -60,6 +84,10 @@ async def board(client: Redis, ws: str, cfg: RoutingConfig) -> Board:
     stats = [await pool_stats(client, ws, p, cfg.pools[p]) for p in pools]
     windows = await pool_windows(client, ws, pools, now_ms)
     day = cast(dict[str, str], await client.hgetall(WsKeys(ws).day_counts(now_ms // 86_400_000)))
+    kinds = cfg.surveys.kinds
+    total: dict[str, dict[int, int]] = {}
+    for p in pools:
+        add_counts(total, windows[p][SURVEY_WINDOW].ratings)
     tiles = [
         Tile(
             pool=p,
@@ -70,10 +98,11 @@ async def board(client: Redis, ws: str, cfg: RoutingConfig) -> Board:
             agents_available=s.agents_by_state.get("available", 0),
             agents_busy=s.agents_by_state.get("busy", 0),
             breaches_today=int(day.get(f"breached|{p}", 0)),
+            **_surveys(kinds, windows[p][SURVEY_WINDOW].ratings),
         )
         for p, s in zip(pools, stats, strict=True)
     ]
-    return Board(workspace=ws, at=now_ms / 1000, tiles=tiles)
+    return Board(workspace=ws, at=now_ms / 1000, tiles=tiles, **_surveys(kinds, total))
 
 
 class Boards:

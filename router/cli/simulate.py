@@ -1,4 +1,5 @@
-"""Demo traffic: gateways create contacts, agent desktops accept and complete them."""
+"""Demo traffic: gateways create contacts, agent desktops accept and complete
+them, and some customers answer the surveys (CSAT, NPS) afterwards."""
 
 from __future__ import annotations
 
@@ -14,6 +15,22 @@ from router.security.auth import mint
 CHANNELS = ("voice", "voice", "voice", "chat", "chat", "app", "email")
 TIERS = ("standard", "standard", "standard", "gold", "gold", "vip", "private")
 INTENTS = ("card", "card", "card", "loan", "wealth", "complaint")
+# Survey answers, mostly content: a CSAT near 80% satisfied, an NPS near +30.
+CSAT_SCORES = (5, 5, 5, 4, 4, 4, 4, 3, 2, 1)
+NPS_SCORES = (10, 10, 10, 9, 9, 9, 8, 8, 7, 6, 5, 2)
+
+
+async def _rate(
+    session: aiohttp.ClientSession, base: str, cid: str, gw: dict[str, str], done: Counter[str]
+) -> None:
+    """The gateway passes on the customer's answers: about half answer the
+    CSAT survey and a quarter the NPS one (a workspace that does not collect
+    a kind answers 422, counted like any other status)."""
+    for kind, scores, share in (("csat", CSAT_SCORES, 0.5), ("nps", NPS_SCORES, 0.25)):
+        if random.random() < share:
+            body = {"kind": kind, "score": random.choice(scores)}
+            async with session.post(f"{base}/contacts/{cid}/rating", json=body, headers=gw) as r:
+                done[f"rated {kind}:{r.status}"] += 1
 
 
 async def _agent_loop(
@@ -21,6 +38,7 @@ async def _agent_loop(
     base: str,
     aid: str,
     headers: dict[str, str],
+    gw: dict[str, str],
     stop: asyncio.Event,
     done: Counter[str],
 ) -> None:
@@ -39,6 +57,9 @@ async def _agent_loop(
                 f"{base}/contacts/{offer['id']}/complete", json=body, headers=headers
             ) as r:
                 done[f"completed:{r.status}"] += 1
+                if r.status != 200:
+                    continue
+            await _rate(session, base, offer["id"], gw, done)
 
 
 def _agent(secret: str, aid: str) -> dict[str, str]:
@@ -60,7 +81,9 @@ async def simulate(
             pools = (await r.json()).get("pools", []) if r.status == 200 else []
         agents = [f"a{i:03d}" for i in range(1, 61)]
         tasks = [
-            asyncio.create_task(_agent_loop(session, base, a, _agent(jwt_secret, a), stop, done))
+            asyncio.create_task(
+                _agent_loop(session, base, a, _agent(jwt_secret, a), gw, stop, done)
+            )
             for a in agents
         ]
         run = f"{int(time.time())}"

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from router.routing.config import RoutingConfig
 from router.routing.configstore import ConfigStore
+from router.routing.surveys import SCALES
 from router.runtime.aio import cancel_requested
 from router.runtime.errors import NotFound
 from router.runtime.metrics import RedisState
@@ -109,6 +110,7 @@ class StateExporter:
             for w in windows[p].values():
                 _window_gauges(fam, ws, p, w)
         _event_counters(fam, ws, counts)
+        _survey_counters(fam, ws, cfg, counts)
 
 
 async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
@@ -192,3 +194,34 @@ def _event_counters(fam: dict[str, Metric], ws: str, counts: dict[str, str]) -> 
                         "SLA events (warning, breached, escalated, met, missed, ...)",
                         ["workspace", "event", "policy", "clock"])  # fmt: skip
             f.add_metric([ws, parts[0].removeprefix("sla."), *parts[1:]], int(n))
+
+
+def _survey_counters(
+    fam: dict[str, Metric], ws: str, cfg: RoutingConfig, counts: dict[str, str]
+) -> None:
+    """Survey answers by pool, kind and score (`survey|<kind>|<pool>|<score>`
+    in the counts hash, from rate.lua), and the sum of their scores. Every
+    score of every kind the workspace collects is exported from zero on, so
+    `increase()` counts a series' first answer too and CSAT / NPS queries
+    never miss a class that has no answers yet."""
+    by_key: dict[tuple[str, str], dict[int, int]] = {}
+    for pool in cfg.pools:
+        for collected in cfg.surveys.kinds:
+            low, high = SCALES[collected]
+            by_key[(pool, collected)] = dict.fromkeys(range(low, high + 1), 0)
+    for field, count in counts.items():
+        parts = field.split("|")
+        if parts[0] == "survey" and len(parts) == 4 and parts[3].isdigit():
+            scores = by_key.setdefault((parts[2], parts[1]), {})
+            scores[int(parts[3])] = scores.get(int(parts[3]), 0) + int(count)
+    labels = ["workspace", "pool", "kind"]
+    for (pool, kind), scores in sorted(by_key.items()):
+        answers = _family(fam, "counter", "router_survey_responses",
+                          "Survey answers (csat 1..5, nps 0..10) by score",
+                          [*labels, "score"])  # fmt: skip
+        for score, n in sorted(scores.items()):
+            answers.add_metric([ws, pool, kind, str(score)], n)
+        total = _family(fam, "counter", "router_survey_scores",
+                        "Sum of the survey scores given (mean: scores / responses)",
+                        labels)  # fmt: skip
+        total.add_metric([ws, pool, kind], sum(score * n for score, n in scores.items()))

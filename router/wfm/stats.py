@@ -1,8 +1,9 @@
 """Sliding-window pool statistics from per-minute buckets kept by the scripts.
 
 The scripts add to `{ws}:sl:<pool>:<minute>` on every arrival, answer,
-abandon and completion; a window is the sum of its minutes (the current,
-partial one included). Pure arithmetic on the sums lives in `WindowStats`.
+abandon and completion, and `<kind>:<score>` on every survey answer
+(`rate.lua`); a window is the sum of its minutes (the current, partial one
+included). Pure arithmetic on the sums lives in `WindowStats`.
 """
 
 from __future__ import annotations
@@ -40,13 +41,21 @@ class WindowStats(Struct, frozen=True):
     # mean patience (s): total time waited by answered and abandoned contacts
     # over the number of abandons (the usual estimator for Erlang A)
     patience: float | None
+    # survey answers given in the window: kind -> score -> answers
+    # (router/routing/surveys.py turns them into CSAT and NPS)
+    ratings: dict[str, dict[int, int]] = {}
 
 
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def window_stats(window: str, minutes: int, sums: dict[str, int]) -> WindowStats:
+def window_stats(
+    window: str,
+    minutes: int,
+    sums: dict[str, int],
+    ratings: dict[str, dict[int, int]] | None = None,
+) -> WindowStats:
     answered, abandoned = sums["answered"], sums["abandoned"]
     waited = sums["wait_ms"] + sums["abandon_wait_ms"]
     return WindowStats(
@@ -64,6 +73,7 @@ def window_stats(window: str, minutes: int, sums: dict[str, int]) -> WindowStats
         abandon_rate=_ratio(abandoned, answered + abandoned),
         arrival_rate=sums["arrived"] / (minutes * 60),
         patience=_ratio(waited / 1000, abandoned),
+        ratings=ratings or {},
     )
 
 
@@ -73,6 +83,18 @@ def sum_minutes(rows: Sequence[dict[str, str]]) -> dict[str, int]:
         for k, v in row.items():
             if k in out:
                 out[k] += int(v)
+    return out
+
+
+def sum_ratings(rows: Sequence[dict[str, str]]) -> dict[str, dict[int, int]]:
+    """Survey answers by kind and score (`<kind>:<score>` fields) over the rows."""
+    out: dict[str, dict[int, int]] = {}
+    for row in rows:
+        for k, v in row.items():
+            kind, sep, score = k.partition(":")
+            if sep and score.isdigit():
+                by_score = out.setdefault(kind, {})
+                by_score[int(score)] = by_score.get(int(score), 0) + int(v)
     return out
 
 
@@ -92,7 +114,12 @@ async def pool_windows(
     for i, p in enumerate(pools):
         mine = rows[i * longest : (i + 1) * longest]  # oldest first
         out[p] = {
-            name: window_stats(name, minutes, sum_minutes(mine[longest - minutes :]))
+            name: window_stats(
+                name,
+                minutes,
+                sum_minutes(mine[longest - minutes :]),
+                sum_ratings(mine[longest - minutes :]),
+            )
             for name, minutes in WINDOWS.items()
         }
     return out

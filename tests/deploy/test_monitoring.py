@@ -1,6 +1,6 @@
-"""The monitoring that ships in deploy/: alert rules pass their promtool unit
-tests, the scrape config is valid, and every Grafana panel and alert queries
-metrics the service really exports."""
+"""The monitoring that ships in deploy/: alert and recording rules pass their
+promtool unit tests, the scrape config is valid, and every Grafana panel,
+alert and recording rule queries metrics the service really exports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.client import act, add_agent, create, put_config, small_config
@@ -48,23 +49,15 @@ async def test_scrape_config_is_valid(tmp_path: Path) -> None:
     assert rc == 0, out
 
 
-def alert_exprs(rules: str) -> list[tuple[str, str]]:
-    """(alert, expr) pairs of a rules file: each `expr:` up to the `for:` after it
-    (promtool has checked the file's syntax; no YAML library needed here)."""
-    out: list[tuple[str, str]] = []
-    alert, expr, in_expr = "", "", False
-    for line in rules.splitlines():
-        text = line.strip()
-        if text.startswith("- alert:"):
-            alert = text.removeprefix("- alert:").strip()
-        elif text.startswith("expr:"):
-            expr, in_expr = text.removeprefix("expr:").strip(" |"), True
-        elif in_expr and text.startswith("for:"):
-            out.append((alert, expr))
-            in_expr = False
-        elif in_expr:
-            expr += " " + text
-    return out
+def rule_exprs(rules: str) -> list[tuple[str, str]]:
+    """("alert X" or "record X", expr) pairs of a rules file (promtool has
+    checked its syntax)."""
+    doc = yaml.safe_load(rules)
+    return [
+        (f"alert {rule['alert']}" if "alert" in rule else f"record {rule['record']}", rule["expr"])
+        for group in doc["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def queried_metrics() -> dict[str, set[str]]:
@@ -78,8 +71,8 @@ def queried_metrics() -> dict[str, set[str]]:
         out[f"panel {panel['title']}"] = names
     for var in dash["templating"]["list"]:
         out[f"variable {var['name']}"] = set(METRIC.findall(var["query"]))
-    for alert, expr in alert_exprs((DEPLOY / "prometheus" / "router-alerts.yml").read_text()):
-        out[f"alert {alert}"] = set(METRIC.findall(expr))
+    for rule, expr in rule_exprs((DEPLOY / "prometheus" / "router-alerts.yml").read_text()):
+        out[rule] = set(METRIC.findall(expr))
     return out
 
 
@@ -114,4 +107,5 @@ async def test_dashboard_and_alerts_query_exported_metrics(api: Any, ws: str) ->
     assert not missing, missing
     queried = queried_metrics()
     assert len([k for k in queried if k.startswith("alert")]) == 8
-    assert len(queried) >= 22  # 13 panels, a variable, 8 alerts
+    assert len([k for k in queried if k.startswith("record")]) == 5  # CSAT and NPS
+    assert len(queried) >= 30  # 16 panels, a variable, 8 alerts, 5 recording rules

@@ -1,6 +1,7 @@
 """The wallboard in a real browser (Debian's headless Chromium driven by
 Playwright): it renders a tile per pool, the numbers change when contacts
-arrive, and a screenshot is saved (reports/wallboard.png)."""
+arrive, survey answers show as CSAT and NPS, and a screenshot is saved
+(reports/wallboard.png)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,12 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
         await wait_ready(replicas)
         base = replicas[0].url + f"/v1/workspaces/{ws}"
         async with aiohttp.ClientSession() as http:
-            async with http.put(base, json=small_config(), headers=ADM) as r:
+            cfg = small_config()
+            cfg["surveys"] = {"kinds": ["csat", "nps"]}
+            cfg["rules"] = [
+                {"name": "loans", "when": {"intent": ["loan"]}, "stages": [{"pools": ["loans"]}]}
+            ]
+            async with http.put(base, json=cfg, headers=ADM) as r:
                 assert r.status == 200
             async with http.put(
                 base + "/agents/a1", json={"skills": {"loans": 5}}, headers=SUP
@@ -72,6 +78,27 @@ async def scenario(redis_url: str, ws: str, log_dir: Path) -> dict[str, Any]:
                 await expect(waiting).to_have_text("3", timeout=5_000)
                 out["waiting"] = await waiting.text_content()
                 out["class"] = await page.locator("#tile-cards").get_attribute("class")
+                # a served loans contact answers both surveys: the tile and the header show them
+                body = {"id": "l1", "channel": "voice", "intent": "loan", "customer": {"id": "y"}}
+                async with http.post(base + "/contacts", json=body, headers=GW) as r:
+                    assert r.status == 201 and (await r.json())["agent"] == "a1"
+                for action in ("accept", "complete"):
+                    async with http.post(
+                        f"{base}/contacts/l1/{action}", json={"agent_id": "a1"}, headers=SUP
+                    ) as r:
+                        assert r.status == 200, await r.text()
+                for answer in ({"kind": "csat", "score": 4}, {"kind": "nps", "score": 6}):
+                    async with http.post(
+                        base + "/contacts/l1/rating", json=answer, headers=GW
+                    ) as r:
+                        assert r.status == 200, await r.text()
+                csat = page.locator('#tile-loans [data-field="csat"]')
+                await expect(csat).to_have_text("100% · 4.0 (1)", timeout=5_000)
+                out["nps"] = await page.locator('#tile-loans [data-field="nps"]').text_content()
+                out["cards_csat"] = await page.locator(
+                    '#tile-cards [data-field="csat"]'
+                ).text_content()
+                out["surveys"] = await page.locator("#surveys").text_content()
                 REPORTS.mkdir(exist_ok=True)
                 shot = REPORTS / "wallboard.png"
                 await page.screenshot(path=str(shot), full_page=True)
@@ -94,5 +121,8 @@ def test_wallboard_renders_and_updates_in_a_browser(
     assert out["loans_available"] == "1"
     assert out["waiting"] == "3"
     assert "warn" in out["class"]  # contacts waiting and nobody available in cards
+    assert out["nps"] == "-100 (1)"  # one answer, a detractor
+    assert out["cards_csat"] == "\u2013"  # an en dash: nobody answered there
+    assert out["surveys"] == "CSAT 100% · 4.0 (1) | NPS -100 (1) (last 15 min)"
     shot: Path = out["screenshot"]
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:4] == b"\x89PNG"
