@@ -24,6 +24,7 @@ from router.routing.surveys import checked_rating
 from router.runtime.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
 from router.security.access import ContactLookup, action_failed, check_action, visible_contact
 from router.security.privacy import present
+from router.store.keys import WsKeys
 
 
 @roles("gateway")
@@ -132,6 +133,12 @@ async def contact_rating(request: web.Request) -> web.Response:
     ws, cid = path_id(request, "ws"), path_id(request, "contact_id")
     parsed = await body(request, RatingIn)
     engine = request.app[ENGINE]
+    history = request.app.get(HISTORY)
+    if history is not None and not await engine.client(ws).exists(WsKeys(ws).contact(cid)):
+        # left Redis after its grace: a survey answer may still come, days later
+        fields = await history.shell(ws, cid)
+        if fields is not None:
+            await engine.restore_contact(ws, cid, fields)
     await check_action(request[TOKEN], engine, ws, cid, "rate", None)
     surveys = (await engine.configs.get(ws)).config.surveys
     kind, score = checked_rating(surveys, parsed.kind, parsed.score)

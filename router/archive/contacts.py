@@ -52,8 +52,8 @@ GRACE_S = 3600
 
 _COLUMNS = (
     "ws", "id", "ended_at", "outcome", "channel", "tier", "intent", "customer_id", "gateway",
-    "pools", "stages", "stage", "rules", "priority_offset_ms", "agent", "team", "created_at",
-    "enqueued_at", "offered_at", "answered_at", "resolved_at", "wait_ms", "handle_ms",
+    "pools", "pool", "stages", "stage", "rules", "priority_offset_ms", "agent", "team",
+    "created_at", "enqueued_at", "offered_at", "answered_at", "resolved_at", "wait_ms", "handle_ms",
     "sla_policy", "sla", "csat", "nps", "followup_of",
 )  # fmt: skip
 
@@ -79,6 +79,11 @@ _SLA_COLUMNS = (
 )  # fmt: skip
 UPSERT_CONTACT = _upsert("contacts", _COLUMNS, ("ws", "ended_at", "id"))
 UPSERT_SLA = _upsert("sla_outcomes", _SLA_COLUMNS, ("ws", "stopped_at", "contact", "clock"))
+# a late rating of a contact restored from the archive (router/routing/lua/restore.lua)
+RATINGS = (
+    "UPDATE contacts SET csat = coalesce(%s, csat), nps = coalesce(%s, nps) "
+    "WHERE ws = %s AND id = %s"
+)
 FIRST_OFFERS = (
     "SELECT contact, min(at) FROM events WHERE ws = %s AND contact = ANY(%s) "
     "AND type = ANY(%s) GROUP BY contact"
@@ -153,7 +158,8 @@ def contact_row(
     return (
         ws, raw["id"], ms_time(end), raw.get("st", ""), raw.get("ch", ""),
         raw.get("tier") or None, raw.get("intent") or None, raw.get("cust") or None,
-        raw.get("gw") or None, reached_pools(raw), raw.get("stages") or None,
+        raw.get("gw") or None, reached_pools(raw), raw.get("pool") or None,
+        raw.get("stages") or None,
         _int(raw.get("stage")), [r for r in raw.get("rules", "").split(",") if r],
         _int(raw.get("off")), raw.get("agent") or None, team, ms_time(raw.get("created")),
         ms_time(raw.get("enq")), offered_at, ms_time(ans), ms_time(raw.get("resolved")),
@@ -161,6 +167,10 @@ def contact_row(
         msgspec.json.encode(clocks).decode(), _int(raw.get("rating:csat")),
         _int(raw.get("rating:nps")), str(followup) if followup else None,
     )  # fmt: skip
+
+
+def ratings_of(ws: str, raw: dict[str, str]) -> tuple[Any, ...]:
+    return (_int(raw.get("rating:csat")), _int(raw.get("rating:nps")), ws, raw["id"])
 
 
 def sla_rows(ws: str, cid: str, sla: dict[str, str]) -> list[tuple[Any, ...]]:
@@ -182,21 +192,19 @@ class ContactRows:
     """Writes the rows of a batch's finished contacts, then lets them leave Redis."""
 
     def __init__(self) -> None:
-        self._days: set[tuple[str, dt.date]] = set()
+        self.days: set[tuple[str, dt.date]] = set()
         self.written = 0
         self.missing = 0  # closing events whose contact had already left Redis
 
     async def _partitions(self, conn: AsyncConnection, table: str, days: set[dt.date]) -> None:
-        for day in sorted(d for d in days if (table, d) not in self._days):
+        for day in sorted(d for d in days if (table, d) not in self.days):
             await conn.execute("SELECT archive_day_partition(%s, %s)", (table, day))
-            self._days.add((table, day))
+            self.days.add((table, day))
 
     @staticmethod
-    async def _teams(
-        client: Any, keys: WsKeys, ended: list[tuple[dict[str, str], dict[str, str]]]
-    ) -> dict[str, str | None]:
+    async def _teams(client: Any, keys: WsKeys, ended: list[dict[str, str]]) -> dict[str, Any]:
         """The team of each agent holding one of the contacts (as it is now)."""
-        agents = sorted({r["agent"] for r, _ in ended if r.get("agent")})
+        agents = sorted({r["agent"] for r in ended if r.get("agent")})
         if not agents:
             return {}
         pipe = client.pipeline(transaction=False)
@@ -209,43 +217,58 @@ class ContactRows:
         if not cids:
             return 0
         keys = WsKeys(ws)
+        ended, late, grace = await self._read(client, keys, cids)
+        if late:  # a restored record carries late ratings, nothing else of the row
+            async with conn.cursor() as cur:
+                await cur.executemany(RATINGS, [ratings_of(ws, r) for r in late])
+        if not ended:
+            return len(late)
+        rows, outcomes = await self._rows(conn, client, ws, ended)
+        await self._partitions(conn, "contacts", {row[2].date() for row in rows})
+        await self._partitions(conn, "sla_outcomes", {row[6].date() for row in outcomes})
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(UPSERT_CONTACT, rows)
+            if outcomes:
+                await cur.executemany(UPSERT_SLA, outcomes)
+        # Archived: the contact may leave Redis after the grace (never later than
+        # the expiry it already has: LT), unless a clock of it still runs.
+        pipe = client.pipeline(transaction=False)
+        for raw in ended:
+            if not still_running(raw):
+                for key in (keys.contact(raw["id"]), keys.timeline(raw["id"])):
+                    pipe.expire(key, grace, lt=True)
+        await pipe.execute()
+        self.written += len(rows)
+        return len(rows) + len(late)
+
+    async def _read(
+        self, client: Any, keys: WsKeys, cids: Sequence[str]
+    ) -> tuple[list[dict[str, str]], list[dict[str, str]], int]:
+        """(ended records, restored records, the workspace's grace in seconds)."""
         pipe = client.pipeline(transaction=False)
         for cid in cids:
             pipe.hgetall(keys.contact(cid))  # its clocks included (`<clock>.<field>`)
         pipe.hget(keys.runtime, "grace_s")
         got = await pipe.execute()
-        grace = _int(cast(str | None, got[-1])) or GRACE_S
-        ended: list[tuple[dict[str, str], dict[str, str]]] = []
+        ended: list[dict[str, str]] = []
+        late: list[dict[str, str]] = []
         for raw in got[:-1]:
             if not raw:
                 self.missing += 1
+            elif raw.get("restored"):
+                late.append(raw)
             elif raw.get("st") in TERMINAL:
-                ended.append((raw, raw))
-        if not ended:
-            return 0
-        teams = await self._teams(client, keys, ended)
-        cur = await conn.execute(FIRST_OFFERS, (ws, [r["id"] for r, _ in ended], list(HANDLED)))
+                ended.append(raw)
+        return ended, late, _int(cast(str | None, got[-1])) or GRACE_S
+
+    async def _rows(
+        self, conn: AsyncConnection, client: Any, ws: str, ended: list[dict[str, str]]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        teams = await self._teams(client, WsKeys(ws), ended)
+        cur = await conn.execute(FIRST_OFFERS, (ws, [r["id"] for r in ended], list(HANDLED)))
         offered = {row[0]: row[1] for row in await cur.fetchall()}
         rows = [
-            contact_row(ws, r, s, teams.get(r.get("agent", "")) or None, offered.get(r["id"]))
-            for r, s in ended
+            contact_row(ws, r, r, teams.get(r.get("agent", "")) or None, offered.get(r["id"]))
+            for r in ended
         ]
-        outcomes = [row for r, s in ended for row in sla_rows(ws, r["id"], s)]
-        await self._partitions(conn, "contacts", {row[2].date() for row in rows})
-        await self._partitions(conn, "sla_outcomes", {row[6].date() for row in outcomes})
-        async with conn.transaction(), conn.cursor() as cur2:
-            await cur2.executemany(UPSERT_CONTACT, rows)
-            if outcomes:
-                await cur2.executemany(UPSERT_SLA, outcomes)
-        # Archived: the contact may leave Redis after the grace (never later than
-        # the expiry it already has: LT), unless a clock of it still runs.
-        pipe = client.pipeline(transaction=False)
-        for raw, sla in ended:
-            if still_running(sla):
-                continue
-            cid = raw["id"]
-            for key in (keys.contact(cid), keys.timeline(cid)):
-                pipe.expire(key, grace, lt=True)
-        await pipe.execute()
-        self.written += len(rows)
-        return len(rows)
+        return rows, [row for r in ended for row in sla_rows(ws, r["id"], r)]

@@ -20,6 +20,7 @@ import time
 import uuid
 from typing import Any
 
+import psycopg
 from prometheus_client import CollectorRegistry, Counter
 from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
@@ -108,6 +109,11 @@ class EventArchiver:
                 raise
             except Exception as exc:  # PostgreSQL or Redis away: entries wait in the streams
                 self.errors.inc()
+                if isinstance(exc, psycopg.errors.CheckViolation):
+                    # no partition for a row: retention dropped a day this process
+                    # had made (a late row after a long outage); make them again
+                    self._days.clear()
+                    self.contact_rows.days.clear()
                 self._shards.suspect(exc)
                 log.warning("archiving events paused (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(1.0)

@@ -34,8 +34,32 @@ _CONTACT = (
     "rules, priority_offset_ms, agent, created_at, enqueued_at, sla_policy, sla "
     "FROM contacts WHERE ws = %s AND id = %s ORDER BY ended_at DESC LIMIT 1"
 )
+_SHELL = (
+    "SELECT id, outcome, channel, tier, intent, customer_id, gateway, agent, pool, sla_policy, "
+    "stages, stage, rules, priority_offset_ms, created_at, enqueued_at, answered_at, ended_at, "
+    "resolved_at, csat, nps FROM contacts WHERE ws = %s AND id = %s ORDER BY ended_at DESC LIMIT 1"
+)
 _EVENTS = "SELECT id, doc::text FROM events WHERE ws = %s AND contact = %s ORDER BY at, id"
 _clocks = msgspec.json.Decoder(dict[str, SlaClockOut])
+
+
+def _ms(t: dt.datetime | None) -> int | None:
+    return round(t.timestamp() * 1000) if t is not None else None
+
+
+def shell_fields(row: tuple[Any, ...]) -> dict[str, str]:
+    """A `contacts` row as the record fields late actions read (restore.lua)."""
+    (cid, outcome, channel, tier, intent, cust, gw, agent, pool, policy, stages, stage, rules,
+     off, created, enqueued, answered, ended, resolved, csat, nps) = row  # fmt: skip
+    enq = _ms(enqueued) or 0
+    fields: dict[str, object] = {
+        "id": cid, "st": outcome, "ch": channel, "tier": tier, "intent": intent, "cust": cust,
+        "gw": gw, "agent": agent or "", "hd": agent, "pool": pool, "sla": policy or "",
+        "stages": stages, "stage": stage, "rules": ",".join(rules or []), "off": off or 0,
+        "created": _ms(created), "enq": enq, "rank": enq - (off or 0), "ans": _ms(answered),
+        "done": _ms(ended), "resolved": _ms(resolved), "rating:csat": csat, "rating:nps": nps,
+    }  # fmt: skip
+    return {k: str(v) for k, v in fields.items() if v is not None and v != ""}
 
 
 def _secs(t: dt.datetime | None) -> float:
@@ -128,6 +152,17 @@ class History:
             log.warning("archive unavailable for a contact (%s)", type(exc).__name__)
             return None
         return archived_contact(tuple(row), [timeline_entry(doc) for _, doc in events])
+
+    async def shell(self, ws: str, cid: str) -> dict[str, str] | None:
+        """The record fields to restore an archived contact with; None if not archived."""
+        try:
+            async with (await self._conn_pool()).connection() as conn:
+                cur = await conn.execute(_SHELL, (ws, cid))
+                row = await cur.fetchone()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("archive unavailable for a late action (%s)", type(exc).__name__)
+            return None
+        return shell_fields(tuple(row)) if row is not None else None
 
     async def live_timeline(self, client: Redis, ws: str, cid: str) -> list[TimelineEntry] | None:
         """A live contact's timeline in an archived workspace: archived events, then

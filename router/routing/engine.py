@@ -339,7 +339,7 @@ class Engine:
         pipe.hgetall(ws.contact(cid))  # its SLA clocks included
         pipe.lrange(ws.timeline(cid), 0, -1)
         raw, tl = await pipe.execute()
-        if not raw:
+        if not raw or raw.get("restored"):  # (restored: read it from the archive)
             raise NotFound(f"contact {cid!r} does not exist", field="contact_id")
         out = contact_out(raw, False)
         clocks = sla_clocks(raw) if raw.get("sla") else None
@@ -348,6 +348,14 @@ class Engine:
         if timeline:
             out = msgspec.structs.replace(out, timeline=[timeline_entry(e) for e in tl])
         return out
+
+    async def restore_contact(self, ws_name: str, cid: str, fields: dict[str, str]) -> bool:
+        """An archived contact back in Redis for a late action (restore.lua)."""
+        ws = WsKeys(ws_name)
+        res = await self._run(
+            "restore", ws, ws.contact(cid), ["system:archive", _JSON.encode(fields)]
+        )
+        return bool(res[0])
 
     async def contact_action(
         self, ws_name: str, cid: str, action: str, args: Sequence[Any], actor: str

@@ -44,6 +44,7 @@ ROUTING_SCRIPTS = (
     "sla_resume",
     "sla_replan",
     "rate",
+    "restore",
 )
 # Functions whose effect no one is answered for. None today: with a write
 # guarantee set, every caller hears of its change only once the replicas have

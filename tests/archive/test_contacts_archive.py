@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
@@ -61,7 +62,10 @@ def _config(grace: str = "1h") -> dict[str, Any]:
 
 async def _rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     async with await AsyncConnection.connect(url) as conn:
-        cur = await conn.execute(sql, args)
+        try:
+            cur = await conn.execute(sql, args)
+        except psycopg.errors.UndefinedTable:  # the replica has not migrated the schema yet
+            return []
         return list(await cur.fetchall())
 
 
@@ -213,5 +217,62 @@ async def test_a_case_with_its_resolve_clock_running_stays_until_resolved(
 
         await _until(resolved)
         assert 0 < await client.ttl(keys.contact("case")) <= 3600
+    finally:
+        await client.aclose()
+
+
+async def test_a_survey_answer_days_later_reaches_the_archived_contact(
+    aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
+) -> None:
+    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
+    cfg = _config(grace="2s")
+    cfg["surveys"] = {"kinds": ["csat", "nps"]}
+    callback = {"do": "create_followup", "channel": "voice", "intent": "callback", "sla": "cb"}
+    cfg["sla_policies"] = {
+        "std": {"answer": 600, "low_rating": {"csat_below": 3, "actions": [callback]}},
+        "cb": {"answer": 3600},
+    }
+    await put_config(api, ws, cfg)
+    await add_agent(api, ws, "a1", {"cards": 5})
+    keys = WsKeys(ws)
+    await create(api, ws, "late")
+    assert (await act(api, ws, "late", "accept", agent_id="a1")).status == 200
+    assert (await act(api, ws, "late", "complete", agent_id="a1")).status == 200
+    assert (await act(api, ws, "late", "rating", kind="nps", score=9)).status == 200
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        await _until(lambda: _rows(server.url, "SELECT 1 FROM contacts WHERE ws = %s", ws))
+
+        async def gone() -> bool:
+            return not await client.exists(keys.contact("late"))
+
+        await _until(gone, within=10)
+        # the customer answers the CSAT survey after the contact left Redis
+        r = await act(api, ws, "late", "rating", kind="csat", score=2)
+        assert r.status == 200, await r.text()
+        assert (await r.json())["state"] == "completed"
+        assert (await act(api, ws, "late", "rating", kind="csat", score=2)).status == 200  # retry
+        assert (await act(api, ws, "late", "rating", kind="csat", score=5)).status == 409
+        assert (await act(api, ws, "late", "rating", kind="nps", score=3)).status == 409
+
+        async def rated() -> list[tuple[Any, ...]]:
+            got = await _rows(server.url, "SELECT csat, nps FROM contacts WHERE ws = %s", ws)
+            return got if got == [(2, 9)] else []
+
+        await _until(rated)
+        # the low score still calls the customer back, as for a contact in Redis
+        followup = await _until(
+            lambda: _rows(
+                server.url,
+                "SELECT contact FROM events WHERE ws = %s AND type = 'contact.created'"
+                " AND doc->>'actor' = 'system:followup'",
+                ws,
+            )
+        )
+        assert len(followup) == 1
+        # reads answer from the archive, never from the record restored for the rating
+        got = await (await api.get(f"/v1/workspaces/{ws}/contacts/late", headers=ADM)).json()
+        assert got["stages"] and got["timeline"][0]["type"] == "contact.created"
+        assert [e["type"] for e in got["timeline"]].count("contact.rated") == 2
     finally:
         await client.aclose()

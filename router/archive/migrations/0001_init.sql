@@ -30,6 +30,7 @@ CREATE TABLE contacts (
     customer_id text,
     gateway text,
     pools text[] NOT NULL DEFAULT '{}',
+    pool text,
     stages text,
     stage smallint,
     rules text[] NOT NULL DEFAULT '{}',
