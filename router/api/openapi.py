@@ -9,6 +9,7 @@ from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
 from router.api.openapi_links import add_links
+from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
 from router.routing.config import RoutingConfig, StoredConfig
@@ -48,6 +49,9 @@ _TYPES: tuple[Any, ...] = (
     CloudEvent,
     EventPage,
     Board,
+    ServiceReport,
+    SlaReport,
+    SurveyReport,
 )
 _PROBLEM = {
     "type": "object",
@@ -322,6 +326,39 @@ def _event_routes(b: str) -> list[Route]:
     ]
 
 
+_REPORT_PARAMS: tuple[tuple[str, str], ...] = (
+    ("from", "Start: ISO date or datetime, local to the workspace without an offset (today)"),
+    ("to", "End: a date includes that whole day, a datetime is exclusive (end of from's day)"),
+)
+_INTERVAL = {"type": "string", "enum": ["15m", "hour", "day", "month"], "default": "day"}
+
+
+def _report_op(summary: str, report: Any, grouped: bool) -> dict[str, Any]:
+    moment = {"type": "string", "pattern": MOMENT}
+    params = [_query(name, moment, text) for name, text in _REPORT_PARAMS]
+    params.append(_query("interval", _INTERVAL, "Rows per interval of local time"))
+    if grouped:
+        by = {"type": "string", "pattern": BY}
+        params.append(_query("by", by, "Group by: comma list of pool, channel, tier, intent, team"))
+    op = _op(summary, _ref(report), params=params)
+    ok = op["responses"]["200"]
+    ok["content"]["text/csv"] = {"schema": {"type": "string"}}
+    ok["headers"] = {"Vary": {"schema": {"type": "string"}}}
+    op["responses"]["503"]["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
+    return op
+
+
+def _report_routes(b: str) -> list[Route]:
+    r = b + "/reports"
+    service = "Service level, ASA, AHT, abandons per interval (history)"
+    sla = "SLA outcomes and escalations per interval, policy and clock (history)"
+    return [
+        ("get", r + "/service", _report_op(service, ServiceReport, True)),
+        ("get", r + "/sla", _report_op(sla, SlaReport, False)),
+        ("get", r + "/surveys", _report_op("CSAT and NPS per interval", SurveyReport, True)),
+    ]
+
+
 def _probe_paths() -> dict[str, dict[str, Any]]:
     return {
         "/healthz": {"get": {"summary": "Process up", "responses": {"200": {"description": "OK"}}}},
@@ -348,7 +385,14 @@ def _probe_paths() -> dict[str, dict[str, Any]]:
 def build() -> dict[str, Any]:
     b = "/v1/workspaces/{ws}"
     paths = _probe_paths()
-    for routes in (_config_routes, _agent_routes, _contact_routes, _pool_routes, _event_routes):
+    for routes in (
+        _config_routes,
+        _agent_routes,
+        _contact_routes,
+        _pool_routes,
+        _event_routes,
+        _report_routes,
+    ):
         for method, path, op in routes(b):
             op["parameters"] = _path_params(path) + op["parameters"]
             paths.setdefault(path, {})[method] = op

@@ -10,6 +10,7 @@ from router.api.events import setup_event_routes
 from router.api.openapi import openapi
 from router.api.pools import get_pool, get_pools
 from router.api.probes import healthz, metrics, readyz
+from router.api.reports import setup_report_routes
 from router.api.wallboard import setup_wallboard_routes
 from router.api.wfm import setup_wfm_routes
 from router.api.workspace import get_config, put_config
@@ -38,3 +39,4 @@ def setup_routes(app: web.Application) -> None:
     setup_event_routes(app)
     setup_wfm_routes(app)
     setup_wallboard_routes(app)
+    setup_report_routes(app)

@@ -13,12 +13,15 @@ makes the timeline unavailable (`None`), never the live contact.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import msgspec
 import psycopg
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
@@ -122,6 +125,12 @@ class History:
             await self.pool.open(wait=False)
             self._opened = True
         return self.pool
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection (autocommit) for other reads, such as reports."""
+        async with (await self._conn_pool()).connection() as conn:
+            yield conn
 
     async def close(self) -> None:
         if self._opened:

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from router.routing.surveys import Surveys
-from sla.calendar import Calendar
+from sla.calendar import Calendar, TimezoneName
 from sla.policy import SlaPolicy
 from sla.signing import Webhook
 
@@ -180,6 +180,9 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     # The survey kinds ratings may carry (router/routing/surveys.py); csat only
     # when left out.
     surveys: Surveys = Surveys()
+    # The workspace's local time (IANA name): history reports bucket hours,
+    # days and months in it. Live counters and forecasts keep UTC days.
+    timezone: TimezoneName = "UTC"
     description: Annotated[str, Meta(max_length=1000)] = ""
 
 

@@ -16,6 +16,7 @@ from router.routing.config import MAX_WINDOW_S, WINDOW_UNITS, Defaults, window_s
 from router.routing.schema_problems import clip, json_path
 from router.routing.surveys import survey_problems
 from router.runtime.errors import FieldProblem
+from sla.calendar import zone_of
 from sla.checks import sla_problems
 
 _DEFAULTS: Final = Defaults()
@@ -58,7 +59,14 @@ def semantic_problems(doc: dict[str, Any], broken: frozenset[str]) -> list[Field
     problems += _retention_problems(_obj(doc.get("retention")), _obj(doc.get("defaults")))
     problems += (FieldProblem(json_path(where), msg) for where, msg in sla_problems(doc))
     problems += (FieldProblem(json_path(where), msg) for where, msg in survey_problems(doc))
+    problems += _timezone_problems(doc.get("timezone", "UTC"))
     return problems
+
+
+def _timezone_problems(zone: object) -> Iterator[FieldProblem]:
+    # the schema checks it is a short string; only the tz database knows the names
+    if isinstance(zone, str) and 0 < len(zone) <= 64 and zone_of(zone) is None:
+        yield FieldProblem("timezone", f"unknown IANA timezone {zone!r}")
 
 
 def _retention_problems(
