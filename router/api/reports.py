@@ -64,6 +64,7 @@ MAX_DAYS: Final = 366
 MAX_BUCKETS: Final = 10_000
 _STEP: Final = {"15m": 900, "hour": 3600, "day": 86_400, "month": 28 * 86_400}
 RETRY_AFTER_S: Final = 5
+EARLIEST, LATEST = 1970, 9998  # years a report may start or end in
 
 R = TypeVar("R", bound=Struct)
 
@@ -105,11 +106,17 @@ def _moment(request: web.Request, name: str, zone: ZoneInfo) -> tuple[dt.datetim
     try:
         if len(raw) == 10:
             day = dt.date.fromisoformat(raw)
-            return dt.datetime(day.year, day.month, day.day, tzinfo=zone), True
+            at = dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+            if not EARLIEST <= at.year <= LATEST:
+                raise _bad(name, f"a year from {EARLIEST} to {LATEST}")
+            return at, True
         at = dt.datetime.fromisoformat(raw)
     except ValueError as exc:
         raise _bad(name, f"not a valid date or time: {exc}") from None
-    return (at.replace(tzinfo=zone) if at.tzinfo is None else at), False
+    at = at.replace(tzinfo=zone) if at.tzinfo is None else at
+    if not EARLIEST <= at.year <= LATEST:  # also keeps offsets from crossing year 1 or 9999
+        raise _bad(name, f"a year from {EARLIEST} to {LATEST}")
+    return at, False
 
 
 def _next_midnight(at: dt.datetime, zone: ZoneInfo) -> dt.datetime:
@@ -134,7 +141,7 @@ def report_query(
             end = _next_midnight(start, zone)
         else:
             end = _next_midnight(end_p[0], zone) if end_p[1] else end_p[0]
-    except OverflowError:
+    except OverflowError:  # pragma: no cover - the years above keep clear of it
         raise _bad("to", "out of range") from None
     if end <= start:
         raise _bad("to", "must be after from")

@@ -405,3 +405,23 @@ def test_msgspec_errors_keep_their_location() -> None:
     with pytest.raises(msgspec.ValidationError) as info:
         msgspec.json.decode(b'{"tiers": {"a b": {}}}', type=RoutingConfig)
     assert msgspec_problem(info.value).field == "tiers"
+
+
+# --- the workspace's timezone ---------------------------------------------------------
+
+
+def test_the_timezone_is_an_iana_name_utc_by_default() -> None:
+    assert parse_config(json.dumps(small_doc()).encode()).timezone == "UTC"
+    assert parse_config(json.dumps(small_doc(timezone="Asia/Tokyo")).encode()).timezone == (
+        "Asia/Tokyo"
+    )
+    for bad in ("Mars/Olympus", "../etc/passwd", "/etc/localtime"):
+        (problem,) = problems_of(small_doc(timezone=bad))
+        assert problem.field == "timezone" and "unknown IANA timezone" in problem.message
+    assert fields_of(small_doc(timezone="")) == ["timezone"]
+    assert fields_of(small_doc(timezone=9)) == ["timezone"]
+    # with other problems, all of them at once
+    assert sorted(fields_of(small_doc(timezone="Nowhere", skills="cards"))) == [
+        "skills",
+        "timezone",
+    ]
