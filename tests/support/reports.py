@@ -1,0 +1,79 @@
+"""What the history report tests share: the service with an archive, a
+workspace config whose pools have known service-level thresholds and an SLA
+ladder, and reading a report over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from router.runtime.settings import Settings, demo_token_spec
+from router.security.auth import mint
+from tests.support.client import JWT_SECRET, SUP, small_config
+
+CARDS_SL, LOANS_SL = 1.0, 20.0  # service-level thresholds (seconds)
+
+
+def report_settings(redis_url: str, archive_url: str | None) -> Settings:
+    env = {
+        "ROUTER_TOKENS": demo_token_spec(),
+        "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+        "ROUTER_JWT_SECRET": JWT_SECRET,
+    }
+    if archive_url:
+        env["ROUTER_ARCHIVE_URL"] = archive_url
+    return Settings.from_env(env, redis_url=redis_url, timer_poll=0.01)
+
+
+def report_config(tz: str) -> dict[str, Any]:
+    cfg = small_config(sla="std")
+    cfg["timezone"] = tz
+    cfg["skills"] = ["cards", "loans", "fx"]
+    cfg["channels"]["chat"]["max_wait"] = 1.0  # an unanswered chat expires after 1 s
+    cfg["pools"]["cards"]["service_level"] = {"percent": 80, "seconds": CARDS_SL}
+    cfg["pools"]["loans"]["service_level"] = {"percent": 80, "seconds": LOANS_SL}
+    # nobody has the fx skill: contacts wait there until they move on or expire
+    cfg["pools"]["fx"] = {"skills": [{"skill": "fx", "min": 1}], "channels": ["voice", "chat"]}
+    cfg["rules"] = [
+        {"name": "loan", "when": {"intent": ["loan"]}, "stages": [{"pools": ["loans"]}]},
+        {"name": "fx", "when": {"intent": ["fx"]}, "stages": [{"pools": ["fx"]}]},
+        {
+            "name": "mortgage",
+            "when": {"intent": ["mortgage"]},
+            "stages": [{"pools": ["fx"]}, {"pools": ["cards"], "after": 0.3}],
+        },
+    ]
+    notify = {"do": "notify", "to": ["role:supervisor"]}
+    cfg["sla_policies"] = {
+        "std": {
+            "answer": {
+                "target": 1.0,
+                "ladder": [
+                    {"at": 0.5, "actions": [notify]},
+                    {"at": 1, "actions": [{"do": "boost", "seconds": 10}]},
+                    {"after": 0.2, "actions": [notify]},
+                ],
+            }
+        }
+    }
+    return cfg
+
+
+def sup_of(*teams: str) -> dict[str, str]:
+    return {"Authorization": "Bearer " + mint(JWT_SECRET, "sup1", "supervisor", teams=teams)}
+
+
+async def get_report(api: Any, ws: str, report: str, headers: Any = SUP, **q: str) -> Any:
+    r = await api.get(f"/v1/workspaces/{ws}/reports/{report}", params=q, headers=headers)
+    assert r.status == 200, await r.text()
+    return await r.json()
+
+
+async def until(check: Any, within: float = 30.0) -> Any:
+    for _ in range(int(within / 0.1)):
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError("not reached in time")
