@@ -174,6 +174,14 @@ def _cell(value: object) -> object:
     return "" if value is None else value
 
 
+def _name_cell(value: str | None) -> str:
+    # a name may begin with "-" (names allow it): a spreadsheet would read
+    # "-A1" as a formula, so such a cell is quoted as text (OWASP's advice)
+    if value is None:
+        return ""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
+
+
 def csv_body(by: Sequence[str], typ: type[Struct], rows: Sequence[Struct]) -> str:
     """A header row, then one line per row: `start`, the `by` dimensions, then
     the figures, named and ordered as in the JSON."""
@@ -183,9 +191,9 @@ def csv_body(by: Sequence[str], typ: type[Struct], rows: Sequence[Struct]) -> st
     w.writerow(["start", *by, *figures])
     for row in rows:
         group = cast(dict[str, Any], getattr(row, "group", {}))
-        cells = [getattr(row, f) for f in ("start", *figures)]
-        cells[1:1] = [group.get(d) for d in by]
-        w.writerow([_cell(v) for v in cells])
+        cells = [_cell(getattr(row, f)) for f in ("start", *figures)]
+        cells[1:1] = [_name_cell(group.get(d)) for d in by]
+        w.writerow(cells)
     return out.getvalue()
 
 
