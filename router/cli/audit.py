@@ -1,11 +1,15 @@
 """`router audit verify` and `router audit export`.
 
     python -m router audit verify --dir DIR [--source S]   segment files
+    python -m router audit verify --archive [URL] [--source S]   the history archive
     python -m router audit verify [--workspace W | --source S]   live (REDIS_URL)
     python -m router audit export --dir DIR [--workspace W | --source S]
 
 A source is `ws:<name>` (`--workspace W` is `--source ws:W`), `access-<n>` (one of
 the access-denial streams) or `access` (where denials went before they were sharded).
+`--archive` checks the chain in PostgreSQL (URL, else ROUTER_ARCHIVE_URL); with
+an archive configured, the live check covers what Redis still holds (the records
+not archived yet) and that it continues the archived chain.
 Verify prints one line per source, OK with counts and the last hash (keep it:
 it anchors the chain), or the first bad record and why; it exits 1 when any
 source is bad, 2 when there is nothing to verify.
@@ -31,6 +35,9 @@ def add_cli(sub: Any) -> None:
     asub = a.add_subparsers(dest="audit_cmd", required=True)
     v = asub.add_parser("verify", help="check segment files (--dir) or the live sealed stream")
     v.add_argument("--dir", help="export directory (segment files and manifests)")
+    v.add_argument("--archive", nargs="?", const="", metavar="URL",
+                   help="check the history archive in PostgreSQL (default URL: "
+                        "ROUTER_ARCHIVE_URL)")  # fmt: skip
     v.add_argument("--source", help="`ws:<name>`, `access-<n>` or `access`; default: every source")
     v.add_argument("--workspace", help="a workspace (same as --source ws:<name>)")
     v.set_defaults(fn=_verify)
@@ -74,6 +81,19 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"{root}: not a directory", file=sys.stderr)
             return 2
         results = verify_dir(root, source)
+    elif args.archive is not None:
+        url = args.archive or os.environ.get("ROUTER_ARCHIVE_URL")
+        if not url:
+            print("give --archive URL or set ROUTER_ARCHIVE_URL", file=sys.stderr)
+            return 2
+        import psycopg
+
+        try:
+            results = asyncio.run(_verify_archive(url, source))
+        except psycopg.Error as exc:  # the type and SQLSTATE: a message may quote the URL
+            print(f"archive unreachable or not migrated: {type(exc).__name__} "
+                  f"({exc.sqlstate or '-'})", file=sys.stderr)  # fmt: skip
+            return 2
     else:
         url = _redis_url()
         if not url:
@@ -96,6 +116,16 @@ def _verify(args: argparse.Namespace) -> int:
     for r in results:
         print(r.text())
     return 0 if all(r.ok for r in results) else 1
+
+
+async def _verify_archive(url: str, source: Source | None) -> list[Any]:
+    from psycopg import AsyncConnection
+
+    from router.security.audit.verify import archived_sources, verify_archive
+
+    async with await AsyncConnection.connect(url, autocommit=True, connect_timeout=30) as conn:
+        sources = [source] if source else await archived_sources(conn)
+        return [await verify_archive(conn, s) for s in sources]
 
 
 def _export(args: argparse.Namespace) -> int:

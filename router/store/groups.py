@@ -15,12 +15,17 @@ def id_tuple(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-async def group_info(client: Redis, stream: str, group: str) -> dict[str, Any] | None:
-    """XINFO GROUPS' entry for `group` (name, consumers, pending,
-    last-delivered-id, entries-read, lag); None when the stream or the group
-    does not exist."""
+async def groups_info(client: Redis, stream: str) -> list[dict[str, Any]]:
+    """XINFO GROUPS: every consumer group of the stream (name, consumers,
+    pending, last-delivered-id, entries-read, lag); none when there is no stream."""
     try:
         groups = await client.xinfo_groups(stream)
     except ResponseError:  # no stream yet
-        return None
-    return next((dict(g) for g in groups if g.get("name") == group), None)
+        return []
+    return [dict(g) for g in groups]
+
+
+async def group_info(client: Redis, stream: str, group: str) -> dict[str, Any] | None:
+    """XINFO GROUPS' entry for `group`; None when the stream or the group
+    does not exist."""
+    return next((g for g in await groups_info(client, stream) if g.get("name") == group), None)

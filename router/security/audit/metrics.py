@@ -1,5 +1,5 @@
-"""Prometheus instruments of the audit trail: records sealed and exported, errors,
-and the sealing lag of the sources this replica seals."""
+"""Prometheus instruments of the audit trail: records sealed, exported and
+archived, errors, and the sealing lag of the sources this replica seals."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from prometheus_client.registry import Collector
 
 
 class AuditMetrics(Collector):
-    """Records sealed and exported (per replica: only one seals each record, so
+    """Records sealed, exported and archived (per replica: only one seals each record, so
     sums over replicas are exact), and the sealing lag of the sources this
     replica seals. Labelled by workspace only (`router:access` for the access
     stream)."""
@@ -22,7 +22,11 @@ class AuditMetrics(Collector):
         self.exported = Counter("router_audit_records_exported",
                                 "Sealed records written to segment files by this replica",
                                 ["workspace"], registry=registry)  # fmt: skip
-        self.errors = Counter("router_audit_errors", "Sealing or export attempts that failed",
+        self.archived = Counter("router_audit_records_archived",
+                                "Sealed records written to the history archive by this replica",
+                                ["workspace"], registry=registry)  # fmt: skip
+        self.errors = Counter("router_audit_errors",
+                              "Sealing, export or archive attempts that failed",
                               ["workspace"], registry=registry)  # fmt: skip
         self.lag: dict[str, float] = {}
         registry.register(self)

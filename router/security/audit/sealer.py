@@ -19,11 +19,18 @@ see `segments.py`) and applies retention: source entries older than the
 `events` (or `access`) window are trimmed (XTRIM MINID), never past the last
 sealed one; sealed records and segments older than the `audit` window
 (default: kept) likewise, never past the last exported one.
+
+With a history archive (`ROUTER_ARCHIVE_URL`), a second loop of the holder
+appends the sealed records to PostgreSQL and drops them from Redis once they
+are there (`archiving.py`); it runs beside the sealing loop, so a slow or
+absent PostgreSQL never holds sealing up. Events then also leave the stream
+once sealed and archived (`retention.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -35,10 +42,11 @@ from typing import Any, cast
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from router.runtime.aio import cancel_requested
 from router.runtime.settings import Settings
+from router.security.audit.archiving import AuditArchive
 from router.security.audit.metrics import AuditMetrics
 from router.security.audit.records import (
     GENESIS,
@@ -107,6 +115,7 @@ class Sealer:
         trim_every: float = 60.0,
         discover_every: float = 2.0,
         workspaces: Workspaces | None = None,
+        archive: AuditArchive | None = None,
     ) -> None:
         self._shards = shards
         self._workspaces = workspaces or Workspaces(shards)
@@ -122,7 +131,8 @@ class Sealer:
         self._seal = Script(SEAL_LUA)
         self._lease = Script(LEASE_LUA)
         self._release = Script(RELEASE_LUA)
-        self.retention = Retention(shards, self._workspaces, exporter)
+        self.archive = archive
+        self.retention = Retention(shards, self._workspaces, exporter, archive=archive is not None)
         self.sources: dict[str, Source] = {}
         self.held: dict[str, Chain] = {}
         self._next_discover = 0.0
@@ -132,6 +142,21 @@ class Sealer:
     # --- loop -------------------------------------------------------------------
 
     async def run(self) -> None:
+        archiving = None
+        if self.archive is not None:  # its own task: PostgreSQL never holds sealing up
+            archiving = asyncio.create_task(self.archive.run(self._held_sources),
+                                            name="audit-archive")  # fmt: skip
+        try:
+            await self._seal_loop()
+        finally:
+            if archiving is not None:
+                archiving.cancel()
+                await asyncio.gather(archiving, return_exceptions=True)
+
+    def _held_sources(self) -> list[Source]:
+        return [c.source for c in self.held.values()]
+
+    async def _seal_loop(self) -> None:
         failing, idle = False, 0
         while not cancel_requested():
             busy = False
@@ -211,6 +236,9 @@ class Sealer:
                 results += await pipe.execute()
             except (RedisError, OSError) as exc:  # that shard only: held or not, as before
                 self._shards.suspect(exc)
+                if isinstance(exc, NoScriptError):  # a pipeline does not load it: load it now
+                    with contextlib.suppress(RedisError, OSError):
+                        await self._lease.load(client)
                 continue
             sources += group
         for s, held in zip(sources, results, strict=True):
@@ -348,9 +376,15 @@ def make_sealer(
     settings: Settings,
     workspaces: Workspaces | None = None,
 ) -> Sealer:
-    """The sealer of a router replica (exporting when an audit directory is set)."""
+    """The sealer of a router replica (exporting when an audit directory is set,
+    archiving to PostgreSQL when an archive URL is)."""
     exporter = None
     if settings.audit_dir:
         exporter = Exporter(shards, Path(settings.audit_dir), settings.audit_segment_records,
                             settings.audit_segment_seconds)  # fmt: skip
-    return Sealer(shards, metrics=AuditMetrics(registry), exporter=exporter, workspaces=workspaces)
+    metrics = AuditMetrics(registry)
+    archive = None
+    if settings.archive_url:
+        archive = AuditArchive(shards, settings.archive_url, exporter=exporter, metrics=metrics)
+    return Sealer(shards, metrics=metrics, exporter=exporter, workspaces=workspaces,
+                  archive=archive)  # fmt: skip

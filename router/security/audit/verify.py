@@ -1,28 +1,42 @@
-"""Verification of an audit chain: exported segment files, or the live sealed stream.
+"""Verification of an audit chain: exported segment files, the live sealed
+stream, or the history archive's `audit_records` table.
 
-Both walk the records in order with `ChainChecker` (hash of each record, seq
+All walk the records in order with `ChainChecker` (hash of each record, seq
 without gaps, each `prev` the hash before, fields agreeing with the sealed
 event) and stop at the first bad record, naming where it is. Segments are
 also checked against their manifest (counts, first/last seq and hash, size,
-SHA-256 of the file); the live stream against its chain head, so records cut
-off the end are noticed too.
+SHA-256 of the file); the live stream and the archive against their chain
+head, so records cut off the end are noticed too. With an archive, Redis holds
+only what is not archived yet: the live check starts where the archive ends
+(the head's `archived`, `archived_hash`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
+import msgspec
+from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
-from router.security.audit.records import GENESIS, ChainChecker, Problem, Source
+from router.security.audit.records import (
+    GENESIS,
+    ChainChecker,
+    Problem,
+    Source,
+    stream_ms,
+)
 from router.security.audit.segments import MANIFEST, Segment, folder_lock, load_manifest
 
 PAGE = 1000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_decode = msgspec.json.Decoder()
 
 
 @dataclass
@@ -34,6 +48,7 @@ class Result:
     last_seq: int | None = None
     last_hash: str = ""
     gaps: int = 0
+    archived: int = 0  # seq 1..archived are in the history archive (live check)
     where: str = ""  # the bad record's place: segment file and line, or stream id
     seq: int | None = None
     reason: str = ""
@@ -41,11 +56,14 @@ class Result:
     def text(self) -> str:
         if self.ok:
             if not self.records:
-                return f"{self.source}: OK, no records"
+                archived = f" (seq 1..{self.archived} archived)" if self.archived else ""
+                return f"{self.source}: OK, no records{archived}"
             out = (f"{self.source}: OK, {self.records} records (seq {self.first_seq}.."
                    f"{self.last_seq}), last hash {self.last_hash}")  # fmt: skip
             if self.first_seq and self.first_seq > 1:
                 out += f"; seq 1..{self.first_seq - 1} past retention"
+            if self.archived:
+                out = out.replace("past retention", "in the history archive")
             if self.gaps:
                 out += f"; {self.gaps} gap record(s): source entries deleted before sealing"
             return out
@@ -144,6 +162,7 @@ def _verify_segment(
 
 async def verify_live(client: Redis, source: Source) -> Result:
     head = cast(dict[str, str], await client.hgetall(source.head))
+    archived = int(head.get("archived", 0))
     checker = ChainChecker(source.name)
     start = "-"
     while True:
@@ -151,6 +170,8 @@ async def verify_live(client: Redis, source: Source) -> Result:
         page = cast(list[tuple[str, dict[str, str]]], got)
         for eid, fields in page:
             problem = checker.check(fields.get("r", ""))
+            if problem is None and checker.count == 1:
+                problem = _continues_archive(checker, archived, head.get("archived_hash", ""))
             if problem is not None:
                 where = f"stream {source.sealed} id {eid}"
                 return _bad(source.name, where, problem.seq, problem.reason)
@@ -159,8 +180,79 @@ async def verify_live(client: Redis, source: Source) -> Result:
         start = "(" + page[-1][0]
     head_seq, head_hash = int(head.get("seq", 0)), head.get("hash", GENESIS)
     last = 0 if checker.next_seq is None else checker.next_seq - 1
-    if last != head_seq or (checker.count and checker.prev != head_hash):
+    if not checker.count and archived:  # every record archived: the head says where it ended
+        last, checker.prev = archived, head.get("archived_hash", "")
+    if last != head_seq or ((checker.count or archived) and checker.prev != head_hash):
         return _bad(source.name, f"stream {source.sealed} end", last or None,
                     f"head mismatch: the chain head is at seq {head_seq} "
                     f"({head_hash[:16]}…), the last record is seq {last}")  # fmt: skip
+    result = _ok(source.name, checker)
+    result.archived = archived
+    return result
+
+
+def _continues_archive(c: ChainChecker, archived: int, archived_hash: str) -> Problem | None:
+    """The first record Redis holds must follow the last archived one (records
+    up to it may still be there, archived but not trimmed yet)."""
+    if not archived or c.first_seq is None or c.first_seq <= archived:
+        return None
+    if c.first_seq > archived + 1:
+        return Problem(f"gap: seq {archived + 1}..{c.first_seq - 1} neither in Redis nor "
+                       "archived", c.first_seq)  # fmt: skip
+    if c.first_prev != archived_hash:
+        return Problem(f"broken link: prev {str(c.first_prev)[:16]}… is not the hash of the "
+                       f"last archived record, seq {archived}", c.first_seq)  # fmt: skip
+    return None
+
+
+# --- the history archive (PostgreSQL) ------------------------------------------------
+
+
+async def archived_sources(conn: AsyncConnection) -> list[Source]:
+    """Every source with a chain in the archive (each has a head row)."""
+    cur = await conn.execute("SELECT source FROM audit_heads ORDER BY source")
+    return [Source.parse(str(r[0])) for r in await cur.fetchall()]
+
+
+async def verify_archive(conn: AsyncConnection, source: Source) -> Result:
+    """The chain of `source` in `audit_records`, in seq order, against its row
+    of `audit_heads`; also the columns against the record they hold (source,
+    seq, hash, and `at`: the time of the sealed entry's stream id). The start
+    may be past retention (dropped partitions): the first row anchors."""
+    cur = await conn.execute("SELECT seq, hash FROM audit_heads WHERE source = %s",
+                             (source.name,))  # fmt: skip
+    head = await cur.fetchone()
+    checker = ChainChecker(source.name)
+    where = "table audit_records"
+    # a server-side cursor (a source may hold millions of rows), which lives in
+    # a transaction; closed on the way out, also when a bad record ends the walk
+    async with conn.transaction(), conn.cursor(name="audit_verify") as rows:
+        await rows.execute(
+            "SELECT seq, at, record, hash FROM audit_records WHERE source = %s ORDER BY seq, at",
+            (source.name,),
+        )
+        async for seq, at, record, stored in rows:
+            problem = checker.check(record) or _columns(checker, record, int(seq), at, stored)
+            if problem is not None:
+                return _bad(source.name, where, int(seq), problem.reason)
+    last = 0 if checker.next_seq is None else checker.next_seq - 1
+    head_seq, head_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    if last != head_seq or (checker.count and checker.prev != head_hash):
+        return _bad(source.name, f"{where} end", last or None,
+                    f"head mismatch: audit_heads is at seq {head_seq} ({head_hash[:16]}…), "
+                    f"the last record is seq {last}")  # fmt: skip
     return _ok(source.name, checker)
+
+
+def _columns(c: ChainChecker, record: str, seq: int, at: Any, stored: str) -> Problem | None:
+    """A row's columns say what its (verified) record says."""
+    if seq != (c.next_seq or 0) - 1:
+        return Problem(f"column seq {seq} disagrees with the record's seq {(c.next_seq or 0) - 1}",
+                       seq)  # fmt: skip
+    if stored != c.prev:
+        return Problem("column hash disagrees with the record's hash", seq)
+    src = str(_decode.decode(record).get("src"))
+    if (at - EPOCH) // dt.timedelta(milliseconds=1) != stream_ms(src):
+        return Problem(f"column at ({at.isoformat()}) disagrees with the record's entry {src}",
+                       seq)  # fmt: skip
+    return None
