@@ -8,10 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from router.runtime.errors import RouterError
+
+if TYPE_CHECKING:
+    from router.archive.local import LocalPostgres
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -29,22 +33,29 @@ def _serve(args: argparse.Namespace) -> int:
     from router.runtime.settings import DEMO_JWT_SECRET, Settings, SettingsError, demo_token_spec
     from router.store.local import LocalRedis
 
-    local = None
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        local = LocalRedis()
-        url = local.url
-    env = dict(os.environ)
-    if args.demo and not env.get("ROUTER_TOKENS"):
-        env["ROUTER_TOKENS"] = demo_token_spec()
-    if args.demo and not (env.get("ROUTER_JWT_SECRET") or env.get("ROUTER_JWT_PUBLIC_KEY")):
-        env["ROUTER_JWT_SECRET"] = DEMO_JWT_SECRET  # `router token --demo` signs with it
+    # Private servers start (and stop, below) outside the event loop: they block.
+    local: LocalRedis | None = None
+    archive: LocalPostgres | None = None
     try:
+        url = os.environ.get("REDIS_URL")
+        if not url:
+            local = LocalRedis()
+            url = local.url
+        env = dict(os.environ)
+        if args.demo and not env.get("ROUTER_ARCHIVE_URL") and not args.no_archive:
+            archive = _private_archive()
+            env["ROUTER_ARCHIVE_URL"] = archive.url
+        if args.demo and not env.get("ROUTER_TOKENS"):
+            env["ROUTER_TOKENS"] = demo_token_spec()
+        if args.demo and not (env.get("ROUTER_JWT_SECRET") or env.get("ROUTER_JWT_PUBLIC_KEY")):
+            env["ROUTER_JWT_SECRET"] = DEMO_JWT_SECRET  # `router token --demo` signs with it
         settings = Settings.from_env(env, redis_url=url, host=args.host, port=args.port)
         ssl_context = server_ssl_context(settings)
         if args.demo:
             asyncio.run(_seed(url))
-            _banner(settings.host, settings.port, url, https=ssl_context is not None)
+            _banner(
+                settings.host, settings.port, url, settings.archive_url, ssl_context is not None
+            )
         app = create_app(settings)
         install_log_filters()
         apply_gc_policy(settings.gc_thresholds)  # router/runtime/pauses.py: after the app is built
@@ -64,16 +75,42 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"router serve: {exc}", file=sys.stderr)
         return 2
     finally:
+        if archive:  # after the app's tasks ended: the archiver is not cut mid-batch
+            archive.close()
         if local:
             local.stop()
     return 0
 
 
-def _banner(host: str, port: int, url: str, https: bool = False) -> None:
+def _private_archive() -> LocalPostgres:
+    """The demo's own PostgreSQL (Debian's binaries), its schema applied, when
+    ROUTER_ARCHIVE_URL is not set; as the private redis-server, gone on exit."""
+    from psycopg import AsyncConnection
+
+    from router.archive.local import LocalPostgres
+    from router.archive.schema import migrate
+
+    archive = LocalPostgres()
+
+    async def schema() -> None:
+        async with await AsyncConnection.connect(archive.url, connect_timeout=10) as conn:
+            await migrate(conn)
+
+    try:
+        asyncio.run(schema())
+    except BaseException:
+        archive.close()
+        raise
+    return archive
+
+
+def _banner(host: str, port: int, url: str, archive: str | None, https: bool = False) -> None:
     from router.runtime.settings import DEMO_TOKENS, redacted_url
 
     base = f"{'https' if https else 'http'}://{host}:{port}"
     print(f"contact router listening on {base}  (Redis: {redacted_url(url)})")
+    if archive:
+        print(f"history archive (PostgreSQL): {redacted_url(archive)}")
     print("demo tokens (demo only):")
     for tok, (_name, role) in DEMO_TOKENS.items():
         print(f"  {role:<11} {tok}")
@@ -205,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--host", default=os.environ.get("ROUTER_HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(os.environ.get("ROUTER_PORT", "8080")))
     s.add_argument("--demo", action="store_true", help="seed the demo workspace, demo tokens")
+    s.add_argument(
+        "--no-archive",
+        action="store_true",
+        help="with --demo: no private PostgreSQL when ROUTER_ARCHIVE_URL is not set",
+    )
     s.set_defaults(fn=_serve)
     v = sub.add_parser("validate", help="validate a routing config file")
     v.add_argument("file")
