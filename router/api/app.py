@@ -27,6 +27,7 @@ from router.api.ratelimit import ratelimit_middleware
 from router.api.routes import setup_routes
 from router.archive.events import EventArchiver
 from router.archive.history import History
+from router.archive.retention import ArchiveRetention
 from router.archive.schema import SchemaError, migrate
 from router.routing.engine import Engine
 from router.runtime.errors import NotFound
@@ -129,11 +130,14 @@ def _archive_tasks(
     settings: Settings, shards: Shards, workspaces: Workspaces, metrics: Metrics
 ) -> list[asyncio.Task[None]]:
     """The history archive's writer, when ROUTER_ARCHIVE_URL names one: it
-    brings the schema up to date, then copies events; routing never waits for it."""
+    brings the schema up to date, then copies events; routing never waits for it.
+    Once the schema is there, retention drops old days (one replica at a time)."""
     url = settings.archive_url
     if not url:
         return []
     archiver = EventArchiver(shards, workspaces, url, metrics.registry)
+    retention = ArchiveRetention(shards, workspaces, url, metrics.registry)
+    migrated = asyncio.Event()
 
     async def run() -> None:
         while True:
@@ -152,9 +156,17 @@ def _archive_tasks(
                 log.warning("archive schema check failed (%s, %s); retrying",
                             type(exc).__name__, state)  # fmt: skip
                 await asyncio.sleep(5)
+        migrated.set()
         await archiver.run()
 
-    return [asyncio.create_task(run(), name="archive-events")]
+    async def prune() -> None:
+        await migrated.wait()
+        await retention.run()
+
+    return [
+        asyncio.create_task(run(), name="archive-events"),
+        asyncio.create_task(prune(), name="archive-retention"),
+    ]
 
 
 async def _auth_background(app: web.Application) -> AsyncIterator[None]:
