@@ -76,8 +76,11 @@ async def migrate(conn: AsyncConnection) -> list[int]:
     done: list[int] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        await conn.execute(VERSION_TABLE)
         have = await applied(conn)
+        if not have:
+            # only for a new database: the routers' role (router_archive_writer)
+            # may not create tables, and starts on an up-to-date schema without
+            await conn.execute(VERSION_TABLE)
         newest = max(have, default=0)
         if newest > len(known):
             raise SchemaError(

@@ -110,6 +110,24 @@ async def test_events_land_in_their_day_and_a_batch_written_twice_adds_nothing(u
             await conn.execute("SELECT archive_day_partition('archive_schema', '2026-12-04')")
 
 
+async def test_a_writer_login_starts_on_a_schema_its_owner_migrated(url: str) -> None:
+    login = "login_" + uuid.uuid4().hex[:8]  # the routers' own, granted the writer role
+    async with await AsyncConnection.connect(url, autocommit=True) as owner:
+        await migrate(owner)
+        await owner.execute(f"CREATE ROLE {login} LOGIN IN ROLE router_archive_writer".encode())
+    writer_url = url.replace("postgresql://postgres@", f"postgresql://{login}@")
+    async with await AsyncConnection.connect(writer_url) as writer:
+        assert await migrate(writer) == []  # up to date: nothing to create, nothing refused
+    async with await AsyncConnection.connect(url, autocommit=True) as owner:
+        last = len(migrations())
+        await owner.execute("DELETE FROM archive_schema WHERE version = %s", (last,))
+    async with await AsyncConnection.connect(writer_url) as writer:
+        # a version missing: the writer may not apply it (a replica retries until
+        # the owner has run `router archive migrate`)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            await migrate(writer)
+
+
 def test_the_migrate_command(url: str) -> None:
     def run(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -100,3 +100,8 @@ REVOKE ALL ON FUNCTION archive_drop_limit(regclass) FROM PUBLIC;
 REVOKE ALL ON FUNCTION archive_drop_partitions(regclass, date) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION archive_drop_limit(regclass) TO router_archive_writer;
 GRANT EXECUTE ON FUNCTION archive_drop_partitions(regclass, date) TO router_archive_writer;
+
+-- A replica checks the schema's versions at start (router/archive/schema.py):
+-- with the writer's login it may read them, and needs nothing more when the
+-- owner has applied every version (`router archive migrate`).
+GRANT SELECT ON archive_schema TO router_archive_writer;
