@@ -56,7 +56,13 @@ def as_owner() -> dict[str, Any]:
     postmaster's own."""
     if os.geteuid() != 0:
         return {}
-    pw = pwd.getpwnam(OWNER)
+    try:
+        pw = pwd.getpwnam(OWNER)
+    except KeyError:
+        raise RuntimeError(
+            f"PostgreSQL refuses to run as root and there is no {OWNER!r} user to run it "
+            "as (Debian's postgresql package creates it): install it or set ROUTER_ARCHIVE_URL"
+        ) from None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(HOME=pw.pw_dir, USER=pw.pw_name, LOGNAME=pw.pw_name)
     return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": [], "env": env}
