@@ -53,6 +53,20 @@ def _wait_banner(log: Path, proc: subprocess.Popen[bytes], within: float) -> str
     raise AssertionError(f"no archive in the banner:\n{log.read_text()[-3000:]}")
 
 
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the demo exited with {proc.returncode}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:  # not listening yet (URLError is an OSError)
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the demo did not listen on {port} within {within} s")
+
+
 def _archived(url: str, contact: str, within: float = 30.0) -> list[str]:
     deadline = time.monotonic() + within
     with psycopg.connect(url, autocommit=True) as conn:
@@ -91,6 +105,7 @@ def test_the_demo_starts_a_private_archive_and_stops_it() -> None:
                 versions = [r[0] for r in conn.execute("SELECT version FROM archive_schema")]
             assert sorted(versions) == [m.version for m in migrations()]
 
+            _wait_listening(port, proc)  # the banner comes before the listener
             body = {"id": "c-demo-1", "channel": "voice", "intent": "card",
                     "customer": {"id": "cust1", "tier": "vip"}}  # fmt: skip
             req = urllib.request.Request(

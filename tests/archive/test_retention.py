@@ -21,10 +21,12 @@ from prometheus_client import CollectorRegistry
 from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
+from router.api.app import create_app
 from router.archive.retention import LEASE_KEY, ArchiveRetention, prune, windows
 from router.archive.schema import migrate
 from router.routing.engine import Engine
 from router.routing.validation import parse_config
+from router.runtime.settings import Settings, demo_token_spec
 from router.store.local import LocalRedis
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
@@ -308,3 +310,27 @@ async def test_the_owner_prunes_the_audit_trail_with_the_prune_command(
         text=True, timeout=60, check=False, env={"PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert missing.returncode == 2
+
+
+async def test_a_replica_with_an_archive_runs_retention(
+    aiohttp_client: Any, url: str, shards: Shards, redis_server: LocalRedis
+) -> None:
+    today = await _days(url, range(0, 4))
+    settings = Settings.from_env(
+        {"ROUTER_TOKENS": demo_token_spec(), "ROUTER_ARCHIVE_URL": _as_writer(url)},
+        redis_url=redis_server.url,
+    )
+    # the workspace before the replica: its first round, at once, reads the windows
+    await _workspace(shards, {"events": "1d", "contacts": "2d"})
+    api = await aiohttp_client(create_app(settings))
+    for _ in range(100):  # its first round comes once the schema is checked
+        if (await _left(url, today))["events"] == [0, 1]:
+            break
+        await asyncio.sleep(0.1)
+    assert await _left(url, today) == {
+        "events": [0, 1], "contacts": [0, 1, 2], "sla_outcomes": [0, 1, 2],
+        "audit_records": [0, 1, 2, 3],
+    }  # fmt: skip
+    metrics = await (await api.get("/metrics")).text()
+    assert 'router_archive_partitions_dropped_total{table="events"} 2.0' in metrics
+    assert await shards.of(LEASE_KEY).get(LEASE_KEY) is not None  # held by that replica
