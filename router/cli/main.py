@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,10 @@ def _serve(args: argparse.Namespace) -> int:
     from router.store.local import LocalRedis
 
     # Private servers start (and stop, below) outside the event loop: they block.
+    # A SIGTERM before the server's own handler is in place (while they start,
+    # the demo seeds, the app starts up) exits through the `finally` below,
+    # which stops them, rather than killing this process and leaving them running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     local: LocalRedis | None = None
     archive: LocalPostgres | None = None
     try:
@@ -80,6 +85,10 @@ def _serve(args: argparse.Namespace) -> int:
         if local:
             local.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _private_archive() -> LocalPostgres:
