@@ -226,8 +226,9 @@ async def _run(
     try:
         async with history.connection() as conn:
             rows = await run(conn, q, cfg)
-    except (psycopg.OperationalError, OSError) as exc:
-        # the archive down, unreachable or too slow: a retry may succeed
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable, OSError) as exc:
+        # the archive down, unreachable or too slow, or its schema not made yet
+        # (replicas migrate it at start): a retry may succeed
         log.warning("archive unavailable for a report (%s)", type(exc).__name__)
         resp = error_response(Unavailable("the history archive is unavailable; retry shortly"))
         resp.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -7,9 +7,10 @@ interval's first instant, with its UTC offset.
 
 - **service**: contacts by the interval they entered the queue (`enqueued_at`),
   finished ones only (a contact still live has no row yet). A contact counts
-  once, under the last pool it reached (`pools[-1]`: the stage or SLA expansion
-  it waited in last) and against that pool's `service_level.seconds` (20 s for
-  a pool the config no longer has, or a contact queued for one agent).
+  once, under the pool it was offered from (`pool`) or, never offered, the last
+  pool it reached (`pools[-1]`: the stage or SLA expansion it waited in last),
+  and against that pool's `service_level.seconds` (20 s for a pool the config
+  no longer has, or a contact queued for one agent).
 - **sla**: each clock's outcome by the interval it stopped in (`sla_outcomes`),
   and the SLA steps the timers fired (`sla.warning`, `sla.breached`,
   `sla.escalated` events, with what each did) by the interval they fired in.
@@ -38,10 +39,11 @@ DEFAULT_SL_SECONDS: Final = 20.0  # the config's default `service_level.seconds`
 STATEMENT_TIMEOUT: Final = "30s"  # a report must not hold a connection for long
 SLA_STEPS: Final = ("sla.warning", "sla.breached", "sla.escalated")
 
-# What each dimension is, in a contacts row `c`: the last pool reached (NULL for
-# a contact queued for one agent), and the team of the agent who held it last.
+# What each dimension is, in a contacts row `c`: the pool it was offered from,
+# else the last pool reached (NULL for a contact queued for one agent), and the
+# team of the agent who held it last.
 _DIMENSION_SQL: Final[dict[str, sql.Composable]] = {
-    "pool": sql.SQL("c.pools[cardinality(c.pools)]"),
+    "pool": sql.SQL("coalesce(c.pool, c.pools[cardinality(c.pools)])"),
     **{d: sql.SQL("c.{}").format(sql.Identifier(d)) for d in ("channel", "tier", "intent", "team")},
 }
 
@@ -139,7 +141,7 @@ WITH sl(pool, secs) AS (SELECT * FROM unnest(%(pools)s::text[], %(secs)s::float8
 x AS (
   SELECT {bucket} AS bucket{dims}, c.outcome, c.answered_at IS NOT NULL AS answered,
          c.wait_ms, c.handle_ms, coalesce(sl.secs, %(default_secs)s) * 1000 AS threshold_ms
-  FROM contacts c LEFT JOIN sl ON sl.pool = c.pools[cardinality(c.pools)]
+  FROM contacts c LEFT JOIN sl ON sl.pool = coalesce(c.pool, c.pools[cardinality(c.pools)])
   WHERE c.ws = %(ws)s AND c.ended_at >= %(start)s
     AND c.enqueued_at >= %(start)s AND c.enqueued_at < %(end)s{scope}
 )

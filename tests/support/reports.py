@@ -29,6 +29,7 @@ def report_settings(redis_url: str, archive_url: str | None) -> Settings:
 def report_config(tz: str) -> dict[str, Any]:
     cfg = small_config(sla="std")
     cfg["timezone"] = tz
+    cfg["surveys"] = {"kinds": ["csat", "nps"]}
     cfg["skills"] = ["cards", "loans", "fx"]
     cfg["channels"]["chat"]["max_wait"] = 1.0  # an unanswered chat expires after 1 s
     cfg["pools"]["cards"]["service_level"] = {"percent": 80, "seconds": CARDS_SL}
@@ -65,7 +66,13 @@ def sup_of(*teams: str) -> dict[str, str]:
 
 
 async def get_report(api: Any, ws: str, report: str, headers: Any = SUP, **q: str) -> Any:
-    r = await api.get(f"/v1/workspaces/{ws}/reports/{report}", params=q, headers=headers)
+    """The report; a 503 (the replica still making the archive's schema, as just
+    after start) is retried after its Retry-After, for up to 10 s."""
+    for _ in range(10):
+        r = await api.get(f"/v1/workspaces/{ws}/reports/{report}", params=q, headers=headers)
+        if r.status != 503:
+            break
+        await asyncio.sleep(min(1.0, float(r.headers.get("Retry-After", "1"))))
     assert r.status == 200, await r.text()
     return await r.json()
 
