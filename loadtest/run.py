@@ -30,9 +30,11 @@ from typing import Any
 
 import aiohttp
 
+from loadtest import archive as archived
 from loadtest.reconcile import read_events, reconcile
 from loadtest.workspace import REFUSED, WORKSPACE
 from loadtest.workspace import setup as setup_workspace
+from router.archive.local import LocalPostgres
 from router.runtime.settings import DEMO_JWT_SECRET
 from router.store.client import make_client
 from router.store.keys import WsKeys
@@ -188,9 +190,15 @@ async def main_async(a: argparse.Namespace) -> int:
     url = os.environ.get("REDIS_URL") or local.url  # type: ignore[union-attr]
     log_dir = Path(tempfile.mkdtemp(prefix="loadtest-"))
     # the harness's admin token sets up and drains the whole day: no per-token limit
-    replicas: list[Replica] = start_replicas(
-        url, log_dir, a.replicas, {"ROUTER_RATE_LIMIT_OVERRIDES": "admin=off"}
-    )
+    env = {"ROUTER_RATE_LIMIT_OVERRIDES": "admin=off"}
+    pg = None
+    if a.archive:  # the history archive on, as in production: a private one unless given
+        archive_url = os.environ.get("ROUTER_ARCHIVE_URL")
+        if not archive_url:
+            pg = await asyncio.to_thread(LocalPostgres)
+            archive_url = pg.url
+        env["ROUTER_ARCHIVE_URL"] = archive_url
+    replicas: list[Replica] = start_replicas(url, log_dir, a.replicas, env)
     client = make_client(url, 30)
     run_id = uuid.uuid4().hex[:8]
     try:
@@ -203,9 +211,20 @@ async def main_async(a: argparse.Namespace) -> int:
         elapsed = time.monotonic() - t0
         prefix = f"lt-{run_id}-"
         drained = await drain(hosts[0], prefix, client)
-        rec = reconcile(await read_events(client, WsKeys(WORKSPACE).events), prefix)
+        archive: dict[str, object] | None = None
+        if a.archive:
+            # the stream keeps only a recent tail: the day is read from the archive
+            if not await archived.caught_up(client, WORKSPACE):
+                raise RuntimeError("the archive did not catch up with the stream")
+            events = await archived.archived_events(env["ROUTER_ARCHIVE_URL"], WORKSPACE)
+        else:
+            events = await read_events(client, WsKeys(WORKSPACE).events)
+        rec = reconcile(events, prefix)
         stats = locust_stats(a.reports)
         failed = gates(a, stats, rec)
+        if a.archive:
+            archive = await archived.check(env["ROUTER_ARCHIVE_URL"], WORKSPACE, prefix, rec)
+            failed += [f"archive: {p}" for p in archive["problems"]]  # type: ignore[attr-defined]
         if code not in (0, 1):  # 1: locust saw failures, judged by the gates
             failed.append(f"locust exited {code}")
         summary = {"seconds": round(elapsed, 1), "agents": a.agents, "sizing": a.sizing,
@@ -213,7 +232,7 @@ async def main_async(a: argparse.Namespace) -> int:
                    "locust": stats, "drained": drained,
                    "reconciliation": {k: v for k, v in rec.items() if k != "never_ended"}
                    | {"never_ended": len(rec["never_ended"])},
-                   "gates_failed": failed}  # fmt: skip
+                   "archive": archive, "gates_failed": failed}  # fmt: skip
         (a.reports / "reconciliation.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary, indent=1))
         print("PASS" if not failed else "FAIL: " + "; ".join(failed))
@@ -223,6 +242,8 @@ async def main_async(a: argparse.Namespace) -> int:
         stop_replicas(replicas)
         if local:
             local.stop()
+        if pg is not None:
+            await asyncio.to_thread(pg.close)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reports", type=Path, default=ROOT / "reports" / "loadtest")
     p.add_argument("--smoke", action="store_true", help="1,200 contacts in 40 s, 40 agents")
     p.add_argument("--replay", metavar="DAY", help="replay a recorded day (1999-07-04) instead")
+    p.add_argument(
+        "--no-archive",
+        dest="archive",
+        action="store_false",
+        help="no history archive (default: one, a private PostgreSQL unless ROUTER_ARCHIVE_URL)",
+    )
     a = p.parse_args(argv)
     if a.smoke:
         a.daily, a.day_seconds, a.compress = 1200, 40, 120

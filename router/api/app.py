@@ -135,7 +135,9 @@ def _archive_tasks(
     url = settings.archive_url
     if not url:
         return []
-    archiver = EventArchiver(shards, workspaces, url, metrics.registry)
+    archiver = EventArchiver(
+        shards, workspaces, url, metrics.registry, claim_idle=settings.archive_claim_idle
+    )
     retention = ArchiveRetention(shards, workspaces, url, metrics.registry)
     migrated = asyncio.Event()
 

@@ -181,6 +181,8 @@ class Settings:
     # Seconds a webhook delivery read by a replica may stay unacknowledged
     # before another replica takes it over (the first one is presumed dead).
     webhook_claim_idle: float = 60.0
+    # seconds before another replica archives a batch a dead one read and never wrote
+    archive_claim_idle: float = 60.0
     # Replicas exporting metrics together: one of them exports the shared Redis
     # state (a lease per group). Only distinct deployments on one Redis differ.
     metrics_group: str = "default"
@@ -236,6 +238,7 @@ class Settings:
             "redis_wait_timeout": num("ROUTER_REDIS_WAIT_TIMEOUT", 1.0),
             "gc_thresholds": _gc_thresholds(e.get("ROUTER_GC_THRESHOLDS", "")),
             "webhook_claim_idle": num("ROUTER_WEBHOOK_CLAIM_IDLE", 60.0),
+            "archive_claim_idle": num("ROUTER_ARCHIVE_CLAIM_IDLE", 60.0),
             "metrics_group": e.get("ROUTER_METRICS_GROUP", "default"),
             "rate_limits": rate_limits_from(e),
             "rate_limit_overrides": parse_rate_limits(

@@ -12,6 +12,9 @@ CREATE TABLE events (
     type text NOT NULL,
     contact text,
     doc jsonb NOT NULL,
+    -- when the archiver wrote it (its transaction's start): at - archived_at is
+    -- the archive's lag, which benchmarks and operators read back
+    archived_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (ws, at, id)
 ) PARTITION BY RANGE (at);
 CREATE INDEX events_by_contact ON events (ws, contact, at) WHERE contact IS NOT NULL;
