@@ -26,13 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.store.failures import store_unavailable
 from router.store.keys import WsKeys
 from router.store.shards import Shards
@@ -81,7 +79,7 @@ class TimerWorker:
         self._fire = fire
         self._poll = poll
         self._lease_ms = lease_ms
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = worker_name()
         self.fired = 0
         self.late = 0
         self._claims = 0  # claim ids: the same id on a retried call returns the same timers

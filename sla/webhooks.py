@@ -27,9 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -38,7 +36,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.store.keys import WsKeys
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
@@ -88,7 +86,7 @@ class WebhookDispatcher:
         self._shards = shards
         self._subscriptions = subscriptions
         self._workspaces = workspaces or Workspaces(shards).names
-        self.consumer = consumer or f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.consumer = consumer or worker_name()
         self._sem = asyncio.Semaphore(concurrency)
         # Entries and retries in progress at once; reading stops above this so
         # that nothing waits long enough for its claim or lease to run out.

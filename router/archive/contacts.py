@@ -58,12 +58,37 @@ _COLUMNS = (
 )  # fmt: skip
 
 
+# Array types the columns are sent as (text when not named), and how the SELECT
+# makes a column of a sent one: lists travel joined by commas (names have none),
+# since unnest cannot take arrays of arrays of different lengths.
+_TYPES = dict.fromkeys(
+    ("ended_at", "created_at", "enqueued_at", "offered_at", "answered_at", "resolved_at",
+     "started_at", "stopped_at"), "timestamptz",
+) | dict.fromkeys(
+    ("stage", "priority_offset_ms", "wait_ms", "handle_ms", "csat", "nps", "target_ms",
+     "elapsed_ms", "steps"), "bigint",
+)  # fmt: skip
+_EXPRS = {
+    "pools": "coalesce(string_to_array(pools, ','), '{}')",
+    "rules": "coalesce(string_to_array(rules, ','), '{}')",
+    "sla": "sla::jsonb",
+}
+
+
 def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> sql.Composed:
-    """INSERT ... ON CONFLICT (key) DO UPDATE SET every other column."""
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO UPDATE SET {}").format(
+    """One INSERT of many rows from arrays (unnest), ON CONFLICT (key) DO UPDATE
+    SET every other column: one statement per batch, not one per row."""
+    return sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM unnest({}) AS u({}) ON CONFLICT ({}) DO UPDATE SET {}"
+    ).format(
         sql.Identifier(table),
         sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        sql.SQL(", ").join(sql.SQL(_EXPRS.get(c, c)) for c in columns),
+        sql.SQL(", ").join(
+            sql.SQL("{}::{}[]").format(sql.Placeholder(), sql.SQL(_TYPES.get(c, "text")))
+            for c in columns
+        ),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", ").join(map(sql.Identifier, key)),
         sql.SQL(", ").join(
             sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
@@ -73,12 +98,32 @@ def _upsert(table: str, columns: Sequence[str], key: Sequence[str]) -> sql.Compo
     )
 
 
+def _arrays(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows as one list per column, lists joined by commas."""
+    cols = [list(c) for c in zip(*rows, strict=True)]
+    return [[",".join(v) if isinstance(v, list) else v for v in col] for col in cols]
+
+
 _SLA_COLUMNS = (
     "ws", "contact", "clock", "policy", "outcome", "started_at", "stopped_at", "target_ms",
     "elapsed_ms", "steps",
 )  # fmt: skip
 UPSERT_CONTACT = _upsert("contacts", _COLUMNS, ("ws", "ended_at", "id"))
 UPSERT_SLA = _upsert("sla_outcomes", _SLA_COLUMNS, ("ws", "stopped_at", "contact", "clock"))
+
+
+async def upsert_contacts(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`contacts` rows as contact_row builds them, in one statement."""
+    if rows:
+        await conn.execute(UPSERT_CONTACT, _arrays(rows))
+
+
+async def upsert_outcomes(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`sla_outcomes` rows as sla_rows builds them, in one statement."""
+    if rows:
+        await conn.execute(UPSERT_SLA, _arrays(rows))
+
+
 # a late rating of a contact restored from the archive (router/routing/lua/restore.lua)
 RATINGS = (
     "UPDATE contacts SET csat = coalesce(%s, csat), nps = coalesce(%s, nps) "
@@ -226,10 +271,9 @@ class ContactRows:
         rows, outcomes = await self._rows(conn, client, ws, ended)
         await self._partitions(conn, "contacts", {row[2].date() for row in rows})
         await self._partitions(conn, "sla_outcomes", {row[6].date() for row in outcomes})
-        async with conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(UPSERT_CONTACT, rows)
-            if outcomes:
-                await cur.executemany(UPSERT_SLA, outcomes)
+        async with conn.transaction():
+            await upsert_contacts(conn, rows)
+            await upsert_outcomes(conn, outcomes)
         # Archived: the contact may leave Redis after the grace (never later than
         # the expiry it already has: LT), unless a clock of it still runs.
         pipe = client.pipeline(transaction=False)

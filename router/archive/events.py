@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 import time
-import uuid
 from typing import Any
 
 import psycopg
@@ -28,7 +26,7 @@ from redis.exceptions import ResponseError
 from router.archive.contacts import ContactRows, closing_contacts
 from router.archive.gaps import gap_row
 from router.archive.rows import INSERT, Row, event_rows
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
@@ -57,7 +55,7 @@ class EventArchiver:
         self._poll = poll
         self._batch = batch
         self._claim_idle_ms = int(claim_idle * 1000)
-        self.consumer = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.consumer = worker_name()
         self._groups: set[str] = set()
         self._days: set[dt.date] = set()  # partitions known to exist
         self._next_claim: dict[str, float] = {}

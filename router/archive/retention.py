@@ -30,15 +30,13 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import time
-import uuid
 from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter
 from psycopg import AsyncConnection
 
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.store.keys import WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
@@ -136,7 +134,7 @@ class ArchiveRetention:
         self._lease_ms = lease_ms
         self._lease = Script(LEASE_LUA)
         self._release = Script(RELEASE_LUA)
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = worker_name()
         self._next_round = 0.0  # monotonic; 0: at once
         self.rounds = 0
         self.dropped = Counter(

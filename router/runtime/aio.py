@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 
 
 def cancel_requested() -> bool:
@@ -15,3 +17,9 @@ def cancel_requested() -> bool:
     """
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+def worker_name() -> str:
+    """This process's name as a lease holder or stream consumer: host and pid, and
+    a random part, since a restarted process may get the same pid."""
+    return f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"

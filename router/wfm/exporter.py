@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import uuid
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,7 +20,7 @@ from redis.asyncio import Redis
 from router.routing.config import RoutingConfig
 from router.routing.configstore import ConfigStore
 from router.routing.surveys import SCALES
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.runtime.errors import NotFound
 from router.runtime.metrics import RedisState
 from router.store.groups import group_info
@@ -50,7 +48,7 @@ class StateExporter:
         self._state = state
         self._lease = Script(LEASE_LUA)
         self._release = Script(RELEASE_LUA)
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = worker_name()
 
     async def hold(self) -> bool:
         held = bool(

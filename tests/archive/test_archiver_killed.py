@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +20,10 @@ from redis.asyncio import Redis
 
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 from tests.support.client import ADM, GW, agent_headers, small_config
-from tests.support.postgres import PostgresServer, private_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.procs import Replica, start_replicas, stop_replicas, wait_ready
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with private_postgres("pg-killed-") as pg:
-        yield pg
 
 
 async def _lifecycles(http: aiohttp.ClientSession, base: str, ws: str, n: int, tag: str) -> None:

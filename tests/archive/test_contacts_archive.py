@@ -5,23 +5,17 @@ A real PostgreSQL and Redis, the service as an aiohttp app with its archiver."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import AsyncConnection
 from redis.asyncio import Redis
 
 from router.api.app import create_app
-from router.runtime.settings import Settings, demo_token_spec
 from router.store.keys import WsKeys
+from tests.support.archive import archive_settings, rows, until
 from tests.support.client import (
     ADM,
     GW,
-    JWT_SECRET,
     act,
     add_agent,
     agent_headers,
@@ -29,28 +23,9 @@ from tests.support.client import (
     put_config,
     small_config,
 )
-from tests.support.postgres import PostgresServer, private_postgres
+from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with private_postgres("pg-contacts-") as pg:
-        yield pg
-
-
-def _settings(redis_url: str, archive_url: str) -> Settings:
-    return Settings.from_env(
-        {
-            "ROUTER_TOKENS": demo_token_spec(),
-            "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
-            "ROUTER_JWT_SECRET": JWT_SECRET,
-            "ROUTER_ARCHIVE_URL": archive_url,
-        },
-        redis_url=redis_url,
-        timer_poll=0.01,
-    )
 
 
 def _config(grace: str = "1h") -> dict[str, Any]:
@@ -60,34 +35,16 @@ def _config(grace: str = "1h") -> dict[str, Any]:
     return cfg
 
 
-async def _rows(url: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    async with await AsyncConnection.connect(url) as conn:
-        try:
-            cur = await conn.execute(sql, args)
-        except psycopg.errors.UndefinedTable:  # the replica has not migrated the schema yet
-            return []
-        return list(await cur.fetchall())
-
-
-async def _until(check: Any, within: float = 20.0) -> Any:
-    for _ in range(int(within / 0.1)):
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError("not reached in time")
-
-
 async def _archived_service(
     aiohttp_client: Any, redis_url: str, url: str, ws: str, **cfg: Any
 ) -> Any:
     """The service with its archiver; returns once the workspace is archived
     (its contacts keep no timeline copy in Redis from then on)."""
-    api = await aiohttp_client(create_app(_settings(redis_url, url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, url)))
     await put_config(api, ws, _config(**cfg))
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        await _until(lambda: client.hget(WsKeys(ws).runtime, "arch"))
+        await until(lambda: client.hget(WsKeys(ws).runtime, "arch"))
     finally:
         await client.aclose()
     await add_agent(api, ws, "a1", {"cards": 5}, team="north")
@@ -108,8 +65,8 @@ async def test_finished_contacts_become_rows_with_their_clocks(
     assert (await act(api, ws, "left2", "abandon")).status == 200
     live = await (await api.get(f"/v1/workspaces/{ws}/contacts/done", headers=ADM)).json()
 
-    rows = await _until(
-        lambda: _rows(
+    archived = await until(
+        lambda: rows(
             server.url,
             "SELECT id, outcome, channel, tier, intent, customer_id, agent, team, pools,"
             " wait_ms, handle_ms, offered_at IS NOT NULL, answered_at IS NOT NULL,"
@@ -117,7 +74,7 @@ async def test_finished_contacts_become_rows_with_their_clocks(
             ws,
         )
     )
-    by_id = {r[0]: r for r in rows}
+    by_id = {r[0]: r for r in archived}
     assert sorted(by_id) == ["done", "left2"]  # "left" is live work: no row
     done = by_id["done"]
     assert done[1:9] == (
@@ -136,7 +93,7 @@ async def test_finished_contacts_become_rows_with_their_clocks(
     left = by_id["left2"]
     assert left[1] == "abandoned" and left[6] is None and not left[11] and not left[12]
     assert left[13] == "cancelled"
-    outcomes = await _rows(
+    outcomes = await rows(
         server.url,
         "SELECT contact, clock, policy, outcome, target_ms FROM sla_outcomes WHERE ws = %s"
         " ORDER BY contact",
@@ -165,10 +122,10 @@ async def test_a_finished_contact_leaves_redis_after_the_grace_and_reads_back_th
         url = f"/v1/workspaces/{ws}/contacts/c1"
         before = await (await api.get(url, headers=ADM)).json()
         # the row is written, then the contact's keys expire after the grace
-        await _until(lambda: _rows(server.url, "SELECT 1 FROM contacts WHERE ws = %s", ws))
+        await until(lambda: rows(server.url, "SELECT 1 FROM contacts WHERE ws = %s", ws))
         ttl = await client.ttl(keys.contact("c1"))
         assert 0 < ttl <= 2
-        await _until(lambda: _gone(client, keys), within=10)
+        await until(lambda: _gone(client, keys), within=10)
         after_r = await api.get(url, headers=ADM)
         assert after_r.status == 200
         after = await after_r.json()
@@ -195,7 +152,7 @@ async def _gone(client: Redis, keys: WsKeys) -> bool:
 async def test_a_case_with_its_resolve_clock_running_stays_until_resolved(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     cfg = _config(grace="1h")
     cfg["sla_policies"] = {"std": {"answer": 600, "resolve": 86_400}}
     await put_config(api, ws, cfg)
@@ -205,17 +162,17 @@ async def test_a_case_with_its_resolve_clock_running_stays_until_resolved(
     assert (await act(api, ws, "case", "accept", agent_id="a1")).status == 200
     assert (await act(api, ws, "case", "complete", agent_id="a1")).status == 200
     row = "SELECT sla->'resolve'->>'status', resolved_at IS NOT NULL FROM contacts WHERE ws = %s"
-    assert await _until(lambda: _rows(server.url, row, ws)) == [("active", False)]
+    assert await until(lambda: rows(server.url, row, ws)) == [("active", False)]
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
         assert await client.ttl(keys.contact("case")) > 3600  # open case: live work
         assert (await act(api, ws, "case", "resolve")).status == 200
 
         async def resolved() -> list[tuple[Any, ...]]:
-            got = await _rows(server.url, row, ws)
+            got = await rows(server.url, row, ws)
             return got if got == [("met", True)] else []
 
-        await _until(resolved)
+        await until(resolved)
         assert 0 < await client.ttl(keys.contact("case")) <= 3600
     finally:
         await client.aclose()
@@ -224,7 +181,7 @@ async def test_a_case_with_its_resolve_clock_running_stays_until_resolved(
 async def test_a_survey_answer_days_later_reaches_the_archived_contact(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(_settings(redis_url, server.url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     cfg = _config(grace="2s")
     cfg["surveys"] = {"kinds": ["csat", "nps"]}
     callback = {"do": "create_followup", "channel": "voice", "intent": "callback", "sla": "cb"}
@@ -241,12 +198,12 @@ async def test_a_survey_answer_days_later_reaches_the_archived_contact(
     assert (await act(api, ws, "late", "rating", kind="nps", score=9)).status == 200
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        await _until(lambda: _rows(server.url, "SELECT 1 FROM contacts WHERE ws = %s", ws))
+        await until(lambda: rows(server.url, "SELECT 1 FROM contacts WHERE ws = %s", ws))
 
         async def gone() -> bool:
             return not await client.exists(keys.contact("late"))
 
-        await _until(gone, within=10)
+        await until(gone, within=10)
         # the customer answers the CSAT survey after the contact left Redis
         r = await act(api, ws, "late", "rating", kind="csat", score=2)
         assert r.status == 200, await r.text()
@@ -256,13 +213,13 @@ async def test_a_survey_answer_days_later_reaches_the_archived_contact(
         assert (await act(api, ws, "late", "rating", kind="nps", score=3)).status == 409
 
         async def rated() -> list[tuple[Any, ...]]:
-            got = await _rows(server.url, "SELECT csat, nps FROM contacts WHERE ws = %s", ws)
+            got = await rows(server.url, "SELECT csat, nps FROM contacts WHERE ws = %s", ws)
             return got if got == [(2, 9)] else []
 
-        await _until(rated)
+        await until(rated)
         # the low score still calls the customer back, as for a contact in Redis
-        followup = await _until(
-            lambda: _rows(
+        followup = await until(
+            lambda: rows(
                 server.url,
                 "SELECT contact FROM events WHERE ws = %s AND type = 'contact.created'"
                 " AND doc->>'actor' = 'system:followup'",

@@ -6,8 +6,6 @@ holds nothing up and the archive catches up when it is back."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,34 +17,16 @@ from redis.asyncio import Redis
 from router.api.app import create_app
 from router.archive.events import GROUP, EventArchiver
 from router.archive.schema import migrate
-from router.runtime.settings import Settings, demo_token_spec
+from router.runtime.settings import Settings
 from router.store.keys import WsKeys
 from router.store.shards import Shards
 from router.store.workspaces import Workspaces
 from router.wfm.exporter import archive_backlog
-from tests.support.client import JWT_SECRET, act, add_agent, create, put_config, small_config
-from tests.support.postgres import PostgresServer, private_postgres
+from tests.support.archive import archive_settings
+from tests.support.client import act, add_agent, create, put_config, small_config
+from tests.support.postgres import PostgresServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with private_postgres("pg-archive-") as pg:
-        yield pg
-
-
-def _settings(redis_url: str, archive_url: str) -> Settings:
-    return Settings.from_env(
-        {
-            "ROUTER_TOKENS": demo_token_spec(),
-            "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
-            "ROUTER_JWT_SECRET": JWT_SECRET,
-            "ROUTER_ARCHIVE_URL": archive_url,
-        },
-        redis_url=redis_url,
-        timer_poll=0.01,
-    )
 
 
 async def _archived_ids(url: str, ws: str) -> list[str]:
@@ -102,7 +82,7 @@ async def _service(aiohttp_client: Any, settings: Settings, ws: str) -> Any:
 async def test_every_event_is_archived_once(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await _service(aiohttp_client, _settings(redis_url, server.url), ws)
+    api = await _service(aiohttp_client, archive_settings(redis_url, server.url), ws)
     await _traffic(api, ws, 20)
     await _until_archived(server.url, redis_url, ws)
     async with await AsyncConnection.connect(server.url) as conn:
@@ -123,7 +103,7 @@ async def test_every_event_is_archived_once(
 async def test_a_batch_whose_archiver_died_is_taken_over_without_doubles(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    settings = _settings(redis_url, server.url)  # the test runs the archivers itself:
+    settings = archive_settings(redis_url, server.url)  # the test runs the archivers itself:
     no_archive = Settings(**{**settings.__dict__, "archive_url": None})
     api = await _service(aiohttp_client, no_archive, ws)
     await _traffic(api, ws, 5)
@@ -158,7 +138,7 @@ async def test_a_batch_whose_archiver_died_is_taken_over_without_doubles(
 async def test_postgres_stopped_under_load_holds_nothing_up(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await _service(aiohttp_client, _settings(redis_url, server.url), ws)
+    api = await _service(aiohttp_client, archive_settings(redis_url, server.url), ws)
     await _traffic(api, ws, 5, "before")
     await _until_archived(server.url, redis_url, ws)
     await asyncio.to_thread(server.kill)  # SIGKILL, as a crash

@@ -12,7 +12,6 @@ import csv
 import datetime as dt
 import io
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -21,25 +20,18 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.store.keys import WsKeys
+from tests.support.archive import archive_settings, until
 from tests.support.client import ADM, GW, SUP, act, add_agent, agent_headers, create, put_config
-from tests.support.postgres import PostgresServer, private_postgres
+from tests.support.postgres import PostgresServer
 from tests.support.reports import (
     CARDS_SL,
     LOANS_SL,
     get_report,
     report_config,
-    report_settings,
     sup_of,
-    until,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with private_postgres("pg-reports-") as pg:
-        yield pg
 
 
 # --- what the test sent, read back through the API -------------------------------
@@ -222,7 +214,7 @@ async def _drive(api: Any, ws: str) -> list[str]:
 async def test_reports_match_what_the_contacts_went_through(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(report_settings(redis_url, server.url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     tz = "Asia/Tokyo"
     await put_config(api, ws, report_config(tz))
     # archived from the first contact on (no timeline copies kept in Redis)
@@ -376,7 +368,7 @@ async def test_reports_match_what_the_contacts_went_through(
 async def test_bad_parameters_are_refused_naming_them(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(report_settings(redis_url, server.url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     await put_config(api, ws, report_config("Europe/Paris"))
     url = f"/v1/workspaces/{ws}/reports/"
     cases = [
@@ -414,7 +406,7 @@ async def test_bad_parameters_are_refused_naming_them(
 async def test_without_an_archive_reports_say_so(
     aiohttp_client: Any, redis_url: str, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(report_settings(redis_url, None)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, None)))
     await put_config(api, ws, report_config("UTC"))
     for report in ("service", "sla", "surveys"):
         r = await api.get(f"/v1/workspaces/{ws}/reports/{report}", headers=SUP)

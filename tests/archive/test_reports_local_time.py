@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,18 +19,13 @@ import pytest
 from psycopg import AsyncConnection
 
 from router.api.app import create_app
-from router.archive.contacts import UPSERT_CONTACT, contact_row
+from router.archive.contacts import contact_row, upsert_contacts
+from tests.support.archive import archive_settings, until
 from tests.support.client import put_config
-from tests.support.postgres import PostgresServer, private_postgres
-from tests.support.reports import get_report, report_config, report_settings, until
+from tests.support.postgres import PostgresServer
+from tests.support.reports import get_report, report_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
-
-
-@pytest.fixture
-def server() -> Iterator[PostgresServer]:
-    with private_postgres("pg-reports-tz-") as pg:
-        yield pg
 
 
 def _ms(text: str) -> int:
@@ -50,13 +44,13 @@ async def _write(url: str, ws: str, cid: str, enq: str, wait_s: float, pool: str
     row = contact_row(ws, raw, {}, "north", None)
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("SELECT archive_day_partition('contacts', %s)", (row[2].date(),))
-        await conn.execute(UPSERT_CONTACT, row)
+        await upsert_contacts(conn, [row])
 
 
 async def test_days_are_the_workspace_s_local_days(
     aiohttp_client: Any, redis_url: str, server: PostgresServer
 ) -> None:
-    api = await aiohttp_client(create_app(report_settings(redis_url, server.url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     tag = uuid.uuid4().hex[:6]
     zones = {
         "UTC": f"tz-utc-{tag}",

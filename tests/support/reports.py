@@ -5,25 +5,12 @@ ladder, and reading a report over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from typing import Any
 
-from router.runtime.settings import Settings, demo_token_spec
 from router.security.auth import mint
 from tests.support.client import JWT_SECRET, SUP, small_config
 
 CARDS_SL, LOANS_SL = 1.0, 20.0  # service-level thresholds (seconds)
-
-
-def report_settings(redis_url: str, archive_url: str | None) -> Settings:
-    env = {
-        "ROUTER_TOKENS": demo_token_spec(),
-        "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
-        "ROUTER_JWT_SECRET": JWT_SECRET,
-    }
-    if archive_url:
-        env["ROUTER_ARCHIVE_URL"] = archive_url
-    return Settings.from_env(env, redis_url=redis_url, timer_poll=0.01)
 
 
 def report_config(tz: str) -> dict[str, Any]:
@@ -75,12 +62,3 @@ async def get_report(api: Any, ws: str, report: str, headers: Any = SUP, **q: st
         await asyncio.sleep(min(1.0, float(r.headers.get("Retry-After", "1"))))
     assert r.status == 200, await r.text()
     return await r.json()
-
-
-async def until(check: Any, within: float = 30.0) -> Any:
-    for _ in range(int(within / 0.1)):
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError("not reached in time")

@@ -32,9 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -44,7 +42,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from router.runtime.aio import cancel_requested
+from router.runtime.aio import cancel_requested, worker_name
 from router.runtime.settings import Settings
 from router.security.audit.archiving import AuditArchive
 from router.security.audit.metrics import AuditMetrics
@@ -127,7 +125,7 @@ class Sealer:
         self.chunk = chunk
         self.trim_every = trim_every
         self.discover_every = discover_every
-        self.owner = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = worker_name()
         self._seal = Script(SEAL_LUA)
         self._lease = Script(LEASE_LUA)
         self._release = Script(RELEASE_LUA)
