@@ -34,10 +34,11 @@ from router.store.workspaces import Workspaces
 # Recent events kept in Redis once archived, in seconds: an SSE client that
 # lost its connection resumes from Last-Event-ID within seconds (EventSource
 # retries after ~3 s; a proxy or a laptop waking may take minutes), and a
-# wallboard's first page of `GET /events` shows the last minutes. Ten minutes
-# is ~300,000 entries at 500 events/s, well inside the stream's length cap;
-# older history is read from the archive.
-EVENTS_TAIL_S = 600.0
+# wallboard's first page of `GET /events` shows the last minutes. The tail is
+# Redis memory that grows with the event rate (about 350 bytes an entry: two
+# minutes at 500 events/s are ~21 MB, ten minutes were ~105 MB), so it is kept
+# short; older history is read from the archive.
+EVENTS_TAIL_S = 120.0
 
 
 class Retention:
