@@ -70,6 +70,8 @@ class Load:
         self.sent_at: dict[str, float] = {}  # contact id -> when its create was sent
         self.offer_at: dict[str, float] = {}  # contact id -> when its offer was pushed
         self.offered_on_arrival: set[str] = set()
+        self.complaints: set[str] = set()  # cases the back office resolves (--resolve-after)
+        self.resolving: set[asyncio.Task[None]] = set()
         self.in_flight = 0
         self.skipped = 0  # arrivals not sent: the generator itself was saturated
         self.errors: Counter[str] = Counter()
@@ -106,8 +108,11 @@ class Load:
     async def create(self, s: aiohttp.ClientSession, n: int) -> None:
         rng = self.rng
         cid = f"{self.a.prefix}-{n:08d}"
+        intent = rng.choice(INTENTS)
+        if intent == "complaint":
+            self.complaints.add(cid)
         body = json.dumps({
-            "id": cid, "channel": rng.choice(CHANNELS), "intent": rng.choice(INTENTS),
+            "id": cid, "channel": rng.choice(CHANNELS), "intent": intent,
             "customer": {"id": f"cu-{rng.randrange(100_000)}", "tier": rng.choice(TIERS)},
         }).encode()  # fmt: skip
         self.sent_at[cid] = time.perf_counter()
@@ -146,6 +151,13 @@ class Load:
         if tasks:
             await asyncio.wait(tasks, timeout=30)
 
+    async def resolve(self, s: aiohttp.ClientSession, base: str, cid: str) -> None:
+        """The back office resolves a complaint's case (its resolve clock stops)."""
+        self.complaints.discard(cid)
+        await asyncio.sleep(self.a.resolve_after)
+        await self.post(s, "resolve", f"{base}/contacts/{cid}/resolve", b"{}",
+                        {**self.gw, "Content-Type": "application/json"})  # fmt: skip
+
     async def agent(self, s: aiohttp.ClientSession, i: int, ready: asyncio.Event) -> None:
         aid = f"{self.a.agent_prefix}{i:04d}"
         headers = {**self.agent_headers(aid), "Content-Type": "application/json"}
@@ -163,6 +175,10 @@ class Load:
             if (await self.post(s, "complete", f"{base}/contacts/{cid}/complete", body,
                                 headers))[0] == 200:  # fmt: skip
                 self.win.lifecycles += self.win.inside(time.perf_counter())
+                if cid in self.complaints and self.a.resolve_after > 0:
+                    t = asyncio.create_task(self.resolve(s, base, cid))
+                    self.resolving.add(t)
+                    t.add_done_callback(self.resolving.discard)
 
         try:
             async with s.ws_connect(f"{base}/agents/{aid}/ws", headers=headers,
@@ -211,6 +227,8 @@ class Load:
             for t in agents:
                 t.cancel()
             await asyncio.gather(*agents, return_exceptions=True)
+            if self.resolving:  # the back office finishes the cases it has
+                await asyncio.wait(set(self.resolving), timeout=self.a.resolve_after + 10)
         return self.report()
 
     async def loop_lag(self, every: float = 0.01) -> None:
@@ -266,6 +284,12 @@ def main() -> None:
         "--jwt-secret",
         default="",
         help="mint one signed token per agent with this HS256 secret instead",
+    )
+    p.add_argument(
+        "--resolve-after",
+        type=float,
+        default=0.0,
+        help="the gateway resolves a complaint this many seconds after it is completed (0: never)",
     )
     p.add_argument("--seed", type=int, default=1)
     a = p.parse_args()

@@ -168,7 +168,8 @@ def soak_with(a: argparse.Namespace, pg: PostgresServer) -> dict[str, Any]:
                "--urls", ",".join(r.url for r in procs), "--ws", WORKSPACE,
                "--rate", str(a.rate), "--agents", str(a.agents), "--agent-prefix", AGENT_FORMAT,
                "--prefix", "soak", "--duration", str(a.duration), "--warmup", str(a.warmup),
-               "--handle", str(a.handle), "--jwt-secret", DEMO_JWT_SECRET]  # fmt: skip
+               "--handle", str(a.handle), "--jwt-secret", DEMO_JWT_SECRET,
+               "--resolve-after", str(a.resolve_after)]  # fmt: skip
         out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
         if out.returncode != 0:
@@ -211,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--handle", type=float, default=2.0, help="mean handle time, seconds")
     p.add_argument("--grace", type=int, default=60, help="retention.grace, seconds")
     p.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    p.add_argument(
+        "--resolve-after",
+        type=float,
+        default=5.0,
+        help="seconds until a complaint's case is resolved: an open case (its resolve "
+        "clock running) is live work and stays in Redis",
+    )
     p.add_argument("--replicas", type=int, default=1)
     a = p.parse_args(argv)
     res = soak(a)
