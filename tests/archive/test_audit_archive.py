@@ -26,8 +26,9 @@ from router.security.audit.records import Source, seal_record
 from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.verify import verify_archive, verify_live
 from router.store.shards import Shards
-from tests.archive.test_events_archive import _settings, _traffic
+from tests.archive.test_events_archive import _traffic
 from tests.security.test_audit import cli, eventually
+from tests.support.archive import archive_settings
 from tests.support.client import add_agent, put_config, small_config
 from tests.support.postgres import PostgresServer, private_postgres
 
@@ -345,7 +346,7 @@ async def _redis_empty(client: Redis, src: Source) -> bool:
 async def test_the_service_archives_its_audit_trail(
     aiohttp_client: Any, redis_url: str, url: str, client: Redis, ws: str
 ) -> None:
-    api = await aiohttp_client(create_app(_settings(redis_url, url)))
+    api = await aiohttp_client(create_app(archive_settings(redis_url, url)))
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
     await _traffic(api, ws, 5)
