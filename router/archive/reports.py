@@ -214,13 +214,19 @@ _SCOPED_CONTACT = (
 )
 
 
-def service_sql(q: ReportQuery) -> sql.Composed:
-    return sql.SQL(SERVICE).format(
-        bucket=_bucket(sql.SQL("c.enqueued_at"), q.interval),
+def _contacts_sql(template: str, at: str, q: ReportQuery) -> sql.Composed:
+    """A report over `contacts` rows, bucketed by the time column `at`, grouped
+    by the asked dimensions, limited to the caller's teams."""
+    return sql.SQL(template).format(
+        bucket=_bucket(sql.SQL(at), q.interval),
         dims=sql.SQL("").join(sql.SQL(", ") + d for d in _dims(q.by)),
         group=_group(q.by),
         scope=_scope(q, sql.SQL("c.team")),
     )
+
+
+def service_sql(q: ReportQuery) -> sql.Composed:
+    return _contacts_sql(SERVICE, "c.enqueued_at", q)
 
 
 def sla_sql(q: ReportQuery) -> sql.Composed:
@@ -238,12 +244,7 @@ def sla_sql(q: ReportQuery) -> sql.Composed:
 
 
 def surveys_sql(q: ReportQuery) -> sql.Composed:
-    return sql.SQL(SURVEYS).format(
-        bucket=_bucket(sql.SQL("c.ended_at"), q.interval),
-        dims=sql.SQL("").join(sql.SQL(", ") + d for d in _dims(q.by)),
-        group=_group(q.by),
-        scope=_scope(q, sql.SQL("c.team")),
-    )
+    return _contacts_sql(SURVEYS, "c.ended_at", q)
 
 
 def _pct(part: int, whole: int) -> float | None:

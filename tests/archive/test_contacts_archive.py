@@ -35,6 +35,13 @@ def _config(grace: str = "1h") -> dict[str, Any]:
     return cfg
 
 
+async def _served(api: Any, ws: str, cid: str, **extra: Any) -> None:
+    """The contact created, accepted and completed by agent a1."""
+    await create(api, ws, cid, **extra)
+    assert (await act(api, ws, cid, "accept", agent_id="a1")).status == 200
+    assert (await act(api, ws, cid, "complete", agent_id="a1")).status == 200
+
+
 async def _archived_service(
     aiohttp_client: Any, redis_url: str, url: str, ws: str, **cfg: Any
 ) -> Any:
@@ -55,9 +62,7 @@ async def test_finished_contacts_become_rows_with_their_clocks(
     aiohttp_client: Any, redis_url: str, server: PostgresServer, ws: str
 ) -> None:
     api = await _archived_service(aiohttp_client, redis_url, server.url, ws)
-    await create(api, ws, "done", tier="vip", intent="card_lost")
-    assert (await act(api, ws, "done", "accept", agent_id="a1")).status == 200
-    assert (await act(api, ws, "done", "complete", agent_id="a1")).status == 200
+    await _served(api, ws, "done", tier="vip", intent="card_lost")
     await create(api, ws, "left", channel="chat")
     await create(api, ws, "left2")
     # a1 holds "left" now (offered) and has no room for a call: the customer of
@@ -158,9 +163,7 @@ async def test_a_case_with_its_resolve_clock_running_stays_until_resolved(
     await put_config(api, ws, cfg)
     await add_agent(api, ws, "a1", {"cards": 5})
     keys = WsKeys(ws)
-    await create(api, ws, "case")
-    assert (await act(api, ws, "case", "accept", agent_id="a1")).status == 200
-    assert (await act(api, ws, "case", "complete", agent_id="a1")).status == 200
+    await _served(api, ws, "case")
     row = "SELECT sla->'resolve'->>'status', resolved_at IS NOT NULL FROM contacts WHERE ws = %s"
     assert await until(lambda: rows(server.url, row, ws)) == [("active", False)]
     client = Redis.from_url(redis_url, decode_responses=True)
@@ -192,9 +195,7 @@ async def test_a_survey_answer_days_later_reaches_the_archived_contact(
     await put_config(api, ws, cfg)
     await add_agent(api, ws, "a1", {"cards": 5})
     keys = WsKeys(ws)
-    await create(api, ws, "late")
-    assert (await act(api, ws, "late", "accept", agent_id="a1")).status == 200
-    assert (await act(api, ws, "late", "complete", agent_id="a1")).status == 200
+    await _served(api, ws, "late")
     assert (await act(api, ws, "late", "rating", kind="nps", score=9)).status == 200
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
