@@ -9,6 +9,7 @@ from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
 from router.api.openapi_links import add_links
+from router.api.openapi_parts import NAME, PROBLEM, Route, operation, path_params, query, ref
 from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
@@ -53,76 +54,6 @@ _TYPES: tuple[Any, ...] = (
     SlaReport,
     SurveyReport,
 )
-_PROBLEM = {
-    "type": "object",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "field": {"type": "string"},
-        "state": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object"}},
-    },
-}
-
-
-def _ref(t: Any) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{t.__name__}"}
-
-
-def _op(
-    summary: str,
-    ok: Any,
-    body: Any = None,
-    status: int = 200,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    responses: dict[str, Any] = {
-        str(status): {"description": "OK", "content": {"application/json": {"schema": ok}}},
-    }
-    for code in ("400", "401", "403", "404", "409", "413", "422", "429", "503"):
-        responses[code] = {"description": "Problem", "content": problem}
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": responses,
-        "parameters": params or [],
-        "security": [{"bearer": []}],
-    }
-    if body is not None:
-        op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
-        }
-    return op
-
-
-def _path_params(path: str) -> list[dict[str, Any]]:
-    names = [p[1:-1] for p in path.split("/") if p.startswith("{")]
-    return [
-        {
-            "name": n,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
-        }
-        for n in names
-    ]
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-
-
-_NAME = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.:-]+$"}
 # What-if inputs of staffing and forecast: (minimum, maximum, description).
 _WFM: dict[str, tuple[float, float, str]] = {
     "rate": (0, 10_000, "Arrivals per second"),
@@ -135,7 +66,7 @@ _WFM: dict[str, tuple[float, float, str]] = {
 
 def _wfm_params(*names: str) -> list[dict[str, Any]]:
     return [
-        _query(n, {"type": "number", "minimum": _WFM[n][0], "maximum": _WFM[n][1]}, _WFM[n][2])
+        query(n, {"type": "number", "minimum": _WFM[n][0], "maximum": _WFM[n][1]}, _WFM[n][2])
         for n in names
     ]
 
@@ -143,8 +74,8 @@ def _wfm_params(*names: str) -> list[dict[str, Any]]:
 def _event_params(page: bool = True) -> list[dict[str, Any]]:
     cursor = {"type": "string", "pattern": "^[0-9]{1,20}(-[0-9]{1,20})?$"}
     params = [
-        _query("after", cursor, "Event id to read after (the `next` of the previous page)"),
-        _query(
+        query("after", cursor, "Event id to read after (the `next` of the previous page)"),
+        query(
             "type",
             {"type": "string", "pattern": "^([A-Za-z0-9_.-]{1,100}\\*?)?$"},
             "Exact event type, or a prefix ending in . or *",
@@ -152,7 +83,7 @@ def _event_params(page: bool = True) -> list[dict[str, Any]]:
     ]
     if page:
         limit = {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": 100}
-        params.append(_query("limit", limit, "Entries read (a filtered page may be shorter)"))
+        params.append(query("limit", limit, "Entries read (a filtered page may be shorter)"))
     else:
         # empty: as if not sent (browsers send it only once an event had an id)
         resume = {"type": "string", "pattern": "^([0-9]{1,20}(-[0-9]{1,20})?)?$"}
@@ -166,7 +97,7 @@ def _stream_op(
     summary: str, data: Any, params: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     """A server-sent event stream; the schema is one event, its `data` the JSON of `data`."""
-    op = _op(summary, {}, params=params)
+    op = operation(summary, {}, params=params)
     event = {
         "type": "object",
         "required": ["data"],
@@ -185,7 +116,6 @@ def _stream_op(
     return op
 
 
-Route = tuple[str, str, dict[str, Any]]
 _ACTIONS: tuple[tuple[str, Any], ...] = (
     ("accept", AgentRef),
     ("reject", AgentRef),
@@ -204,7 +134,7 @@ def _components() -> dict[str, Any]:
     _, components = msgspec.json.schema_components(
         _TYPES, ref_template="#/components/schemas/{name}"
     )
-    components["Problem"] = _PROBLEM
+    components["Problem"] = PROBLEM
     # Exactly one of pool or agent_id (the handler refuses both and neither);
     # a null counts as absent.
     components["TransferIn"]["oneOf"] = [
@@ -228,9 +158,9 @@ def _config_routes(b: str) -> list[Route]:
         (
             "put",
             b,
-            _op("Replace the routing config (new version)", _ref(StoredConfig), RoutingConfig),
+            operation("Replace the routing config (new version)", ref(StoredConfig), RoutingConfig),
         ),
-        ("get", b, _op("Current routing config", _ref(StoredConfig))),
+        ("get", b, operation("Current routing config", ref(StoredConfig))),
     ]
 
 
@@ -240,7 +170,7 @@ def _agent_routes(b: str) -> list[Route]:
         "required": ["agent_id", "offers"],
         "properties": {
             "agent_id": {"type": "string"},
-            "offers": {"type": "array", "items": _ref(ContactOut)},
+            "offers": {"type": "array", "items": ref(ContactOut)},
         },
     }
     wait = {
@@ -251,14 +181,14 @@ def _agent_routes(b: str) -> list[Route]:
     }
     a = b + "/agents/{agent_id}"
     return [
-        ("put", a, _op("Create or update an agent", _ref(AgentOut), AgentIn)),
-        ("get", a, _op("An agent", _ref(AgentOut))),
-        ("post", a + "/state", _op("Change agent state", _ref(AgentOut), AgentStateIn)),
-        ("get", a + "/offers", _op("Pending offers (long-poll)", offers, params=[wait])),
+        ("put", a, operation("Create or update an agent", ref(AgentOut), AgentIn)),
+        ("get", a, operation("An agent", ref(AgentOut))),
+        ("post", a + "/state", operation("Change agent state", ref(AgentOut), AgentStateIn)),
+        ("get", a + "/offers", operation("Pending offers (long-poll)", offers, params=[wait])),
         (
             "get",
             a + "/ws",
-            _op("WebSocket push of offers and state", {"type": "object"}, status=101),
+            operation("WebSocket push of offers and state", {"type": "object"}, status=101),
         ),
     ]
 
@@ -268,9 +198,15 @@ def _contact_routes(b: str) -> list[Route]:
         (
             "post",
             b + "/contacts",
-            _op("Create a contact (idempotent on id)", _ref(ContactOut), ContactIn, status=201),
+            operation(
+                "Create a contact (idempotent on id)", ref(ContactOut), ContactIn, status=201
+            ),
         ),
-        ("get", b + "/contacts/{contact_id}", _op("A contact with its timeline", _ref(ContactOut))),
+        (
+            "get",
+            b + "/contacts/{contact_id}",
+            operation("A contact with its timeline", ref(ContactOut)),
+        ),
     ]
     summaries = {
         "rating": "Rate a served contact: one survey answer (csat 1..5, nps 0..10) per kind; "
@@ -278,7 +214,7 @@ def _contact_routes(b: str) -> list[Route]:
     }
     for action, typ in _ACTIONS:
         summary = summaries.get(action, f"{action.capitalize()} a contact")
-        op = _op(summary, _ref(ContactOut), typ)
+        op = operation(summary, ref(ContactOut), typ)
         routes.append(("post", b + "/contacts/{contact_id}/" + action, op))
     return routes
 
@@ -287,37 +223,37 @@ def _pool_routes(b: str) -> list[Route]:
     pools = {
         "type": "object",
         "required": ["pools"],
-        "properties": {"pools": {"type": "array", "items": _ref(PoolStats)}},
+        "properties": {"pools": {"type": "array", "items": ref(PoolStats)}},
     }
-    forecast = _op(
+    forecast = operation(
         "A day's arrivals per 15 minutes from recorded arrivals, and agents needed",
-        _ref(ForecastOut),
+        ref(ForecastOut),
         params=[
-            _query("day", {"type": "string", "format": "date"}, "1970-01-01 or later"),
-            _query("channel", _NAME, "Only arrivals of this channel (the pool serves it)"),
+            query("day", {"type": "string", "format": "date"}, "1970-01-01 or later"),
+            query("channel", NAME, "Only arrivals of this channel (the pool serves it)"),
             *_wfm_params("patience", "shrinkage"),
         ],
     )
-    staffing = _op(
+    staffing = operation(
         "Agents needed (Erlang C and A) from live traffic; what-if by query",
-        _ref(StaffingOut),
+        ref(StaffingOut),
         params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
     )
     return [
-        ("get", b + "/pools", _op("Live statistics of every pool", pools)),
-        ("get", b + "/pools/{pool_id}", _op("Live statistics of one pool", _ref(PoolStats))),
+        ("get", b + "/pools", operation("Live statistics of every pool", pools)),
+        ("get", b + "/pools/{pool_id}", operation("Live statistics of one pool", ref(PoolStats))),
         ("get", b + "/pools/{pool_id}/forecast", forecast),
         ("get", b + "/pools/{pool_id}/staffing", staffing),
     ]
 
 
 def _event_routes(b: str) -> list[Route]:
-    page = _op("Events after a cursor (CloudEvents)", _ref(EventPage), params=_event_params())
+    page = operation("Events after a cursor (CloudEvents)", ref(EventPage), params=_event_params())
     stream = _stream_op(
-        "Server-sent events (CloudEvents in data)", _ref(CloudEvent), _event_params(page=False)
+        "Server-sent events (CloudEvents in data)", ref(CloudEvent), _event_params(page=False)
     )
-    wallboard = _op("Wallboard page (HTML; token in the URL fragment)", {"type": "string"})
-    tiles = _stream_op("Wallboard tiles as server-sent events (event: tiles)", _ref(Board))
+    wallboard = operation("Wallboard page (HTML; token in the URL fragment)", {"type": "string"})
+    tiles = _stream_op("Wallboard tiles as server-sent events (event: tiles)", ref(Board))
     return [
         ("get", b + "/events", page),
         ("get", b + "/events/stream", stream),
@@ -335,12 +271,12 @@ _INTERVAL = {"type": "string", "enum": ["15m", "hour", "day", "month"], "default
 
 def _report_op(summary: str, report: Any, grouped: bool) -> dict[str, Any]:
     moment = {"type": "string", "pattern": MOMENT}
-    params = [_query(name, moment, text) for name, text in _REPORT_PARAMS]
-    params.append(_query("interval", _INTERVAL, "Rows per interval of local time"))
+    params = [query(name, moment, text) for name, text in _REPORT_PARAMS]
+    params.append(query("interval", _INTERVAL, "Rows per interval of local time"))
     if grouped:
         by = {"type": "string", "pattern": BY}
-        params.append(_query("by", by, "Group by: comma list of pool, channel, tier, intent, team"))
-    op = _op(summary, _ref(report), params=params)
+        params.append(query("by", by, "Group by: comma list of pool, channel, tier, intent, team"))
+    op = operation(summary, ref(report), params=params)
     ok = op["responses"]["200"]
     ok["content"]["text/csv"] = {"schema": {"type": "string"}}
     ok["headers"] = {"Vary": {"schema": {"type": "string"}}}
@@ -394,7 +330,7 @@ def build() -> dict[str, Any]:
         _report_routes,
     ):
         for method, path, op in routes(b):
-            op["parameters"] = _path_params(path) + op["parameters"]
+            op["parameters"] = path_params(path) + op["parameters"]
             paths.setdefault(path, {})[method] = op
     # A retried create answers 200 with the contact it made the first time.
     created = paths[b + "/contacts"]["post"]["responses"]
