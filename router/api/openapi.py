@@ -8,6 +8,8 @@ import msgspec
 from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
+from router.api.openapi_history import TYPES as HISTORY_TYPES
+from router.api.openapi_history import config_history_routes
 from router.api.openapi_links import add_links
 from router.api.openapi_parts import NAME, PROBLEM, Route, operation, path_params, query, ref
 from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
@@ -53,6 +55,7 @@ _TYPES: tuple[Any, ...] = (
     ServiceReport,
     SlaReport,
     SurveyReport,
+    *HISTORY_TYPES,
 )
 # What-if inputs of staffing and forecast: (minimum, maximum, description).
 _WFM: dict[str, tuple[float, float, str]] = {
@@ -323,6 +326,7 @@ def build() -> dict[str, Any]:
     paths = _probe_paths()
     for routes in (
         _config_routes,
+        config_history_routes,
         _agent_routes,
         _contact_routes,
         _pool_routes,

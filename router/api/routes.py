@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from router.api.agents import agent_ws, get_agent, get_offers, post_agent_state, put_agent
+from router.api.config_history import setup_config_history_routes
 from router.api.contacts import CONTACT_ACTIONS, get_contact, post_contact
 from router.api.events import setup_event_routes
 from router.api.openapi import openapi
@@ -25,6 +26,7 @@ def setup_routes(app: web.Application) -> None:
     base = "/v1/workspaces/{ws}"
     r.add_put(base, put_config)
     r.add_get(base, get_config)
+    setup_config_history_routes(app)
     r.add_put(base + "/agents/{agent_id}", put_agent)
     r.add_get(base + "/agents/{agent_id}", get_agent)
     r.add_post(base + "/agents/{agent_id}/state", post_agent_state)

@@ -16,6 +16,7 @@ from prometheus_client import Histogram
 from redis.asyncio import Redis
 
 from router.routing.config import CONFIG_ENCODER, RoutingConfig, Stage, StoredConfig
+from router.routing.confighistory import ConfigHistory
 from router.routing.configstore import ConfigStore
 from router.routing.library import Scripts
 from router.routing.membership import agent_pools
@@ -172,6 +173,7 @@ class Engine:
         self.batcher = ScriptBatcher(shards, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
         self.configs = ConfigStore(shards)
         self.sla = SlaOps(self)
+        self.history = ConfigHistory(self)
 
     def client(self, ws_name: str) -> Redis:
         """The Redis that holds the workspace (a cluster's primary for its slot)."""
@@ -187,7 +189,12 @@ class Engine:
     # --- config ---------------------------------------------------------------
 
     async def put_config(
-        self, ws_name: str, cfg: RoutingConfig, actor: str, expected: int | None = None
+        self,
+        ws_name: str,
+        cfg: RoutingConfig,
+        actor: str,
+        expected: int | None = None,
+        rollback_of: int | None = None,
     ) -> StoredConfig:
         ws = WsKeys(ws_name)
         try:  # running SLA clocks keep the budget they used under the old rules
@@ -197,11 +204,10 @@ class Engine:
         doc = CONFIG_ENCODER.encode(cfg)
         # listed first, apart (another slot): a config nobody finds would serve no timers
         await self.configs.workspaces.register(ws_name)
-        res = await self.batcher.call(
-            self.scripts["config_put"],
-            (ws.runtime, ws.config),
-            [actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
-        )
+        # rollback_of: the version whose document this restores (confighistory.py)
+        exp, back = ("" if v is None else v for v in (expected, rollback_of))
+        args = [actor, ws_name, doc, exp, cfg.description, back, *runtime_fields(cfg)]
+        res = await self.batcher.call(self.scripts["config_put"], (ws.runtime, ws.config), args)
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")
         if cfg.webhooks:  # from now on every event is kept for the webhooks
