@@ -5,8 +5,10 @@ routes and re-plans SLA clocks like any config change."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
+import json
 import os
 import uuid
 from typing import Any
@@ -15,6 +17,7 @@ import jsonpatch
 import pytest
 from redis.asyncio import Redis
 
+from router.cli.main import main
 from router.runtime.settings import Settings, demo_token_spec, token_hash
 from router.store.keys import WsKeys
 from tests.support.client import (
@@ -291,3 +294,38 @@ async def test_a_version_written_before_the_history_is_listed_then_kept(
         assert back["version"] == 4 and back["config"]["defaults"]["reoffer_after"] == 8
     finally:
         await client.aclose()
+
+
+async def test_cli_lists_shows_diffs_and_rolls_back(
+    api: Any, ws: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await put_config(api, ws, small_config() | {"description": "first"})
+    await put_config(api, ws, small_config(reoffer_after=5) | {"description": "faster"})
+    url = str(api.make_url("/"))
+
+    async def cli(*argv: str, token: str = "demo-admin") -> tuple[int, str, str]:
+        # in a thread: the CLI blocks on HTTP while this loop serves it
+        common = ["config", "--url", url, "--token", token, "--workspace", ws]
+        code = await asyncio.to_thread(main, [*common, *argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = await cli("versions")
+    lines = out.splitlines()
+    assert code == 0 and [line.split()[0] for line in lines] == ["2", "1"]
+    assert lines[0].endswith("admin:admin  faster") and lines[1].endswith("first")
+    code, out, _ = await cli("diff", "1", "2")
+    assert code == 0
+    assert "  replace  /defaults/reoffer_after 5.0" in out.splitlines()
+    code, out, _ = await cli("show", "1")
+    assert code == 0 and json.loads(out)["config"]["description"] == "first"
+    code, _, err = await cli("rollback", "1", token="demo-supervisor")
+    assert code == 1 and "403" in err
+    code, out, _ = await cli("rollback", "1", "--if-match", "2")
+    assert code == 0 and out.strip() == "version 3 is version 1's config again"
+    assert (await get(api, f"/v1/workspaces/{ws}"))["config"]["description"] == "first"
+    code, out, _ = await cli("versions", "--limit", "1")
+    assert out.splitlines() == [out.splitlines()[0], "(older: --before 3)"]
+    assert "(rollback of 1)" in out
+    code, _, err = await cli("show", "9")
+    assert code == 1 and "404" in err and "version 9" in err
