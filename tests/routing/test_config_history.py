@@ -19,6 +19,8 @@ from redis.asyncio import Redis
 
 from router.cli.main import main
 from router.runtime.settings import Settings, demo_token_spec, token_hash
+from router.security.audit.records import Source
+from router.security.auth import mint
 from router.store.keys import WsKeys
 from tests.support.client import (
     ADM,
@@ -229,7 +231,9 @@ async def test_rollback_restores_routing_and_replans_running_clocks(
     assert (await get(api, f"/v1/workspaces/{ws}/config/diff?from=1&to=3"))["patch"] == []
 
 
-async def test_rollback_is_an_audited_event_and_honours_if_match(api: Any, ws: str) -> None:
+async def test_rollback_is_an_audited_event_and_honours_if_match(
+    api: Any, ws: str, redis_url: str
+) -> None:
     await put_config(api, ws, small_config())
     await put_config(api, ws, small_config(reoffer_after=5))
     stale = await rollback(api, ws, 1, status=409, **{"If-Match": '"1"'})
@@ -245,6 +249,20 @@ async def test_rollback_is_an_audited_event_and_honours_if_match(api: Any, ws: s
     assert last["version"] == 3 and last["previous"] == 2 and last["rollback_of"] == 1
     assert last["actor"] == "admin:ops"
     assert all("rollback_of" not in e["data"] for e in events[:-1])
+    # sealed into the audit trail: who rolled back, to which version, from which
+    source = Source.workspace(ws)
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        for _ in range(400):  # the app's sealer runs in the background
+            sealed = [json.loads(f["r"]) for _, f in await client.xrange(source.sealed)]
+            if any(r["what"].get("version") == 3 for r in sealed):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+    record = next(r for r in sealed if r["what"].get("version") == 3)
+    assert record["who"] == "admin:ops" and record["what"]["type"] == "config.updated"
+    assert record["why"] == {"previous": 2, "rollback_of": 1}
     listed = (await get(api, f"/v1/workspaces/{ws}/config/versions?limit=1"))["versions"]
     assert listed[0]["actor"] == "admin:ops" and listed[0]["rollback_of"] == 1
 
@@ -258,6 +276,10 @@ async def test_history_roles_and_unknown_versions(api: Any, ws: str) -> None:
     for headers in (GW, AG, SUP):
         r = await api.post(base + "/rollback", json={"version": 1}, headers=headers)
         assert r.status == 403
+    elsewhere = {
+        "Authorization": "Bearer " + mint(JWT_SECRET, "s9", "supervisor", workspaces=["x"])
+    }
+    assert (await api.get(base + "/versions", headers=elsewhere)).status == 403
     missing = await rollback(api, ws, 7, status=404)
     assert missing["field"] == "version"
     bad = await api.post(base + "/rollback", json={"version": 0}, headers=ADM)
