@@ -351,3 +351,23 @@ async def test_cli_lists_shows_diffs_and_rolls_back(
     assert "(rollback of 1)" in out
     code, _, err = await cli("show", "9")
     assert code == 1 and "404" in err and "version 9" in err
+
+
+async def test_rollback_to_a_version_todays_checks_refuse_writes_nothing(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    await put_config(api, ws, small_config())
+    await put_config(api, ws, small_config(reoffer_after=5))
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        # a stored version the checks of today refuse (as if they had grown stricter)
+        keys = WsKeys(ws)
+        doc = json.loads(await client.hget(keys.config_versions, "1"))
+        doc["defaults"]["stages"] = [{"pools": ["gone"]}]
+        await client.hset(keys.config_versions, "1", json.dumps(doc))
+    finally:
+        await client.aclose()
+    refused = await rollback(api, ws, 1, status=422)
+    assert refused["field"] == "version" and "defaults.stages" in refused["detail"]
+    assert (await get(api, f"/v1/workspaces/{ws}"))["version"] == 2
+    assert len((await get(api, f"/v1/workspaces/{ws}/config/versions"))["versions"]) == 2
