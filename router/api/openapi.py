@@ -25,6 +25,7 @@ from router.routing.model import (
     ClockIn,
     ContactIn,
     ContactOut,
+    ContactPatch,
     RatingIn,
     ReasonIn,
     TransferIn,
@@ -46,6 +47,7 @@ _TYPES: tuple[Any, ...] = (
     ClockIn,
     ContactIn,
     ContactOut,
+    ContactPatch,
     PoolStats,
     StaffingOut,
     ForecastOut,
@@ -211,6 +213,15 @@ def _contact_routes(b: str) -> list[Route]:
             operation("A contact with its timeline", ref(ContactOut)),
         ),
     ]
+    update = operation(
+        "Change a waiting or served contact's tier, intent, attributes, skills or boost "
+        "(JSON Merge Patch): re-ranked from its arrival, re-routed, SLA clocks re-planned",
+        ref(ContactOut),
+        ContactPatch,
+    )
+    content = update["requestBody"]["content"]
+    content["application/merge-patch+json"] = content["application/json"]
+    routes.append(("patch", b + "/contacts/{contact_id}", update))
     summaries = {
         "rating": "Rate a served contact: one survey answer (csat 1..5, nps 0..10) per kind; "
         "the same score again is a retry, another 409",

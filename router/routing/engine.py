@@ -32,6 +32,7 @@ from router.routing.personal import pack, unpack
 from router.routing.rules import RoutePlan, plan_route
 from router.routing.runtime_hash import runtime_fields
 from router.routing.slaops import SlaOps, sla_clocks, start_plan
+from router.routing.updates import ContactUpdates
 from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
 from router.store.batch import ScriptBatcher
 from router.store.keys import WsKeys
@@ -96,8 +97,8 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
 
 # Fields of a new contact's record left out when empty or zero: the record of
 # every queued contact is in Redis, and most contacts have no intent, rules,
-# language, required skills or attributes (readers default them).
-_OPTIONAL = ("intent", "lang", "rules", "req", "attrs", "toff", "roff")
+# language, flags, required skills or attributes (readers default them).
+_OPTIONAL = ("intent", "lang", "flags", "rules", "req", "attrs", "toff", "roff")
 
 
 def contact_record(
@@ -110,6 +111,7 @@ def contact_record(
         "tier": plan.tier,
         "intent": body.intent or "",
         "lang": body.customer.language or "",
+        "flags": ",".join(body.customer.flags),  # the rules read them again on an update
         "cust": body.customer.id,
         "stages": _stages_text(plan.stages),
         "off": round(plan.priority_offset * 1000),
@@ -174,6 +176,7 @@ class Engine:
         self.configs = ConfigStore(shards)
         self.sla = SlaOps(self)
         self.history = ConfigHistory(self)
+        self.updates = ContactUpdates(self)  # PATCH /contacts/{id}
 
     def client(self, ws_name: str) -> Redis:
         """The Redis that holds the workspace (a cluster's primary for its slot)."""

@@ -45,6 +45,7 @@ ROUTING_SCRIPTS = (
     "sla_replan",
     "rate",
     "restore",
+    "update",
 )
 # Functions whose effect no one is answered for. None today: with a write
 # guarantee set, every caller hears of its change only once the replicas have

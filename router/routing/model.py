@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from router.routing.config import AttributeValue, Name, Proficiency, SkillRequirement
 from router.routing.surveys import SurveyKind
@@ -83,6 +83,24 @@ class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     attributes: dict[Name, AttributeValue | Annotated[str, Meta(max_length=1024)]] = {}
     # Free text about the contact: personal data, shown as "[redacted]" when masked.
     note: Note | None = None
+
+
+AttributeIn = AttributeValue | Annotated[str, Meta(max_length=1024)]
+
+
+class ContactPatch(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of PATCH /contacts/{id}: JSON Merge Patch (RFC 7396). A field left
+    out stays as it is; null clears it (`tier`: the default tier, `intent`:
+    none, `boost`: 0, `skills`: none, `attributes`: all removed). `attributes`
+    merge name by name: a value replaces that attribute, null removes it.
+    `skills` replaces the whole list. `boost`: extra priority offset in seconds
+    (set, not added: the same patch sent twice boosts once)."""
+
+    tier: Name | UnsetType | None = UNSET
+    intent: Name | UnsetType | None = UNSET
+    boost: Annotated[float, Meta(ge=0, le=86400)] | UnsetType | None = UNSET
+    skills: Annotated[list[SkillRequirement], Meta(max_length=16)] | UnsetType | None = UNSET
+    attributes: dict[Name, AttributeIn | None] | UnsetType | None = UNSET
 
 
 class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
