@@ -157,7 +157,8 @@ def _shown(field: str, value: str) -> object:
             for a, _, p in (s.partition(":") for s in filter(None, value.split("|")))
         ]
     if field in ("rules", "req"):
-        return [x for x in value.split(",") if x]
+        # none as null: the script's JSON would turn an empty list into {}
+        return [x for x in value.split(",") if x] or None
     return value or None
 
 

@@ -71,6 +71,7 @@ STATEFUL_ROUNDS = 3
 GATEWAY_OPS = {
     "POST /v1/workspaces/{ws}/contacts",
     "GET /v1/workspaces/{ws}/contacts/{contact_id}",
+    "PATCH /v1/workspaces/{ws}/contacts/{contact_id}",
     *(
         f"POST /v1/workspaces/{{ws}}/contacts/{{contact_id}}/{a}"
         for a in ("abandon", "transfer", "resolve", "rating", "pause", "resume")

@@ -222,6 +222,7 @@ async def test_a_stricter_policy_replans_the_clock_keeping_the_budget_used(
     await asyncio.sleep(0.3)  # some budget used under the relaxed policy
     status, body = await patch(api, ws, "c1", {"intent": "complaint"})
     assert status == 200 and body["sla"] == "strict"
+    assert body["sla_clocks"]["answer"]["policy"] == "strict"
     clock = (await contact(api, ws, "c1"))["sla_clocks"]["answer"]
     # the budget used is kept: due 20 s (strict) after the clock started, not after the patch
     assert clock["policy"] == "strict" and clock["status"] == "active"
