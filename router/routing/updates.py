@@ -35,11 +35,14 @@ from sla.policy import CLOCKS, clock_of, schedule, steps_text, used_between
 
 _JSON = msgspec.json.Encoder()
 _ATTRS = msgspec.json.Decoder(dict[str, Any])
-# Record fields an update may rewrite ('' removes one).
-_ROUTING = ("tier", "intent", "off", "toff", "roff", "boff", "stages", "ovf", "rules", "req")
+# What the rules read that a patch can change: re-routed when one of them changes.
+_RULE_INPUTS = ("tier", "intent", "attrs")
+# What the rules decide: kept as it is otherwise.
+_ROUTE = ("toff", "roff", "stages", "ovf", "rules", "sla")
 # Fields the plan is computed from that other operations change too (timer
 # boosts and expansions, transfers, another update): the script checks them.
-_GUARDED = ("off", "stages", "sla", "uv", "tgt")
+# An answer, response or resolution meanwhile would change which clocks to start.
+_GUARDED = ("off", "stages", "sla", "uv", "tgt", "ans", "responded", "resolved")
 # What reaching each clock's goal leaves in the record: a clock the old policy
 # lacked starts only when its goal is still ahead.
 _REACHED = {"answer": "ans", "first_response": "responded", "resolve": "resolved"}
@@ -115,31 +118,38 @@ def _plan(cfg: RoutingConfig, raw: dict[str, str], patch: ContactPatch) -> Route
 
 def _fields(cfg: RoutingConfig, raw: dict[str, str], patch: ContactPatch) -> dict[str, str]:
     """Every routing field of the updated record, as stored ('' for none)."""
-    plan = _plan(cfg, raw, patch)
+    plan = _plan(cfg, raw, patch)  # checks tier and skills even when the route stays
     n = functools.partial(_ms, raw)
     boost = n("boff") if patch.boost is UNSET else round((patch.boost or 0) * 1000)
     # boosts from SLA escalations stay: the offset is tier + rules + patch + those
     escalated = n("off") - n("toff") - n("roff") - n("boff")
-    toff, roff = round(plan.tier_offset * 1000), round(plan.rule_offset * 1000)
     intent = raw.get("intent", "") if patch.intent is UNSET else patch.intent or ""
     attrs = _merged_attributes(_ATTRS.decode(raw.get("attrs") or "{}"), patch)
-    sla = policy_for(cfg, plan, raw["ch"], intent or None, None) or ""
-    return {
+    skills = _skills(raw.get("req", "")) if patch.skills is UNSET else patch.skills or []
+    fields = {
         "tier": plan.tier,
         "intent": intent,
-        "off": str(toff + roff + boost + escalated),
-        "toff": str(toff) if toff else "",
-        "roff": str(roff) if roff else "",
         "boff": str(boost) if boost else "",
-        "stages": _stages(plan),
-        "ovf": str(round(plan.overflow_wait * 1000)) if plan.overflow_wait is not None else "",
-        "rules": ",".join(plan.rules),
-        "req": _req(_skills(raw.get("req", "")))
-        if patch.skills is UNSET
-        else _req(patch.skills or []),
+        "req": _req(skills),
         "attrs": _JSON.encode(attrs).decode() if attrs else "",
-        "sla": sla,
     }
+    if any(fields[f] != raw.get(f, "") for f in _RULE_INPUTS):
+        toff, roff = round(plan.tier_offset * 1000), round(plan.rule_offset * 1000)
+        ovf = plan.overflow_wait
+        fields |= {
+            "toff": str(toff) if toff else "",
+            "roff": str(roff) if roff else "",
+            "stages": _stages(plan),
+            "ovf": str(round(ovf * 1000)) if ovf is not None else "",
+            "rules": ",".join(plan.rules),
+            "sla": policy_for(cfg, plan, raw["ch"], intent or None, None) or "",
+        }
+    else:
+        # what the rules read is unchanged: the route stays as it is, with any
+        # SLA expansion or transfer to a pool it had since
+        fields |= {f: raw.get(f, "") for f in _ROUTE}
+    fields["off"] = str(_ms(fields, "toff") + _ms(fields, "roff") + boost + escalated)
+    return fields
 
 
 def _ms(raw: Mapping[str, str], field: str) -> int:

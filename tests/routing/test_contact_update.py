@@ -133,6 +133,24 @@ async def test_a_boost_is_set_not_added_and_clears_with_null(api: Any, ws: str) 
     assert abs(body["rank"] - created["enqueued_at"]) < 0.0005
 
 
+async def test_a_boost_or_skills_change_keeps_the_route_a_new_intent_replaces_it(
+    api: Any, ws: str
+) -> None:
+    await put_config(api, ws, routed_config())
+    await create(api, ws, "c1")
+    r = await act(api, ws, "c1", "transfer", pool="loans", reason="wrong queue")
+    assert r.status == 200 and (await r.json())["pools"] == ["loans"]
+    status, body = await patch(
+        api, ws, "c1", {"boost": 15, "skills": [{"skill": "loans", "min": 2}]}
+    )
+    assert status == 200 and body["pools"] == ["loans"]  # the transfer stands
+    await add_agent(api, ws, "b1", {"loans": 1})  # below the required level now
+    assert await offers(api, ws, "b1") == []
+    status, body = await patch(api, ws, "c1", {"intent": "card", "skills": None})
+    assert status == 200 and body["pools"] == ["cards"]  # the rules' route again
+    assert body["priority_offset"] == 15
+
+
 # --- route ------------------------------------------------------------------------
 
 
