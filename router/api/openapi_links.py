@@ -64,8 +64,8 @@ def _link(target: str, params: dict[str, str], body: Any = None) -> dict[str, An
 
 
 def _contact_links(params: dict[str, str], holder: str) -> dict[str, Any]:
-    """From a contact in a response to reading it and to every action on it."""
-    links = {"GetContact": _link("getContact", params)}
+    """From a contact in a response to reading it, changing it and every action on it."""
+    links = {"GetContact": _link("getContact", params), "Update": _link("updateContact", params)}
     for action in _ACTIONS:
         body = {"agent_id": holder} if action in _BY_HOLDER else None
         links[action.capitalize()] = _link(f"{action}Contact", params, body)
