@@ -205,7 +205,7 @@ async def test_stages_follow_the_new_route_by_the_contacts_age(
 ) -> None:
     cfg = routed_config()
     cfg["defaults"]["stages"] = [{"pools": ["cards"]}, {"pools": ["loans"], "after": 600}]
-    cfg["rules"][0]["stages"] = [{"pools": ["loans"]}, {"pools": ["cards"], "after": 0.4}]
+    cfg["rules"][0]["stages"] = [{"pools": ["loans"]}, {"pools": ["cards"], "after": 1.5}]
     await put_config(api, ws, cfg)
     c1 = await create(api, ws, "c1")
     assert await timers_of(redis_url, ws, "c1", "stage") == {
@@ -215,12 +215,12 @@ async def test_stages_follow_the_new_route_by_the_contacts_age(
     assert status == 200 and body["pools"] == ["loans"] and body["stage"] == 1
     # the old stage's timer is gone; the new one counts from the contact's arrival
     timers = await timers_of(redis_url, ws, "c1", "stage")
-    assert timers == {"stage|c1|2": round(c1["enqueued_at"] * 1000) + 400}
+    assert timers == {"stage|c1|2": round(c1["enqueued_at"] * 1000) + 1500}
     got = await wait_for(api, ws, "c1", lambda c: c["stage"] == 2)
     assert got["pools"] == ["loans", "cards"]
     # a contact already older than the second stage reaches it on the update
     await create(api, ws, "c2")
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(1.6)
     status, body = await patch(api, ws, "c2", {"intent": "loan"})
     assert status == 200 and body["stage"] == 2 and body["pools"] == ["loans", "cards"]
     assert await timers_of(redis_url, ws, "c2", "stage") == {}
@@ -249,6 +249,30 @@ async def test_a_stricter_policy_replans_the_clock_keeping_the_budget_used(
     # its breach timer is the only SLA timer left, at that due time
     sla_timers = await timers_of(redis_url, ws, "c1", "sla")
     assert list(sla_timers.values()) == [round(clock["due_at"] * 1000)]
+
+
+async def test_clocks_the_new_policy_lacks_are_cancelled_and_those_it_adds_start_at_arrival(
+    api: Any, ws: str
+) -> None:
+    cfg = routed_config()
+    cfg["sla_policies"] = {
+        "relaxed": {"answer": 60, "first_response": 120},
+        "strict": {"answer": 20, "resolve": 3600},
+    }
+    await put_config(api, ws, cfg)
+    created = await create(api, ws, "c1")
+    status, body = await patch(api, ws, "c1", {"intent": "complaint"})
+    assert status == 200
+    clocks = body["sla_clocks"]
+    assert clocks["first_response"]["status"] == "cancelled"
+    resolve = clocks["resolve"]
+    assert resolve["status"] == "active" and resolve["policy"] == "strict"
+    # as if it had run since the contact arrived
+    assert resolve["started_at"] == created["created_at"]
+    assert abs(resolve["due_at"] - (created["created_at"] + 3600)) < 0.0005
+    assert abs(clocks["answer"]["due_at"] - (created["created_at"] + 20)) < 0.0005
+    kinds = [e["type"] for e in (await contact(api, ws, "c1"))["timeline"]]
+    assert kinds[-4:] == ["contact.updated", "sla.cancelled", "sla.replanned", "sla.replanned"]
 
 
 async def test_the_new_policys_breach_fires(api: Any, ws: str) -> None:
