@@ -180,7 +180,8 @@ def sla_ops(
 ) -> list[dict[str, Any]]:
     """What becomes of each clock when the policy changes from the record's to
     `new_sla`: running clocks keep the budget they used and take the new
-    target and ladder (steps of a kind already passed are not repeated);
+    target and ladder (steps already due fire at once, but a warned clock is
+    not warned again nor a breached one breached again);
     a clock the new policy lacks is cancelled; one it adds starts as if it
     had run since the contact arrived, unless its goal was already reached.
     Paused clocks stay paused: resuming plans them from the new policy."""
