@@ -275,6 +275,28 @@ async def test_clocks_the_new_policy_lacks_are_cancelled_and_those_it_adds_start
     assert kinds[-4:] == ["contact.updated", "sla.cancelled", "sla.replanned", "sla.replanned"]
 
 
+async def test_an_escalation_boost_stays_and_a_breached_clock_is_not_breached_again(
+    api: Any, ws: str
+) -> None:
+    cfg = routed_config()
+    breach_boost = {"at": 1, "actions": [{"do": "boost", "seconds": 50}]}
+    cfg["sla_policies"]["relaxed"] = {"answer": {"target": 0.2, "ladder": [breach_boost]}}
+    cfg["sla_policies"]["strict"] = {"answer": 0.1}  # used up already when it applies
+    await put_config(api, ws, cfg)
+    created = await create(api, ws, "c1")
+    await wait_for(api, ws, "c1", lambda c: c["priority_offset"] == 50)
+    status, body = await patch(api, ws, "c1", {"tier": "vip", "intent": "complaint"})
+    assert status == 200 and body["sla"] == "strict"
+    assert body["priority_offset"] == 120 + 50  # the vip offset and the escalation's boost
+    assert abs(body["rank"] - (created["enqueued_at"] - 170)) < 0.0005
+    answer = body["sla_clocks"]["answer"]
+    assert answer["status"] == "breached"
+    assert abs(answer["due_at"] - (answer["started_at"] + 0.1)) < 0.0005
+    await asyncio.sleep(0.3)  # the new ladder's breach, were it scheduled, would fire at once
+    timeline = (await contact(api, ws, "c1"))["timeline"]
+    assert [e["type"] for e in timeline].count("sla.breached") == 1
+
+
 async def test_the_new_policys_breach_fires(api: Any, ws: str) -> None:
     cfg = routed_config()
     cfg["sla_policies"]["strict"] = {"answer": 0.5}
