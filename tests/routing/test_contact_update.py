@@ -368,6 +368,10 @@ async def test_only_the_creating_gateway_or_a_supervisor_in_scope_may_patch(
     status, _ = await patch(api, ws, "c1", {"tier": "vip"}, headers=AG_FOR("a1"))
     assert status == 403
     assert (await contact(api, ws, "c1"))["tier"] == "standard"
+    # once an agent of its team holds it, it is in that supervisor's scope
+    await add_agent(api, ws, "a1", {"cards": 5}, team="t9")
+    status, body = await patch(api, ws, "c1", {"tier": "vip"}, headers=team_sup)
+    assert status == 200 and body["tier"] == "vip" and body["agent"] == "a1"
     for who in (GW, SUP, ADM):
         status, body = await patch(
             api, ws, "c1", {"boost": 10.0 + len(who["Authorization"])}, headers=who
