@@ -22,6 +22,8 @@ from router.routing.model import (
     AgentOut,
     AgentRef,
     AgentStateIn,
+    CallbackAttemptIn,
+    CallbackIn,
     ClockIn,
     ContactIn,
     ContactOut,
@@ -45,6 +47,8 @@ _TYPES: tuple[Any, ...] = (
     ReasonIn,
     RatingIn,
     ClockIn,
+    CallbackIn,
+    CallbackAttemptIn,
     ContactIn,
     ContactOut,
     ContactPatch,
@@ -132,6 +136,8 @@ _ACTIONS: tuple[tuple[str, Any], ...] = (
     ("rating", RatingIn),
     ("pause", ClockIn),
     ("resume", ClockIn),
+    ("callback", CallbackIn),
+    ("callback/attempts", CallbackAttemptIn),
 )
 
 
@@ -225,6 +231,10 @@ def _contact_routes(b: str) -> list[Route]:
     summaries = {
         "rating": "Rate a served contact: one survey answer (csat 1..5, nps 0..10) per kind; "
         "the same score again is a retry, another 409",
+        "callback": "Turn a waiting contact into a callback: it keeps its place "
+        "(optionally for a window, local times in the workspace's timezone)",
+        "callback/attempts": "The holding agent's outcome of one callback dial "
+        "(answered, no_answer, busy)",
     }
     for action, typ in _ACTIONS:
         summary = summaries.get(action, f"{action.capitalize()} a contact")

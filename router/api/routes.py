@@ -7,6 +7,7 @@ from aiohttp import web
 from router.api.agents import agent_ws, get_agent, get_offers, post_agent_state, put_agent
 from router.api.config_history import setup_config_history_routes
 from router.api.contact_updates import patch_contact
+from router.api.callbacks import setup_callback_routes
 from router.api.contacts import CONTACT_ACTIONS, get_contact, post_contact
 from router.api.events import setup_event_routes
 from router.api.openapi import openapi
@@ -38,6 +39,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_patch(base + "/contacts/{contact_id}", patch_contact)
     for name, handler in CONTACT_ACTIONS.items():
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
+    setup_callback_routes(app)
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
     setup_event_routes(app)

@@ -15,6 +15,7 @@ import msgspec
 from prometheus_client import Histogram
 from redis.asyncio import Redis
 
+from router.routing.callbacks import CallbackOps, callback_fields, callback_out
 from router.routing.config import CONFIG_ENCODER, RoutingConfig, Stage, StoredConfig
 from router.routing.confighistory import ConfigHistory
 from router.routing.configstore import ConfigStore
@@ -92,6 +93,7 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         gateway=raw.get("gw") or None,
         # in full here: responses mask it by caller (router/security/privacy.py present)
         personal=unpack(raw.get("pii")),
+        callback=callback_out(raw),
     )
 
 
@@ -177,6 +179,7 @@ class Engine:
         self.sla = SlaOps(self)
         self.history = ConfigHistory(self)
         self.updates = ContactUpdates(self)  # PATCH /contacts/{id}
+        self.callbacks = CallbackOps(self)
 
     def client(self, ws_name: str) -> Redis:
         """The Redis that holds the workspace (a cluster's primary for its slot)."""
@@ -331,6 +334,8 @@ class Engine:
         )
         sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
         payload = contact_record(body, plan, sla, stored.version, gateway)
+        if body.callback is not None:
+            payload |= callback_fields(cfg, body)
         ws = WsKeys(ws_name)
         res = await self._run(
             "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]

@@ -46,6 +46,8 @@ ROUTING_SCRIPTS = (
     "rate",
     "restore",
     "update",
+    "callback",
+    "callback_attempt",
 )
 # Functions whose effect no one is answered for. None today: with a write
 # guarantee set, every caller hears of its change only once the replicas have
@@ -72,6 +74,7 @@ LIB_SECTIONS = (
     "60_selection",  # eligibility, ranking, offers, selecting an agent
     "70_pull",  # a freed agent takes the best waiting contact; bullseye stages
     "80_lifecycle",  # endings, re-queues, holders
+    "85_callbacks",  # callbacks: held for a window or a retry, window missed
     "90_begin",  # the start of every function call
 )
 

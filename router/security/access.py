@@ -167,7 +167,7 @@ async def _read(
 
 
 # Actions whose body names the acting agent (`agent_id`).
-AGENT_ACTIONS = frozenset({"accept", "reject", "complete", "respond"})
+AGENT_ACTIONS = frozenset({"accept", "reject", "complete", "respond", "callback_attempt"})
 
 
 async def check_action(
