@@ -5,12 +5,16 @@ data."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.support.client import (
+    ADM,
     GW,
     SUP,
     add_agent,
@@ -70,6 +74,17 @@ async def agent_action(api: Any, ws: str, cid: str, aid: str, action: str) -> di
     )
     assert r.status == 200, await r.text()
     return await r.json()  # type: ignore[no-any-return]
+
+
+async def first_board(api: Any, ws: str) -> dict[str, Any]:
+    """The wallboard's first frame (server-sent events)."""
+    r = await api.get(f"/v1/workspaces/{ws}/wallboard/stream", headers=SUP)
+    assert r.status == 200
+    try:
+        frame = await asyncio.wait_for(r.content.readuntil(b"\n\n"), 5)
+    finally:
+        r.close()
+    return json.loads(frame.split(b"data: ", 1)[1])  # type: ignore[no-any-return]
 
 
 def local_iso(at: float, zone: str) -> str:
@@ -214,6 +229,22 @@ async def test_failed_dials_are_retried_after_the_gap_then_end_unreached(api: An
     offered = at_of(got, "contact.offered")
     assert len(offered) == 2 and offered[1] >= tried[0]["at"] + 1.0
     assert not at_of(got, "contact.expired")
+    text = await (await api.get("/metrics")).text()
+    counted = {
+        (s.labels["event"], s.value)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == "router_contact_events_total"
+        and s.labels.get("workspace") == ws
+        and s.labels["event"].startswith("callback_")
+    }
+    assert counted == {
+        ("callback_requested", 1),
+        ("callback_no_answer", 2),
+        ("callback_unreached", 1),
+    }
+    tile = next(t for t in (await first_board(api, ws))["tiles"] if t["pool"] == "cards")
+    assert tile["callbacks_today"] == 1 and tile["callbacks_reached_today"] == 0
 
 
 async def test_the_number_is_masked_but_for_the_holding_agent(api: Any, ws: str) -> None:
@@ -253,3 +284,83 @@ async def test_bad_callback_requests_name_the_problem(api: Any, ws: str) -> None
     assert r.status == 409 and problem["state"] == "offered"
     r = await callback(api, ws, "nobody")
     assert r.status in (403, 404)
+
+
+async def poll(api: Any, ws: str, cid: str, kind: str, tries: int = 200) -> dict[str, Any]:
+    """The contact once its timeline has an entry of `kind` (timers fire on their own)."""
+    for _ in range(tries):
+        got = await get(api, ws, cid)
+        if at_of(got, kind):
+            return got
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no {kind} on {cid}: {got['timeline']}")
+
+
+async def test_a_missed_window_escalates_by_the_answer_clock(api: Any, ws: str) -> None:
+    cfg = config()
+    cfg["sla_policies"] = {"std": {"answer": 600}}
+    cfg["defaults"]["sla"] = "std"
+    now = (await put_config(api, ws, cfg))["updated_at"]
+    closes = round(now + 1.0, 3)
+    body = {
+        "id": "cb1",
+        "channel": "voice",
+        "customer": {"id": "cu-1"},
+        # an offset of its own: not read in the workspace's timezone
+        "callback": {
+            "phone": PHONE,
+            "not_after": dt.datetime.fromtimestamp(closes, dt.UTC).isoformat(),
+        },
+    }
+    r = await api.post(f"/v1/workspaces/{ws}/contacts", json=body, headers=GW)
+    assert r.status == 201, await r.text()
+    assert (await r.json())["state"] == "queued"  # no window start: waits at once
+    got = await poll(api, ws, "cb1", "sla.breached")
+    missed = at_of(got, "contact.callback_window_missed")
+    assert missed and missed[0] >= closes
+    assert min(at_of(got, "sla.breached")) >= closes  # not at the 600 s target
+    assert got["sla_clocks"]["answer"]["status"] == "breached"
+    assert got["state"] == "queued"  # still to be called back
+
+
+async def test_a_queued_callback_with_a_later_window_restarts_its_clocks(api: Any, ws: str) -> None:
+    cfg = config()
+    cfg["sla_policies"] = {"std": {"answer": 60}}
+    cfg["defaults"]["sla"] = "std"
+    await put_config(api, ws, cfg)
+    made = await create(api, ws, "c1")
+    opens = round(made["enqueued_at"] + 3600, 3)
+    r = await callback(api, ws, "c1", not_before=local_iso(opens, "UTC"))
+    assert r.status == 200, await r.text()
+    out = await r.json()
+    assert out["state"] == "scheduled" and out["rank"] == opens
+    answer = (await get(api, ws, "c1"))["sla_clocks"]["answer"]
+    assert answer["started_at"] == opens and answer["due_at"] == opens + 60
+    await add_agent(api, ws, "a1", {"cards": 5})
+    assert (await get(api, ws, "c1"))["agent"] is None  # out of every queue until then
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards", headers=SUP)
+    assert (await r.json())["depth"] == 0
+
+
+async def test_callback_config_and_creation_problems(api: Any, ws: str) -> None:
+    cfg = config(channel="video")
+    r = await api.put(f"/v1/workspaces/{ws}", json=cfg, headers=ADM)
+    problem = await r.json()
+    assert r.status == 422 and "callbacks.channel" in [e["field"] for e in problem["errors"]]
+    r = await api.put(f"/v1/workspaces/{ws}", json=config(retry_gap="soon"), headers=ADM)
+    assert r.status == 422 and (await r.json())["field"].startswith("callbacks.retry_gap")
+    await put_config(api, ws, config())
+    body = {
+        "id": "cb1",
+        "channel": "chat",
+        "customer": {"id": "cu-1"},
+        "callback": {"phone": PHONE},
+    }
+    r = await api.post(f"/v1/workspaces/{ws}/contacts", json=body, headers=GW)
+    assert r.status == 422 and (await r.json())["field"] == "channel"
+    body["channel"] = "voice"
+    body["callback"] = {"phone": PHONE, "not_after": "2001-01-01T00:00"}
+    r = await api.post(f"/v1/workspaces/{ws}/contacts", json=body, headers=GW)
+    assert r.status == 422 and (await r.json())["field"] == "callback.not_after"
+    r = await api.get(f"/v1/workspaces/{ws}/contacts/cb1", headers=SUP)
+    assert r.status in (403, 404)  # nothing was created
