@@ -46,6 +46,8 @@ _IDS: dict[tuple[str, str], str] = {
     ("get", "/wallboard"): "wallboardPage",
     ("get", "/wallboard/stream"): "wallboardStream",
     **{("post", f"/contacts/{{contact_id}}/{a}"): f"{a}Contact" for a in _ACTIONS},
+    ("post", "/contacts/{contact_id}/callback"): "callbackContact",
+    ("post", "/contacts/{contact_id}/callback/attempts"): "callbackAttempt",
 }
 _WS = {"ws": "$request.path.ws"}
 _CONTACT = {"contact_id": "$response.body#/id"}
@@ -69,6 +71,9 @@ def _contact_links(params: dict[str, str], holder: str) -> dict[str, Any]:
     for action in _ACTIONS:
         body = {"agent_id": holder} if action in _BY_HOLDER else None
         links[action.capitalize()] = _link(f"{action}Contact", params, body)
+    links["Callback"] = _link("callbackContact", params)
+    attempt = {"agent_id": holder, "outcome": "answered"}
+    links["CallbackAttempt"] = _link("callbackAttempt", params, attempt)
     return links
 
 
@@ -107,8 +112,8 @@ def _links_by_operation() -> dict[str, dict[str, dict[str, Any]]]:
         "getPools": {"200": {"GetPool": _link("getPool", {"pool_id": _FIRST_POOL})}},
         "getPool": {"200": pool},
     }
-    for action in _ACTIONS:
-        links[f"{action}Contact"] = {"200": {"GetContact": _link("getContact", _CONTACT)}}
+    for op_id in (*(f"{a}Contact" for a in _ACTIONS), "callbackContact", "callbackAttempt"):
+        links[op_id] = {"200": {"GetContact": _link("getContact", _CONTACT)}}
     return links
 
 
