@@ -57,6 +57,12 @@ end
 local function cb_start(c)
   local nb = tonumber(c.cbnb or '')
   local later = nb ~= nil and nb > NOW
+  if later then
+    c.enq = tostring(nb)
+    c.rank = tostring(nb - tonumber(c.off))
+    redis.call('HSET', kc(c.id), 'enq', c.enq, 'rank', c.rank)
+    cb_shift_clocks(c.id, nb)
+  end
   cb_count(c, 'requested')
   record({ type = 'contact.callback_requested', contact = c.id, channel = c.ch,
            state = later and 'scheduled' or 'queued', max_attempts = tonumber(c.cbm),
@@ -64,10 +70,6 @@ local function cb_start(c)
            explain = { rank = rank_parts(c) } })
   if c.cbna and c.cbna ~= '' then add_timer(tonumber(c.cbna), 'cbmiss|' .. c.id .. '|0') end
   if later then
-    c.enq = tostring(nb)
-    c.rank = tostring(nb - tonumber(c.off))
-    redis.call('HSET', kc(c.id), 'enq', c.enq, 'rank', c.rank)
-    cb_shift_clocks(c.id, nb)
     cb_hold(c, nb, '0')
   elseif not try_match(c) then
     enqueue(c)
