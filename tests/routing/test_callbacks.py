@@ -109,6 +109,8 @@ async def test_a_callback_keeps_its_place_in_the_served_order(api: Any, ws: str)
         before = next(c for c in made if c["id"] == cid)
         assert out["rank"] == before["rank"] and out["enqueued_at"] == before["enqueued_at"]
         assert out["state"] == "queued" and out["callback"]["attempts"] == 0
+        again = await callback(api, ws, cid)  # a retried request: the same answer
+        assert again.status == 200 and (await again.json())["rank"] == out["rank"]
     expected = sorted(made, key=lambda c: (c["enqueued_at"] - TIERS[c["tier"]], c["id"]))
     served = []
     r = await api.post(
@@ -284,6 +286,11 @@ async def test_bad_callback_requests_name_the_problem(api: Any, ws: str) -> None
     assert r.status == 409 and problem["state"] == "offered"
     r = await callback(api, ws, "nobody")
     assert r.status in (403, 404)
+    await create(api, ws, "c2")
+    assert (await callback(api, ws, "c2")).status == 200
+    r = await callback(api, ws, "c2", phone="+44 1632 960000")  # another number: no retry
+    assert r.status == 409 and (await r.json())["state"] == "queued"
+    assert (await get(api, ws, "c2"))["callback"]["phone"] == "***58"  # the first number
 
 
 async def poll(api: Any, ws: str, cid: str, kind: str, tries: int = 200) -> dict[str, Any]:

@@ -4,11 +4,17 @@
 -- KEYS: [1] runtime hash, [2] contact hash
 -- ARGV: [1] actor, [2] phone (personal: stored in `pii` only), [3] not_before ms
 --       or '', [4] not_after ms or '', [5] max attempts, [6] retry gap ms, [7] channel
--- Returns {1, contact} or {-1, 'not_found'} / {-2, state, why}.
+-- Returns {1, contact} (also for the same request again) or {-1, 'not_found'} /
+-- {-2, state, why}.
 ACTOR = ARGV[1]
 local c, err = require_contact(KEYS[2])
 if err then return err end
-if c.cb then return { -2, c.st, 'the contact is already a callback' } end
+if c.cb then
+  -- the same request again (a gateway's retry) changes nothing and answers as before
+  local same = (c.cbnb or '') == ARGV[3] and (c.cbna or '') == ARGV[4]
+  if same and cjson.decode(c.pii or '{}').c == ARGV[2] then return { 1, contact_reply(c) } end
+  return { -2, c.st, 'the contact is already a callback' }
+end
 if c.st ~= 'queued' then return { -2, c.st, 'only a waiting (queued) contact can be called back' } end
 local ch = ARGV[7]
 local chn = channel(ch)
