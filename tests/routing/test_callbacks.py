@@ -371,3 +371,22 @@ async def test_callback_config_and_creation_problems(api: Any, ws: str) -> None:
     assert r.status == 422 and (await r.json())["field"] == "callback.not_after"
     r = await api.get(f"/v1/workspaces/{ws}/contacts/cb1", headers=SUP)
     assert r.status in (403, 404)  # nothing was created
+
+
+async def test_a_chat_asking_for_a_call_comes_back_as_voice(api: Any, ws: str) -> None:
+    await put_config(api, ws, config())
+    await add_agent(api, ws, "a1", {"cards": 5}, available=False)
+    made = await create(api, ws, "c1", channel="chat")
+    r = await callback(api, ws, "c1")
+    out = await r.json()
+    assert out["channel"] == "voice" and out["rank"] == made["rank"]
+    asked = [e for e in await events(api, ws) if e["type"] == "contact.callback_requested"]
+    assert [e["data"].get("previous_channel") for e in asked] == ["chat"]
+    await api.post(
+        f"/v1/workspaces/{ws}/agents/a1/state",
+        json={"state": "available"},
+        headers=agent_headers("a1"),
+    )
+    assert (await next_offer(api, ws, "a1"))["id"] == "c1"
+    r = await api.get(f"/v1/workspaces/{ws}/agents/a1", headers=SUP)
+    assert (await r.json())["load"] == 100  # a voice task's weight, not a chat's 25

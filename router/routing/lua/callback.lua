@@ -32,6 +32,7 @@ dequeue(c)  -- from the queues of its own channel: it comes back on the callback
 local pii = (c.pii and c.pii ~= '') and cjson.decode(c.pii) or {}
 pii.c = ARGV[2]
 c.pii = cjson.encode(pii)
+if c.ch ~= ch then c.pch = c.ch end
 c.ch, c.w = ch, tostring(chn.w)
 c.cb, c.cba, c.cbm, c.cbg = '1', '0', ARGV[5], ARGV[6]
 local f = { 'pii', c.pii, 'ch', c.ch, 'w', c.w, 'cb', 1, 'cba', 0, 'cbm', c.cbm, 'cbg', c.cbg }

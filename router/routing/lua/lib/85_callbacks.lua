@@ -51,12 +51,14 @@ local function cb_shift_clocks(cid, start)
   end
 end
 
--- Makes contact c (its cb* fields set) a callback: queued with its rank as
+-- Makes contact c (its cb* fields set; `pch` the channel it waited on, when
+-- another) a callback: queued with its rank as
 -- it was, or, for a window that opens later, held until then and ranked as
 -- if it arrived when the window opens (its priority offset kept).
 local function cb_start(c)
   local nb = tonumber(c.cbnb or '')
   local later = nb ~= nil and nb > NOW
+  local before = tonumber(c.rank)
   if later then
     c.enq = tostring(nb)
     c.rank = tostring(nb - tonumber(c.off))
@@ -67,6 +69,7 @@ local function cb_start(c)
   record({ type = 'contact.callback_requested', contact = c.id, channel = c.ch,
            state = later and 'scheduled' or 'queued', max_attempts = tonumber(c.cbm),
            retry_gap_ms = tonumber(c.cbg), not_before = nb, not_after = tonumber(c.cbna or ''),
+           previous_channel = c.pch, previous_rank = before ~= tonumber(c.rank) and before or nil,
            explain = { rank = rank_parts(c) } })
   if c.cbna and c.cbna ~= '' then add_timer(tonumber(c.cbna), 'cbmiss|' .. c.id .. '|0') end
   if later then
