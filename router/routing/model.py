@@ -224,6 +224,9 @@ class TimelineEntry(Struct, frozen=True, omit_defaults=True):
     # contact.rated: which survey and the score given (not personal data)
     kind: str | None = None
     score: int | None = None
+    # contact.callback_attempted: which dial and what came of it
+    attempt: int | None = None
+    outcome: str | None = None
 
 
 class SlaClockOut(Struct, frozen=True):

@@ -217,9 +217,9 @@ async def test_failed_dials_are_retried_after_the_gap_then_end_unreached(api: An
     assert out["state"] == "abandoned"
     got = await get(api, ws, "c1")
     tried = [e for e in got["timeline"] if e["type"] == "contact.callback_attempted"]
-    assert [(e["actor"], e["state"]) for e in tried] == [
-        ("agent:a1", "scheduled"),
-        ("agent:a1", "abandoned"),
+    assert [(e["actor"], e["state"], e["attempt"], e["outcome"]) for e in tried] == [
+        ("agent:a1", "scheduled", 1, "no_answer"),
+        ("agent:a1", "abandoned", 2, "no_answer"),
     ]
     raw = [e for e in await events(api, ws) if e["type"] == "contact.callback_attempted"]
     assert [(e["data"]["attempt"], e["data"]["outcome"]) for e in raw] == [
