@@ -55,7 +55,7 @@ async def attempt(api: Any, ws: str, cid: str, aid: str, outcome: str) -> Any:
     )
 
 
-async def next_offer(api: Any, ws: str, aid: str, wait: float = 10) -> dict[str, Any]:
+async def next_offer(api: Any, ws: str, aid: str, wait: float = 20) -> dict[str, Any]:
     """The agent's desktop long-polls for its next offer (no fixed sleeps)."""
     r = await api.get(
         f"/v1/workspaces/{ws}/agents/{aid}/offers?wait={wait}", headers=agent_headers(aid)
@@ -159,7 +159,7 @@ async def test_a_scheduled_callback_waits_for_its_window(api: Any, ws: str) -> N
     cfg["defaults"]["sla"] = "std"
     now = (await put_config(api, ws, cfg))["updated_at"]  # Redis time of the write
     await add_agent(api, ws, "a1", {"cards": 5})  # free and idle all along
-    opens = round(now + 2.0, 3)
+    opens = round(now + 3.0, 3)  # room for a loaded machine to create it first
     closes = opens + 3600
     body = {
         "id": "cb1",
@@ -308,7 +308,7 @@ async def test_a_missed_window_escalates_by_the_answer_clock(api: Any, ws: str) 
     cfg["sla_policies"] = {"std": {"answer": 600}}
     cfg["defaults"]["sla"] = "std"
     now = (await put_config(api, ws, cfg))["updated_at"]
-    closes = round(now + 1.0, 3)
+    closes = round(now + 2.0, 3)
     body = {
         "id": "cb1",
         "channel": "voice",
