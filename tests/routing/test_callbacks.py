@@ -12,7 +12,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
+from router.store.keys import WsKeys
 from tests.support.client import (
     ADM,
     GW,
@@ -23,6 +25,7 @@ from tests.support.client import (
     put_config,
     small_config,
 )
+from tests.support.invariants import read_events, replay
 
 PHONE = "+44 20 7946 0958"
 TIERS = {"vip": 120.0, "standard": 0.0}
@@ -190,7 +193,9 @@ async def test_a_scheduled_callback_waits_for_its_window(api: Any, ws: str) -> N
     assert answer["started_at"] == opens and answer["due_at"] == opens + 60
 
 
-async def test_failed_dials_are_retried_after_the_gap_then_end_unreached(api: Any, ws: str) -> None:
+async def test_failed_dials_are_retried_after_the_gap_then_end_unreached(
+    api: Any, ws: str, redis_url: str
+) -> None:
     cfg = config(max_attempts=2, retry_gap="1s")
     cfg["channels"]["voice"]["max_wait"] = 0.5  # holding callers give up; a callback does not
     await put_config(api, ws, cfg)
@@ -245,6 +250,14 @@ async def test_failed_dials_are_retried_after_the_gap_then_end_unreached(api: An
         ("callback_no_answer", 2),
         ("callback_unreached", 1),
     }
+    # the stream replays to the same loads: every hold released once, nothing left held
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        replayed = replay(await read_events(client, WsKeys(ws).events))
+    finally:
+        await client.aclose()
+    assert replayed["problems"] == [] and replayed["holder"] == {}
+    assert replayed["load"]["a1"] == 0 and replayed["ended"] == {"c1": 1}
     tile = next(t for t in (await first_board(api, ws))["tiles"] if t["pool"] == "cards")
     assert tile["callbacks_today"] == 1 and tile["callbacks_reached_today"] == 0
 

@@ -28,7 +28,7 @@ if outcome == 'answered' then
   return { 1, contact_reply(c) }
 end
 local w, a = release_holder(c)
-ev.released = w
+ev.released, ev.load = w, a and tonumber(a.load) or nil
 if n < tonumber(c.cbm) then
   local at = NOW + tonumber(c.cbg)
   ev.state, ev.next_attempt_at = 'scheduled', at
@@ -40,9 +40,9 @@ else
   redis.call('HSET', KEYS[2], 'agent', '')
   finish(c, 'abandoned')
   cb_count(c, 'unreached')
-  record({ type = 'contact.abandoned', contact = c.id, agent = a and a.id or nil, pool = c.pool,
-           state = 'abandoned', previous = 'assigned', released = w, attempts = n,
-           reason = 'callback_unreached' })
+  -- the attempt's event released the agent: this one holds nothing more to release
+  record({ type = 'contact.abandoned', contact = c.id, pool = c.pool, state = 'abandoned',
+           previous = 'assigned', released = 0, attempts = n, reason = 'callback_unreached' })
 end
 if a then
   agent_pull(a)
