@@ -281,6 +281,10 @@ async def test_the_number_is_masked_but_for_the_holding_agent(api: Any, ws: str)
     held = await get(api, ws, "c1", agent_headers("a1"))
     assert held["callback"]["phone"] == PHONE
     assert (await get(api, ws, "c1", SUP))["callback"]["phone"] == "***58"
+    r = await attempt(api, ws, "c1", "a2", "answered")  # never in a2's hands
+    assert r.status == 403 and (await r.json())["field"] == "contact_id"
+    r = await attempt(api, ws, "c1", "a1", "answered")  # offered, not accepted yet
+    assert r.status == 409 and (await r.json())["state"] == "offered"
     dump = json.dumps(await events(api, ws))
     assert "7946" not in dump and "0958" not in dump
 
