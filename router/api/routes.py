@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from router.api.agents import agent_ws, get_agent, get_offers, post_agent_state, put_agent
+from router.api.callbacks import setup_callback_routes
 from router.api.config_history import setup_config_history_routes
 from router.api.contact_updates import patch_contact
-from router.api.callbacks import setup_callback_routes
 from router.api.contacts import CONTACT_ACTIONS, get_contact, post_contact
 from router.api.events import setup_event_routes
 from router.api.openapi import openapi
