@@ -11,6 +11,7 @@ from router.api.openapi import openapi
 from router.api.pools import get_pool, get_pools
 from router.api.probes import healthz, metrics, readyz
 from router.api.reports import setup_report_routes
+from router.api.supervise import contact_assign, list_agents, pool_waiting
 from router.api.wallboard import setup_wallboard_routes
 from router.api.wfm import setup_wfm_routes
 from router.api.workspace import get_config, put_config
@@ -25,6 +26,7 @@ def setup_routes(app: web.Application) -> None:
     base = "/v1/workspaces/{ws}"
     r.add_put(base, put_config)
     r.add_get(base, get_config)
+    r.add_get(base + "/agents", list_agents)
     r.add_put(base + "/agents/{agent_id}", put_agent)
     r.add_get(base + "/agents/{agent_id}", get_agent)
     r.add_post(base + "/agents/{agent_id}/state", post_agent_state)
@@ -34,8 +36,10 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(base + "/contacts/{contact_id}", get_contact)
     for name, handler in CONTACT_ACTIONS.items():
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
+    r.add_post(base + "/contacts/{contact_id}/assign", contact_assign)
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
+    r.add_get(base + "/pools/{pool_id}/waiting", pool_waiting)
     setup_event_routes(app)
     setup_wfm_routes(app)
     setup_wallboard_routes(app)

@@ -99,6 +99,18 @@ class Conflict(RouterError):
         return out
 
 
+class StillHolding(Conflict):
+    """A sign-out refused while the agent holds answered contacts: lists them
+    (`contacts`) so the supervisor can transfer them first."""
+
+    def __init__(self, detail: str, *, state: str, contacts: list[str]) -> None:
+        super().__init__(detail, state=state, field="state")
+        self.contacts = contacts
+
+    def extra(self) -> dict[str, object]:
+        return {**super().extra(), "contacts": self.contacts}
+
+
 class QueueFull(RouterError):
     status = 429
     title = "Queue full"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
-from router.routing.model import ContactOut, PersonalOut
+from router.routing.model import ContactOut, PersonalOut, WaitingContact
 from router.runtime.settings import Token
 
 REDACTED = "[redacted]"
@@ -47,3 +47,10 @@ def present(token: Token, contact: ContactOut) -> ContactOut:
     if token.role == "agent" and contact.agent == token.name:
         return contact
     return msgspec.structs.replace(contact, personal=mask(contact.personal))
+
+
+def present_waiting(item: WaitingContact) -> WaitingContact:
+    """A waiting contact in a queue listing: held by no agent, so masked for everyone."""
+    if item.personal is None or item.personal.masked:
+        return item
+    return msgspec.structs.replace(item, personal=mask(item.personal))
