@@ -13,19 +13,23 @@ from router.api.openapi_parts import NAME, PROBLEM, Route, operation, path_param
 from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
+from router.routing import supervise
 from router.routing.config import RoutingConfig, StoredConfig
 from router.routing.model import (
     AbandonIn,
     AgentIn,
     AgentOut,
+    AgentPage,
     AgentRef,
     AgentStateIn,
+    AssignIn,
     ClockIn,
     ContactIn,
     ContactOut,
     RatingIn,
     ReasonIn,
     TransferIn,
+    WaitingPage,
 )
 from router.routing.surveys import SCALES
 from router.wfm.pools import PoolStats
@@ -36,7 +40,10 @@ _TYPES: tuple[Any, ...] = (
     AgentIn,
     AgentOut,
     AgentStateIn,
+    AgentPage,
     AgentRef,
+    AssignIn,
+    WaitingPage,
     AbandonIn,
     TransferIn,
     ReasonIn,
@@ -164,6 +171,11 @@ def _config_routes(b: str) -> list[Route]:
     ]
 
 
+def _limit() -> dict[str, Any]:
+    limit = {"type": "integer", "minimum": 1, "maximum": supervise.LIMIT_MAX, "default": 50}
+    return query("limit", limit, "Entries per page")
+
+
 def _agent_routes(b: str) -> list[Route]:
     offers = {
         "type": "object",
@@ -180,7 +192,21 @@ def _agent_routes(b: str) -> list[Route]:
         "schema": {"type": "number", "minimum": 0, "maximum": 60},
     }
     a = b + "/agents/{agent_id}"
+    listing = operation(
+        "Agents by id, paged; a team-scoped supervisor sees its teams' only",
+        ref(AgentPage),
+        params=[
+            query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
+                  "The `next` of the previous page"),
+            _limit(),
+            query("state", {"type": "string", "enum": ["offline", "available", "break", "missed"]},
+                  "Only agents in this state"),
+            query("team", NAME, "Only agents of this team"),
+            query("pool", NAME, "Only members of this pool"),
+        ],
+    )  # fmt: skip
     return [
+        ("get", b + "/agents", listing),
         ("put", a, operation("Create or update an agent", ref(AgentOut), AgentIn)),
         ("get", a, operation("An agent", ref(AgentOut))),
         ("post", a + "/state", operation("Change agent state", ref(AgentOut), AgentStateIn)),
@@ -216,6 +242,13 @@ def _contact_routes(b: str) -> list[Route]:
         summary = summaries.get(action, f"{action.capitalize()} a contact")
         op = operation(summary, ref(ContactOut), typ)
         routes.append(("post", b + "/contacts/{contact_id}/" + action, op))
+    assign = operation(
+        "Offer a waiting contact to a named agent now (supervisor); 409 names why the "
+        "agent cannot take it (agent_id, skills, channel, capacity)",
+        ref(ContactOut),
+        AssignIn,
+    )
+    routes.append(("post", b + "/contacts/{contact_id}/assign", assign))
     return routes
 
 
@@ -239,9 +272,16 @@ def _pool_routes(b: str) -> list[Route]:
         ref(StaffingOut),
         params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
     )
+    cursor = {"type": "string", "pattern": "^-?[0-9]{1,20}:[A-Za-z0-9_.:@-]{1,128}$"}
+    waiting = operation(
+        "Contacts waiting in the pool in rank order, masked, paged",
+        ref(WaitingPage),
+        params=[query("cursor", cursor, "The `next` of the previous page"), _limit()],
+    )
     return [
         ("get", b + "/pools", operation("Live statistics of every pool", pools)),
         ("get", b + "/pools/{pool_id}", operation("Live statistics of one pool", ref(PoolStats))),
+        ("get", b + "/pools/{pool_id}/waiting", waiting),
         ("get", b + "/pools/{pool_id}/forecast", forecast),
         ("get", b + "/pools/{pool_id}/staffing", staffing),
     ]
