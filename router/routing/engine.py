@@ -274,12 +274,9 @@ class Engine:
     async def set_agent_state(
         self, ws_name: str, aid: str, body: AgentStateIn, actor: str, signout: bool = False
     ) -> AgentOut:
-        """`signout`: a supervisor's change, which returns the agent's pending
-        offers to their queues when it goes offline (agent_state.lua)."""
-        refused = (await self.configs.get(ws_name)).config.agent_states.reason_problem(
-            body.state, body.reason
-        )
-        if refused:
+        """`signout`: a supervisor's, which returns pending offers (agent_state.lua)."""
+        cfg = (await self.configs.get(ws_name)).config
+        if refused := cfg.agent_states.reason_problem(body.state, body.reason):
             raise InvalidInput([refused])
         ws = WsKeys(ws_name)
         args = [actor, body.state, body.reason or "", "1" if signout else ""]
@@ -289,9 +286,7 @@ class Engine:
         if res[0] == -2:
             raise Conflict(res[2], state=res[1], field="state")
         if res[0] == -4:
-            held = ", ".join(res[2])
-            detail = f"agent still holds answered contacts ({held}): transfer them first"
-            raise StillHolding(detail, state=res[1], contacts=list(res[2]))
+            raise StillHolding(state=res[1], contacts=list(res[2]))
         return agent_out(_pairs(res[1]))
 
     async def get_agent(self, ws_name: str, aid: str) -> AgentOut:

@@ -103,7 +103,9 @@ class StillHolding(Conflict):
     """A sign-out refused while the agent holds answered contacts: lists them
     (`contacts`) so the supervisor can transfer them first."""
 
-    def __init__(self, detail: str, *, state: str, contacts: list[str]) -> None:
+    def __init__(self, *, state: str, contacts: list[str]) -> None:
+        held = ", ".join(contacts)
+        detail = f"agent still holds answered contacts ({held}): transfer them first"
         super().__init__(detail, state=state, field="state")
         self.contacts = contacts
 

@@ -427,3 +427,19 @@ async def test_without_codes_a_break_takes_free_text_counted_as_other(api: Any, 
         ("offline", "none"): 0,
         ("break", "other"): 1,
     }
+
+
+async def test_reason_codes_are_checked_with_the_config(api: Any, ws: str) -> None:
+    cfg = config()
+    cfg["agent_states"] = {"reasons": {"lunch break!": {"label": "Lunch"}}}
+    r = await api.put(f"/v1/workspaces/{ws}", json=cfg, headers=ADM)
+    body = await r.json()
+    assert r.status == 422, body
+    assert body["field"].startswith("agent_states.reasons"), body
+    cfg["agent_states"] = {"reasons": {"lunch": {"label": "Lunch", "paid": True}}}
+    r = await api.put(f"/v1/workspaces/{ws}", json=cfg, headers=ADM)
+    assert r.status == 422 and (await r.json())["field"] == "agent_states.reasons.lunch.paid"
+    # a config without them stays valid, and GET shows none configured
+    await put_config(api, ws, config(codes=False))
+    r = await api.get(f"/v1/workspaces/{ws}", headers=ADM)
+    assert (await r.json())["config"]["agent_states"] == {"reasons": {}}
