@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from router.routing.engine import Engine, agent_out, contact_out
 from router.routing.model import (
@@ -62,52 +62,60 @@ async def list_agents(
     ids = sorted(cast(set[str], await client.smembers(source)))
     ids = [i for i in ids if cursor is None or i > cursor]
     now = await _now(engine, ws)
-    out: list[AgentListItem] = []
+    found: list[dict[str, str]] = []
+    more = False
     for start in range(0, len(ids), _CHUNK):
         chunk = ids[start : start + _CHUNK]
         pipe = client.pipeline(transaction=False)
         for aid in chunk:
             pipe.hgetall(keys.agent(aid))
-        rows = cast(list[dict[str, str]], await pipe.execute())
-        for aid, raw in zip(chunk, rows, strict=True):
+        for raw in cast(list[dict[str, str]], await pipe.execute()):
             if not raw or not visible(raw.get("team") or None, raw.get("sup") or None):
                 continue
             if (state is not None and raw.get("st") != state) or (
                 team is not None and raw.get("team") != team
             ):
                 continue
-            out.append(await _list_item(engine, ws, raw, now))
-            if len(out) == limit:
-                more = aid != ids[-1]
-                return AgentPage(agents=out, next=aid if more else None)
-    return AgentPage(agents=out, next=None)
+            if len(found) == limit:  # one more matches: there is a next page
+                more = True
+                break
+            found.append(raw)
+        if more:
+            break
+    items = await _list_items(engine, ws, found, now)
+    return AgentPage(agents=items, next=items[-1].id if more else None)
 
 
-async def _list_item(engine: Engine, ws: str, raw: dict[str, str], now: float) -> AgentListItem:
-    agent = agent_out(raw)
-    states: list[Any] = []
-    if agent.contacts:
-        pipe = engine.client(ws).pipeline(transaction=False)
+async def _list_items(
+    engine: Engine, ws: str, raws: list[dict[str, str]], now: float
+) -> list[AgentListItem]:
+    """The page's agents with the state of each contact they hold (one round trip)."""
+    agents = [agent_out(raw) for raw in raws]
+    pipe = engine.client(ws).pipeline(transaction=False)
+    for agent in agents:
         for cid in agent.contacts:
             pipe.hget(WsKeys(ws).contact(cid), "st")
-        states = await pipe.execute()
-    since = int(raw["since"]) / 1000 if raw.get("since") else None
-    return AgentListItem(
-        id=agent.id,
-        state=agent.state,
-        reason=agent.reason,
-        since=since,
-        time_in_state=round(max(now - since, 0.0), 3) if since is not None else None,
-        load=agent.load,
-        capacity=agent.capacity,
-        team=agent.team,
-        supervisor=agent.supervisor,
-        pools=agent.pools,
-        contacts=[
-            HeldContact(id=c, state=s or "unknown")
-            for c, s in zip(agent.contacts, states, strict=True)
-        ],
-    )
+    states = iter(cast(list[str | None], await pipe.execute()))
+    out = []
+    for raw, agent in zip(raws, agents, strict=True):
+        since = int(raw["since"]) / 1000 if raw.get("since") else None
+        held = [HeldContact(id=c, state=next(states) or "unknown") for c in agent.contacts]
+        out.append(
+            AgentListItem(
+                id=agent.id,
+                state=agent.state,
+                reason=agent.reason,
+                since=since,
+                time_in_state=round(max(now - since, 0.0), 3) if since is not None else None,
+                load=agent.load,
+                capacity=agent.capacity,
+                team=agent.team,
+                supervisor=agent.supervisor,
+                pools=agent.pools,
+                contacts=held,
+            )
+        )
+    return out
 
 
 def parse_rank_cursor(cursor: str) -> tuple[int, str] | None:
@@ -219,9 +227,8 @@ async def assign(engine: Engine, ws: str, cid: str, aid: str, actor: str) -> Con
     `channel`, `capacity`) or, for a contact not waiting, its state."""
     await engine.configs.get(ws)
     keys = WsKeys(ws)
-    res = await engine.batcher.call(
-        engine.scripts["assign"], (keys.runtime, keys.contact(cid)), [actor, aid]
-    )
+    # through the engine's runner: timed with the other decisions, by operation
+    res = await engine._run("assign", keys, keys.contact(cid), [actor, aid])
     code = res[0]
     if code == -1:
         raise NotFound(f"contact {cid!r} does not exist", field="contact_id")

@@ -91,6 +91,7 @@ async def pages(api: Any, url: str, headers: dict[str, str], limit: int) -> list
         page = await r.json()
         got = page.get("agents", page.get("waiting"))
         assert len(got) <= limit
+        assert got or (not items and page["next"] is None)  # no empty page at the end
         items += got
         cursor = page["next"]
         if cursor is None:
