@@ -1,6 +1,7 @@
 """The timer store: due timers in a per-workspace sorted set, claimed with a lease.
 
-Members are `kind|contact|arg` (kinds: offer, stage, wrap, expire, pref),
+Members are `kind|contact|arg` (kinds: offer, stage, wrap, expire, pref; cbdue and
+cbmiss for callbacks, `router/routing/lua/lib/85_callbacks.lua`; sla and followup),
 score = due time in ms from Redis TIME. A replica claims due timers with a
 lease in one script, applies each effect with the routing `fire` script
 (which also acknowledges it), and a timer whose owner died is claimed again by

@@ -8,28 +8,31 @@ import msgspec
 from aiohttp import web
 
 from router.api.events import LIMIT_MAX, CloudEvent, EventPage
+from router.api.openapi_history import TYPES as HISTORY_TYPES
+from router.api.openapi_history import config_history_routes
 from router.api.openapi_links import add_links
 from router.api.openapi_parts import NAME, PROBLEM, Route, operation, path_params, query, ref
+from router.api.openapi_supervise import TYPES as SUPERVISE_TYPES
+from router.api.openapi_supervise import supervise_routes
 from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
-from router.routing import supervise
 from router.routing.config import RoutingConfig, StoredConfig
 from router.routing.model import (
     AbandonIn,
     AgentIn,
     AgentOut,
-    AgentPage,
     AgentRef,
     AgentStateIn,
-    AssignIn,
+    CallbackAttemptIn,
+    CallbackIn,
     ClockIn,
     ContactIn,
     ContactOut,
+    ContactPatch,
     RatingIn,
     ReasonIn,
     TransferIn,
-    WaitingPage,
 )
 from router.routing.surveys import SCALES
 from router.wfm.pools import PoolStats
@@ -40,17 +43,17 @@ _TYPES: tuple[Any, ...] = (
     AgentIn,
     AgentOut,
     AgentStateIn,
-    AgentPage,
     AgentRef,
-    AssignIn,
-    WaitingPage,
     AbandonIn,
     TransferIn,
     ReasonIn,
     RatingIn,
     ClockIn,
+    CallbackIn,
+    CallbackAttemptIn,
     ContactIn,
     ContactOut,
+    ContactPatch,
     PoolStats,
     StaffingOut,
     ForecastOut,
@@ -60,6 +63,8 @@ _TYPES: tuple[Any, ...] = (
     ServiceReport,
     SlaReport,
     SurveyReport,
+    *HISTORY_TYPES,
+    *SUPERVISE_TYPES,
 )
 # What-if inputs of staffing and forecast: (minimum, maximum, description).
 _WFM: dict[str, tuple[float, float, str]] = {
@@ -134,6 +139,8 @@ _ACTIONS: tuple[tuple[str, Any], ...] = (
     ("rating", RatingIn),
     ("pause", ClockIn),
     ("resume", ClockIn),
+    ("callback", CallbackIn),
+    ("callback/attempts", CallbackAttemptIn),
 )
 
 
@@ -171,11 +178,6 @@ def _config_routes(b: str) -> list[Route]:
     ]
 
 
-def _limit() -> dict[str, Any]:
-    limit = {"type": "integer", "minimum": 1, "maximum": supervise.LIMIT_MAX, "default": 50}
-    return query("limit", limit, "Entries per page")
-
-
 def _agent_routes(b: str) -> list[Route]:
     offers = {
         "type": "object",
@@ -192,21 +194,7 @@ def _agent_routes(b: str) -> list[Route]:
         "schema": {"type": "number", "minimum": 0, "maximum": 60},
     }
     a = b + "/agents/{agent_id}"
-    listing = operation(
-        "Agents by id, paged; a team-scoped supervisor sees its teams' only",
-        ref(AgentPage),
-        params=[
-            query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_.:@-]{1,128}$"},
-                  "The `next` of the previous page"),
-            _limit(),
-            query("state", {"type": "string", "enum": ["offline", "available", "break", "missed"]},
-                  "Only agents in this state"),
-            query("team", NAME, "Only agents of this team"),
-            query("pool", NAME, "Only members of this pool"),
-        ],
-    )  # fmt: skip
     return [
-        ("get", b + "/agents", listing),
         ("put", a, operation("Create or update an agent", ref(AgentOut), AgentIn)),
         ("get", a, operation("An agent", ref(AgentOut))),
         ("post", a + "/state", operation("Change agent state", ref(AgentOut), AgentStateIn)),
@@ -234,21 +222,27 @@ def _contact_routes(b: str) -> list[Route]:
             operation("A contact with its timeline", ref(ContactOut)),
         ),
     ]
+    update = operation(
+        "Change a waiting or served contact's tier, intent, attributes, skills or boost "
+        "(JSON Merge Patch): re-ranked from its arrival, re-routed, SLA clocks re-planned",
+        ref(ContactOut),
+        ContactPatch,
+    )
+    content = update["requestBody"]["content"]
+    content["application/merge-patch+json"] = content["application/json"]
+    routes.append(("patch", b + "/contacts/{contact_id}", update))
     summaries = {
         "rating": "Rate a served contact: one survey answer (csat 1..5, nps 0..10) per kind; "
         "the same score again is a retry, another 409",
+        "callback": "Turn a waiting contact into a callback: it keeps its place "
+        "(optionally for a window, local times in the workspace's timezone)",
+        "callback/attempts": "The holding agent's outcome of one callback dial "
+        "(answered, no_answer, busy)",
     }
     for action, typ in _ACTIONS:
         summary = summaries.get(action, f"{action.capitalize()} a contact")
         op = operation(summary, ref(ContactOut), typ)
         routes.append(("post", b + "/contacts/{contact_id}/" + action, op))
-    assign = operation(
-        "Offer a waiting contact to a named agent now (supervisor); 409 names why the "
-        "agent cannot take it (agent_id, skills, channel, capacity)",
-        ref(ContactOut),
-        AssignIn,
-    )
-    routes.append(("post", b + "/contacts/{contact_id}/assign", assign))
     return routes
 
 
@@ -272,16 +266,9 @@ def _pool_routes(b: str) -> list[Route]:
         ref(StaffingOut),
         params=_wfm_params("rate", "aht", "patience", "shrinkage", "max_occupancy"),
     )
-    cursor = {"type": "string", "pattern": "^-?[0-9]{1,20}:[A-Za-z0-9_.:@-]{1,128}$"}
-    waiting = operation(
-        "Contacts waiting in the pool in rank order, masked, paged",
-        ref(WaitingPage),
-        params=[query("cursor", cursor, "The `next` of the previous page"), _limit()],
-    )
     return [
         ("get", b + "/pools", operation("Live statistics of every pool", pools)),
         ("get", b + "/pools/{pool_id}", operation("Live statistics of one pool", ref(PoolStats))),
-        ("get", b + "/pools/{pool_id}/waiting", waiting),
         ("get", b + "/pools/{pool_id}/forecast", forecast),
         ("get", b + "/pools/{pool_id}/staffing", staffing),
     ]
@@ -363,11 +350,13 @@ def build() -> dict[str, Any]:
     paths = _probe_paths()
     for routes in (
         _config_routes,
+        config_history_routes,
         _agent_routes,
         _contact_routes,
         _pool_routes,
         _event_routes,
         _report_routes,
+        supervise_routes,
     ):
         for method, path, op in routes(b):
             op["parameters"] = path_params(path) + op["parameters"]

@@ -36,6 +36,7 @@ _IDS: dict[tuple[str, str], str] = {
     ("get", "/agents/{agent_id}/ws"): "agentSocket",
     ("post", "/contacts"): "createContact",
     ("get", "/contacts/{contact_id}"): "getContact",
+    ("patch", "/contacts/{contact_id}"): "updateContact",
     ("get", "/pools"): "getPools",
     ("get", "/pools/{pool_id}"): "getPool",
     ("get", "/pools/{pool_id}/forecast"): "getForecast",
@@ -45,6 +46,8 @@ _IDS: dict[tuple[str, str], str] = {
     ("get", "/wallboard"): "wallboardPage",
     ("get", "/wallboard/stream"): "wallboardStream",
     **{("post", f"/contacts/{{contact_id}}/{a}"): f"{a}Contact" for a in _ACTIONS},
+    ("post", "/contacts/{contact_id}/callback"): "callbackContact",
+    ("post", "/contacts/{contact_id}/callback/attempts"): "callbackAttempt",
 }
 _WS = {"ws": "$request.path.ws"}
 _CONTACT = {"contact_id": "$response.body#/id"}
@@ -63,11 +66,14 @@ def _link(target: str, params: dict[str, str], body: Any = None) -> dict[str, An
 
 
 def _contact_links(params: dict[str, str], holder: str) -> dict[str, Any]:
-    """From a contact in a response to reading it and to every action on it."""
-    links = {"GetContact": _link("getContact", params)}
+    """From a contact in a response to reading it, changing it and every action on it."""
+    links = {"GetContact": _link("getContact", params), "Update": _link("updateContact", params)}
     for action in _ACTIONS:
         body = {"agent_id": holder} if action in _BY_HOLDER else None
         links[action.capitalize()] = _link(f"{action}Contact", params, body)
+    links["Callback"] = _link("callbackContact", params)
+    attempt = {"agent_id": holder, "outcome": "answered"}
+    links["CallbackAttempt"] = _link("callbackAttempt", params, attempt)
     return links
 
 
@@ -99,14 +105,15 @@ def _links_by_operation() -> dict[str, dict[str, dict[str, Any]]]:
         "putConfig": {"200": workspace},
         "createContact": {"201": contact, "200": contact},
         "getContact": {"200": contact},
+        "updateContact": {"200": {"GetContact": _link("getContact", _CONTACT)}},
         "putAgent": {"200": _agent_links()},
         "setAgentState": {"200": _agent_links()},
         "getOffers": {"200": first_offer},
         "getPools": {"200": {"GetPool": _link("getPool", {"pool_id": _FIRST_POOL})}},
         "getPool": {"200": pool},
     }
-    for action in _ACTIONS:
-        links[f"{action}Contact"] = {"200": {"GetContact": _link("getContact", _CONTACT)}}
+    for op_id in (*(f"{a}Contact" for a in _ACTIONS), "callbackContact", "callbackAttempt"):
+        links[op_id] = {"200": {"GetContact": _link("getContact", _CONTACT)}}
     return links
 
 

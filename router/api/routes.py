@@ -5,6 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from router.api.agents import agent_ws, get_agent, get_offers, post_agent_state, put_agent
+from router.api.callbacks import setup_callback_routes
+from router.api.config_history import setup_config_history_routes
+from router.api.contact_updates import patch_contact
 from router.api.contacts import CONTACT_ACTIONS, get_contact, post_contact
 from router.api.events import setup_event_routes
 from router.api.openapi import openapi
@@ -27,6 +30,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_put(base, put_config)
     r.add_get(base, get_config)
     r.add_get(base + "/agents", list_agents)
+    setup_config_history_routes(app)
     r.add_put(base + "/agents/{agent_id}", put_agent)
     r.add_get(base + "/agents/{agent_id}", get_agent)
     r.add_post(base + "/agents/{agent_id}/state", post_agent_state)
@@ -34,9 +38,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_get(base + "/agents/{agent_id}/ws", agent_ws)
     r.add_post(base + "/contacts", post_contact)
     r.add_get(base + "/contacts/{contact_id}", get_contact)
+    r.add_patch(base + "/contacts/{contact_id}", patch_contact)
     for name, handler in CONTACT_ACTIONS.items():
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
     r.add_post(base + "/contacts/{contact_id}/assign", contact_assign)
+    setup_callback_routes(app)
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
     r.add_get(base + "/pools/{pool_id}/waiting", pool_waiting)

@@ -55,6 +55,10 @@ class Tile(msgspec.Struct, frozen=True):
     # not collect the kind
     csat: CsatSummary | None = None
     nps: NpsSummary | None = None
+    # callbacks asked for today (UTC day) in the pool, and those whose customer
+    # answered a dial (lib/85_callbacks.lua cb_count)
+    callbacks_today: int = 0
+    callbacks_reached_today: int = 0
 
 
 class Board(msgspec.Struct, frozen=True):
@@ -98,6 +102,8 @@ async def board(client: Redis, ws: str, cfg: RoutingConfig) -> Board:
             agents_available=s.agents_by_state.get("available", 0),
             agents_busy=s.agents_by_state.get("busy", 0),
             breaches_today=int(day.get(f"breached|{p}", 0)),
+            callbacks_today=int(day.get(f"callback_requested|{p}", 0)),
+            callbacks_reached_today=int(day.get(f"callback_reached|{p}", 0)),
             **_surveys(kinds, windows[p][SURVEY_WINDOW].ratings),
         )
         for p, s in zip(pools, stats, strict=True)

@@ -287,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     from router.cli.archive import add_cli as add_archive_cli
 
     add_archive_cli(sub)  # `router archive migrate`: the history archive's schema
+    from router.cli.config import add_cli as add_config_cli
+
+    add_config_cli(sub)  # `router config versions|show|diff|rollback`: config history
     add_health_cli(sub)  # `router health [--ready]`: container and probe checks
     wh = sub.add_parser("webhooks", help="webhook delivery: replay dead letters")
     wh_sub = wh.add_subparsers(dest="webhooks_cmd", required=True)

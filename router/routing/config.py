@@ -164,6 +164,29 @@ class Retention(Struct, forbid_unknown_fields=True, frozen=True):
         return round(legacy) if legacy is not None else CONTACT_RETENTION_S
 
 
+# A short duration: seconds, or a count and a unit ("120s", "2m", "1h").
+Gap = (
+    Annotated[float, Meta(ge=1, le=86_400)]
+    | Annotated[str, Meta(pattern=r"^[1-9][0-9]{0,4}[smh]$")]
+)
+
+
+class Callbacks(Struct, forbid_unknown_fields=True, frozen=True):
+    """Callbacks (README "Callbacks"): a waiting caller hangs up, keeps its place
+    and is called back on `channel`; a failed attempt (no answer, busy) is
+    tried again `retry_gap` later, up to `max_attempts` attempts in all."""
+
+    max_attempts: Annotated[int, Meta(ge=1, le=20)] = 3
+    retry_gap: Gap = 120.0
+    channel: Name = "voice"
+
+    def retry_gap_ms(self) -> int:
+        gap = self.retry_gap
+        if isinstance(gap, str):
+            return int(gap[:-1]) * WINDOW_UNITS[gap[-1]] * 1000
+        return round(gap * 1000)
+
+
 class ReasonCode(Struct, forbid_unknown_fields=True, frozen=True):
     """A not-ready (break) reason an agent may give; the label is for people."""
 
@@ -204,6 +227,7 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     # The workspace's local time (IANA name): history reports bucket hours,
     # days and months in it. Live counters and forecasts keep UTC days.
     timezone: TimezoneName = "UTC"
+    callbacks: Callbacks = Callbacks()
     agent_states: AgentStates = AgentStates()
     description: Annotated[str, Meta(max_length=1000)] = ""
 

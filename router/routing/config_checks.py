@@ -60,7 +60,21 @@ def semantic_problems(doc: dict[str, Any], broken: frozenset[str]) -> list[Field
     problems += (FieldProblem(json_path(where), msg) for where, msg in sla_problems(doc))
     problems += (FieldProblem(json_path(where), msg) for where, msg in survey_problems(doc))
     problems += _timezone_problems(doc.get("timezone", "UTC"))
+    problems += _callback_problems(doc.get("callbacks"), declared)
     return problems
+
+
+def _callback_problems(callbacks: object, declared: _Declared) -> Iterator[FieldProblem]:
+    # Only a config that sets up callbacks must declare their channel: configs
+    # without a "voice" channel stay valid as long as they never mention callbacks.
+    if not isinstance(callbacks, dict):
+        return
+    channel = callbacks.get("channel", "voice")
+    yield from _unknown_name(["callbacks", "channel"], channel, declared.channels, "channel")
+    known = declared.channels or frozenset()
+    served = any(channel in pool for pool in declared.pool_channels.values())
+    if isinstance(channel, str) and channel in known and not served:
+        yield FieldProblem("callbacks.channel", f"no pool serves channel {channel!r}")
 
 
 def _timezone_problems(zone: object) -> Iterator[FieldProblem]:

@@ -15,7 +15,9 @@ import msgspec
 from prometheus_client import Histogram
 from redis.asyncio import Redis
 
+from router.routing.callbacks import CallbackOps, callback_fields, callback_out
 from router.routing.config import CONFIG_ENCODER, RoutingConfig, Stage, StoredConfig
+from router.routing.confighistory import ConfigHistory
 from router.routing.configstore import ConfigStore
 from router.routing.library import Scripts
 from router.routing.membership import agent_pools
@@ -31,6 +33,7 @@ from router.routing.personal import pack, unpack
 from router.routing.rules import RoutePlan, plan_route
 from router.routing.runtime_hash import runtime_fields
 from router.routing.slaops import SlaOps, sla_clocks, start_plan
+from router.routing.updates import ContactUpdates
 from router.runtime.errors import (
     Conflict,
     FieldProblem,
@@ -97,13 +100,14 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         gateway=raw.get("gw") or None,
         # in full here: responses mask it by caller (router/security/privacy.py present)
         personal=unpack(raw.get("pii")),
+        callback=callback_out(raw),
     )
 
 
 # Fields of a new contact's record left out when empty or zero: the record of
 # every queued contact is in Redis, and most contacts have no intent, rules,
-# language, required skills or attributes (readers default them).
-_OPTIONAL = ("intent", "lang", "rules", "req", "attrs", "toff", "roff")
+# language, flags, required skills or attributes (readers default them).
+_OPTIONAL = ("intent", "lang", "flags", "rules", "req", "attrs", "toff", "roff")
 
 
 def contact_record(
@@ -116,6 +120,7 @@ def contact_record(
         "tier": plan.tier,
         "intent": body.intent or "",
         "lang": body.customer.language or "",
+        "flags": ",".join(body.customer.flags),  # the rules read them again on an update
         "cust": body.customer.id,
         "stages": _stages_text(plan.stages),
         "off": round(plan.priority_offset * 1000),
@@ -179,6 +184,9 @@ class Engine:
         self.batcher = ScriptBatcher(shards, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
         self.configs = ConfigStore(shards)
         self.sla = SlaOps(self)
+        self.history = ConfigHistory(self)
+        self.updates = ContactUpdates(self)  # PATCH /contacts/{id}
+        self.callbacks = CallbackOps(self)
 
     def client(self, ws_name: str) -> Redis:
         """The Redis that holds the workspace (a cluster's primary for its slot)."""
@@ -194,7 +202,12 @@ class Engine:
     # --- config ---------------------------------------------------------------
 
     async def put_config(
-        self, ws_name: str, cfg: RoutingConfig, actor: str, expected: int | None = None
+        self,
+        ws_name: str,
+        cfg: RoutingConfig,
+        actor: str,
+        expected: int | None = None,
+        rollback_of: int | None = None,
     ) -> StoredConfig:
         ws = WsKeys(ws_name)
         try:  # running SLA clocks keep the budget they used under the old rules
@@ -204,11 +217,10 @@ class Engine:
         doc = CONFIG_ENCODER.encode(cfg)
         # listed first, apart (another slot): a config nobody finds would serve no timers
         await self.configs.workspaces.register(ws_name)
-        res = await self.batcher.call(
-            self.scripts["config_put"],
-            (ws.runtime, ws.config),
-            [actor, ws_name, doc, "" if expected is None else expected, *runtime_fields(cfg)],
-        )
+        # rollback_of: the version whose document this restores (confighistory.py)
+        exp, back = ("" if v is None else v for v in (expected, rollback_of))
+        args = [actor, ws_name, doc, exp, cfg.description, back, *runtime_fields(cfg)]
+        res = await self.batcher.call(self.scripts["config_put"], (ws.runtime, ws.config), args)
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")
         if cfg.webhooks:  # from now on every event is kept for the webhooks
@@ -334,6 +346,8 @@ class Engine:
         )
         sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
         payload = contact_record(body, plan, sla, stored.version, gateway)
+        if body.callback is not None:
+            payload |= callback_fields(cfg, body)
         ws = WsKeys(ws_name)
         res = await self._run(
             "create", ws, ws.contact(body.id), [actor, _JSON.encode(payload), sla_plan]

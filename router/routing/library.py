@@ -13,8 +13,8 @@ versions during a rolling upgrade each call their own code, as EVALSHA did.
 Redis keeps functions in its RDB/AOF and replicates them; when they are still
 missing (a flushed or brand-new server) a call loads the library and retries.
 
-The timer scripts (`sla/lua`) and the read-only `agent_view` stay EVALSHA
-scripts: they need nothing from the library.
+The timer scripts (`sla/lua`) and the read-only `agent_view`, `config_versions`
+and `config_version` stay EVALSHA scripts: they need nothing from the library.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ ROUTING_SCRIPTS = (
     "sla_replan",
     "rate",
     "restore",
+    "update",
+    "callback",
+    "callback_attempt",
 )
 # Functions whose effect no one is answered for. None today: with a write
 # guarantee set, every caller hears of its change only once the replicas have
@@ -57,7 +60,7 @@ ROUTING_SCRIPTS = (
 NOT_DURABLE: frozenset[str] = frozenset()
 TIMER_SCRIPTS = ("claim", "handback", "ack")
 # Read-only router scripts that need nothing from the routing library.
-STANDALONE_SCRIPTS = ("agent_view",)
+STANDALONE_SCRIPTS = ("agent_view", "config_versions", "config_version")
 
 
 # The shared code, in the order it is joined: Lua locals must be defined before
@@ -72,6 +75,7 @@ LIB_SECTIONS = (
     "60_selection",  # eligibility, ranking, offers, selecting an agent
     "70_pull",  # a freed agent takes the best waiting contact; bullseye stages
     "80_lifecycle",  # endings, re-queues, holders
+    "85_callbacks",  # callbacks: held for a window or a retry, window missed
     "90_begin",  # the start of every function call
 )
 

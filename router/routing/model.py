@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from msgspec import Meta, Struct
+from msgspec import UNSET, Meta, Struct, UnsetType
 
 from router.routing.config import AttributeValue, Name, Proficiency, SkillRequirement
 from router.routing.surveys import SurveyKind
@@ -13,7 +13,7 @@ Id = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@
 ShortText = Annotated[str, Meta(max_length=256)]
 AgentStateName = Literal["offline", "available", "break", "missed"]
 ContactState = Literal[
-    "queued", "offered", "assigned", "wrap_up", "completed", "abandoned", "expired"
+    "queued", "scheduled", "offered", "assigned", "wrap_up", "completed", "abandoned", "expired"
 ]
 TERMINAL_STATES = frozenset({"completed", "abandoned", "expired"})
 MAX_ATTRIBUTES = 32
@@ -103,6 +103,57 @@ class Customer(Struct, forbid_unknown_fields=True, frozen=True):
     national_id: NationalId | None = None
 
 
+# --- callbacks (router/routing/callbacks.py) ---------------------------------
+
+# An ISO date-time (2026-12-05T10:00, local to the workspace's `timezone`
+# unless it carries an offset such as +01:00 or Z).
+LocalTime = Annotated[
+    str,
+    Meta(
+        min_length=16,
+        max_length=40,
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+        r"(Z|[+-][0-9]{2}:[0-9]{2})?$",
+    ),
+]
+
+
+class CallbackIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """A call back instead of holding: the number to call (personal data, like
+    `customer.phone`) and, optionally, the window the customer asked for."""
+
+    phone: Phone
+    not_before: LocalTime | None = None
+    not_after: LocalTime | None = None
+
+
+class CallbackAttemptIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """The holding agent's outcome of one dial."""
+
+    agent_id: Id
+    outcome: Literal["answered", "no_answer", "busy"]
+
+
+class CallbackWindow(Struct, frozen=True):
+    not_before: float | None  # seconds since the epoch
+    not_after: float | None
+
+
+class CallbackOut(Struct, frozen=True):
+    """A contact to call back. `phone` as the caller may see it (`masked`: its
+    last 2 digits); `reached` once an attempt was answered; `next_attempt_at`
+    while it waits for the window or the retry gap (not in any queue)."""
+
+    phone: str | None
+    masked: bool
+    attempts: int
+    max_attempts: int
+    retry_gap: float
+    window: CallbackWindow | None
+    reached: bool
+    next_attempt_at: float | None
+
+
 class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     id: Id
     channel: Name
@@ -113,6 +164,26 @@ class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     attributes: dict[Name, AttributeValue | Annotated[str, Meta(max_length=1024)]] = {}
     # Free text about the contact: personal data, shown as "[redacted]" when masked.
     note: Note | None = None
+    # A customer who asked to be called (e.g. tomorrow 10:00-11:00) and never waited.
+    callback: CallbackIn | None = None
+
+
+AttributeIn = AttributeValue | Annotated[str, Meta(max_length=1024)]
+
+
+class ContactPatch(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of PATCH /contacts/{id}: JSON Merge Patch (RFC 7396). A field left
+    out stays as it is; null clears it (`tier`: the default tier, `intent`:
+    none, `boost`: 0, `skills`: none, `attributes`: all removed). `attributes`
+    merge name by name: a value replaces that attribute, null removes it.
+    `skills` replaces the whole list. `boost`: extra priority offset in seconds
+    (set, not added: the same patch sent twice boosts once)."""
+
+    tier: Name | UnsetType | None = UNSET
+    intent: Name | UnsetType | None = UNSET
+    boost: Annotated[float, Meta(ge=0, le=86400)] | UnsetType | None = UNSET
+    skills: Annotated[list[SkillRequirement], Meta(max_length=16)] | UnsetType | None = UNSET
+    attributes: dict[Name, AttributeIn | None] | UnsetType | None = UNSET
 
 
 class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
@@ -189,6 +260,9 @@ class TimelineEntry(Struct, frozen=True, omit_defaults=True):
     # contact.rated: which survey and the score given (not personal data)
     kind: str | None = None
     score: int | None = None
+    # contact.callback_attempted: which dial and what came of it
+    attempt: int | None = None
+    outcome: str | None = None
 
 
 class SlaClockOut(Struct, frozen=True):
@@ -241,6 +315,8 @@ class ContactOut(Struct, frozen=True):
     gateway: str | None = None
     # Personal fields given at creation, as the caller's role may see them.
     personal: PersonalOut | None = None
+    # Set when the contact is a callback (its phone masked like `personal`).
+    callback: CallbackOut | None = None
 
 
 class WaitingContact(Struct, frozen=True):

@@ -80,17 +80,24 @@ def _replan_args(
     return [clock_name, state[f"{clock_name}.g"], used, breach, steps_text(steps)]
 
 
+def policy_for(
+    cfg: RoutingConfig, plan: RoutePlan, channel: str, intent: str | None, override: str | None
+) -> str | None:
+    """The SLA policy a contact's route selects (see `start_plan`)."""
+    chosen = override or (plan.sla if plan.sla != cfg.defaults.sla else None)
+    return (
+        select_policy(cfg.sla_policies, chosen, tier=plan.tier, channel=channel, intent=intent)
+        or plan.sla
+    )
+
+
 def start_plan(
     cfg: RoutingConfig, plan: RoutePlan, channel: str, intent: str | None, override: str | None
 ) -> tuple[str | None, str]:
     """The policy of a new contact and the plan text `create.lua` starts its clocks
     from. A rule's policy wins, then the first policy whose `when` matches, then
     the default (`plan.sla` holds the rule's or else the default's)."""
-    chosen = override or (plan.sla if plan.sla != cfg.defaults.sla else None)
-    name = (
-        select_policy(cfg.sla_policies, chosen, tier=plan.tier, channel=channel, intent=intent)
-        or plan.sla
-    )
+    name = policy_for(cfg, plan, channel, intent, override)
     policy = cfg.sla_policies.get(name) if name else None
     if name is None or policy is None:
         return name, ""

@@ -225,7 +225,7 @@ async def _read(
 # of its pools, besides those its teams handled.
 QUEUE_ACTIONS = frozenset({"assign", "transfer"})
 # Actions whose body names the acting agent (`agent_id`).
-AGENT_ACTIONS = frozenset({"accept", "reject", "complete", "respond"})
+AGENT_ACTIONS = frozenset({"accept", "reject", "complete", "respond", "callback_attempt"})
 
 
 async def check_action(

@@ -4,14 +4,15 @@ How they are stored is `router/routing/personal.py`. Responses show them by
 caller: the agent the contact is offered or assigned to sees them in full;
 everyone else (supervisors, the creating gateway, admins) sees them masked:
 name -> initials, phone -> its last 2 digits, national ID -> its last 4
-characters, note -> "[redacted]".
+characters, note -> "[redacted]". A callback's number (`callback.phone`) is
+personal data too, masked like the phone.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from router.routing.model import ContactOut, PersonalOut, WaitingContact
+from router.routing.model import CallbackOut, ContactOut, PersonalOut, WaitingContact
 from router.runtime.settings import Token
 
 REDACTED = "[redacted]"
@@ -40,13 +41,25 @@ def mask(p: PersonalOut) -> PersonalOut:
     )
 
 
+def mask_callback(cb: CallbackOut) -> CallbackOut:
+    if cb.masked:
+        return cb
+    phone = last(cb.phone, 2) if cb.phone is not None else None
+    return msgspec.structs.replace(cb, phone=phone, masked=True)
+
+
 def present(token: Token, contact: ContactOut) -> ContactOut:
     """The contact as `token` may see it: in full only for the agent holding it."""
-    if contact.personal is None or contact.personal.masked:
-        return contact
     if token.role == "agent" and contact.agent == token.name:
         return contact
-    return msgspec.structs.replace(contact, personal=mask(contact.personal))
+    personal, callback = contact.personal, contact.callback
+    if (personal is None or personal.masked) and (callback is None or callback.masked):
+        return contact
+    return msgspec.structs.replace(
+        contact,
+        personal=mask(personal) if personal is not None else None,
+        callback=mask_callback(callback) if callback is not None else None,
+    )
 
 
 def present_waiting(item: WaitingContact) -> WaitingContact:

@@ -59,6 +59,14 @@ class WsKeys:
     def config(self) -> str:
         return self.tag + ":config"
 
+    # Hash: every accepted config version, written by `config_put.lua` in the
+    # call that bumps the version: `<v>` the document JSON, `<v>:meta` its
+    # metadata JSON (version, updated_at ms, actor, description, rollback_of).
+    # A version older than the history (stored before it was kept) is not in it.
+    @property
+    def config_versions(self) -> str:
+        return self.tag + ":config:versions"
+
     # Hash: the numbers Lua needs from the config (channel weights, timeouts,
     # pool strategies); written atomically with the config document.
     @property

@@ -64,7 +64,7 @@ def test_links_name_existing_operations_and_parameters() -> None:
         for op in item.values()
         if "operationId" in op
     }
-    assert len(ops) == 27  # every workspace operation
+    assert len(ops) == 29  # every workspace operation
     links = 0
     for op in ops.values():
         for response in op["responses"].values():

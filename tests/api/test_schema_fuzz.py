@@ -71,9 +71,10 @@ STATEFUL_ROUNDS = 3
 GATEWAY_OPS = {
     "POST /v1/workspaces/{ws}/contacts",
     "GET /v1/workspaces/{ws}/contacts/{contact_id}",
+    "PATCH /v1/workspaces/{ws}/contacts/{contact_id}",
     *(
         f"POST /v1/workspaces/{{ws}}/contacts/{{contact_id}}/{a}"
-        for a in ("abandon", "transfer", "resolve", "rating", "pause", "resume")
+        for a in ("abandon", "transfer", "resolve", "rating", "pause", "resume", "callback")
     ),
 }
 # Names the seeded workspace declares (tests/support/client.py small_config) and holds.

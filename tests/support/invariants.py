@@ -80,7 +80,10 @@ def replay(events: list[dict[str, Any]]) -> dict[str, Any]:
                 problem(f"agent {aid} over capacity: {load[aid]} > {cap.get(aid)}", ev)
             if ev["load"] != load[aid]:
                 problem(f"agent {aid} recorded load {ev['load']} != replayed {load[aid]}", ev)
-        elif t in RELEASING_EVENTS:
+        elif t in RELEASING_EVENTS or (
+            # a callback dial nobody answered frees the agent at once
+            t == "contact.callback_attempted" and ev.get("outcome") != "answered"
+        ):
             released = ev.get("released", 0)
             held = holder.pop(cid, None)
             if held is None:

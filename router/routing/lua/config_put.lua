@@ -1,22 +1,47 @@
--- Stores a new routing config version and the runtime numbers Lua reads,
--- atomically, and announces it to every replica.
+-- Stores a new routing config version, keeps it in the workspace's history and
+-- sets the runtime numbers Lua reads, atomically, and announces it to every
+-- replica.
 -- KEYS: [1] runtime hash, [2] config hash (the workspace is added to
 --       `router:workspaces` before, apart: that key lives in another slot)
 -- ARGV: [1] actor, [2] workspace name, [3] document JSON, [4] expected version
---       ('' for any), [5..] runtime field, value, field, value...
--- Returns {version} or {-2, current version} when the expected version differs.
+--       ('' for any), [5] the document's description, [6] the version this one
+--       rolls back to ('' when not a rollback), [7..] runtime field, value, ...
+-- Returns {version, now} or {-2, current version} when the expected version differs.
 ACTOR = ARGV[1]
-local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+local cur = redis.call('HMGET', KEYS[2], 'version', 'doc', 'updated_at', 'actor')
+local current = tonumber(cur[1] or '0')
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= current then return { -2, current } end
+local rollback_of = tonumber(ARGV[6])
+
+-- `<v>:meta` of the history (router/routing/confighistory.py reads it)
+local function meta(v, at, actor, description, rb)
+  return '{"version":' .. v .. ',"updated_at":' .. at .. ',"actor":' .. cjson.encode(actor) ..
+         ',"description":' .. cjson.encode(description) .. ',"rollback_of":' ..
+         (rb and tostring(rb) or 'null') .. '}'
+end
+
+local versions = kcv()
+-- A version stored before history was kept goes in first, once: the history then
+-- runs unbroken from it (readers list it from the config hash until then).
+if current > 0 and redis.call('HEXISTS', versions, current .. ':meta') == 0 then
+  local ok, old = pcall(cjson.decode, cur[2])
+  local desc = ok and type(old) == 'table' and old.description
+  redis.call('HSET', versions, current, cur[2], current .. ':meta',
+             meta(current, cur[3], cur[4], type(desc) == 'string' and desc or '', nil))
+end
+
 local version = current + 1
 redis.call('HSET', KEYS[2], 'version', version, 'doc', ARGV[3], 'updated_at', NOW, 'actor', ACTOR)
+redis.call('HSET', versions, version, ARGV[3],
+           version .. ':meta', meta(version, NOW, ACTOR, ARGV[5], rollback_of))
 -- the archiver's mark (router/archive/events.py) is not the config's: it stays
 local arch = redis.call('HGET', KEYS[1], 'arch')
 redis.call('DEL', KEYS[1])
 local rtv = { 'version', version }
 if arch then rtv[#rtv + 1] = 'arch'; rtv[#rtv + 1] = arch end
-for i = 5, #ARGV do rtv[#rtv + 1] = ARGV[i] end
+for i = 7, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))
-record({ type = 'config.updated', version = version, previous = current })
+-- a roll-back names the version it restores: the audit trail tells it from an edit
+record({ type = 'config.updated', version = version, previous = current, rollback_of = rollback_of })
 redis.call('PUBLISH', 'router:config', TAG .. '|' .. version)
 return { version, NOW }

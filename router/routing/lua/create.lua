@@ -64,7 +64,9 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
                      rule_offset_ms = tonumber(c.roff), stages_reached = tonumber(c.stage),
                      stage_reasons = reasons, preferred_agent = c.pref } })
 sla_start(c.id, ARGV[3])
-if not try_match(c) then
+if c.cb then  -- asked for a call back (lib/85_callbacks.lua): never held a line
+  cb_start(c)
+elseif not try_match(c) then
   enqueue(c)
   schedule_next_stage(c)
   if chn.maxw > 0 then add_timer(NOW + chn.maxw, 'expire|' .. c.id .. '|0') end

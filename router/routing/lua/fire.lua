@@ -4,7 +4,8 @@
 -- no-op. Several timers per call share the library prelude and a round trip.
 -- KEYS: [1] runtime hash, [2] leased timers zset, [3] lease info hash
 -- ARGV: member, due ms, member, due ms, ... where a member is "kind|contact|arg"
---       (SLA: "sla|contact|clock|step|generation")
+--       (SLA: "sla|contact|clock|step|generation"; callbacks: "cbdue|contact|attempts
+--       made" back in the queues, "cbmiss|contact|0" the window closed)
 -- Returns one code per timer: 1 applied, 0 stale or gone.
 ACTOR = 'system:timer'
 
@@ -115,13 +116,18 @@ local function fire_one(member, due)
       schedule_next_stage(c)
     end
   elseif kind == 'expire' then
-    if c.st ~= 'queued' then return { 0, 'stale' } end
+    -- a callback's caller is not holding the line: max_wait does not apply
+    if c.st ~= 'queued' or c.cb then return { 0, 'stale' } end
     dequeue(c)
     -- unanswered, for the service level and the patience estimate
     stat(reached_pools(c)[1], 'abandoned', 1, 'abandon_wait_ms', NOW - tonumber(c.enq))
     finish(c, 'expired')
     record({ type = 'contact.expired', contact = cid, state = 'expired',
              wait_ms = NOW - tonumber(c.enq), reason = 'waited longer than the channel allows' })
+  elseif kind == 'cbdue' then  -- lib/85_callbacks.lua
+    if not cb_due(c, arg) then return { 0, 'stale' } end
+  elseif kind == 'cbmiss' then
+    if not cb_missed(c) then return { 0, 'stale' } end
   elseif kind == 'pref' then
     if c.st ~= 'queued' then return { 0, 'stale' } end
     -- the preference ran out: anyone eligible may take it now

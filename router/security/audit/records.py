@@ -43,7 +43,7 @@ WHAT_FIELDS = ("state", "contact", "agent", "pool", "clock", "step", "version", 
                "to_agent")  # fmt: skip
 WHY_FIELDS = ("reason", "explain", "rules", "sla", "policy", "previous", "stage", "due",
               "margin_ms", "late_ms", "wait_ms", "boost_ms", "expand", "notify", "reassign",
-              "reassigned_from", "auto", "followups")  # fmt: skip
+              "reassigned_from", "auto", "followups", "rollback_of")  # fmt: skip
 ACCESS_WHAT = ("method", "route", "status", "role")
 
 _decode = msgspec.json.Decoder()

@@ -35,6 +35,8 @@ local function ks(pool) return TAG .. ':s:' .. pool end
 local function kps(pool) return TAG .. ':ps:' .. pool end
 local function kaq(aid) return TAG .. ':aq:' .. aid end
 local function kla(cust) return TAG .. ':la:' .. cust end
+-- every accepted config version: `<v>` the document, `<v>:meta` who, when, why
+local function kcv() return TAG .. ':config:versions' end
 -- SLA clocks live in the contact's record (fields `<clock>.<field>`; see 50_sla)
 local function ksla(cid) return kc(cid) end
 
