@@ -37,9 +37,12 @@ async def get_agent(request: web.Request) -> web.Response:
 @roles("agent", "supervisor")
 async def post_agent_state(request: web.Request) -> web.Response:
     ws, aid = path_id(request, "ws"), path_id(request, "agent_id")
-    await check_agent(request[TOKEN], request.app[ENGINE], ws, aid)
+    tok = request[TOKEN]
+    await check_agent(tok, request.app[ENGINE], ws, aid)
+    # a supervisor (or admin) signing an agent out returns its pending offers
+    signout = tok.role in ("supervisor", "admin")
     agent = await request.app[ENGINE].set_agent_state(
-        ws, aid, await body(request, AgentStateIn), actor(request)
+        ws, aid, await body(request, AgentStateIn), actor(request), signout=signout
     )
     return json_response(agent)
 

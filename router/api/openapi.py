@@ -12,6 +12,8 @@ from router.api.openapi_history import TYPES as HISTORY_TYPES
 from router.api.openapi_history import config_history_routes
 from router.api.openapi_links import add_links
 from router.api.openapi_parts import NAME, PROBLEM, Route, operation, path_params, query, ref
+from router.api.openapi_supervise import TYPES as SUPERVISE_TYPES
+from router.api.openapi_supervise import supervise_routes
 from router.api.reports import BY, MOMENT, ServiceReport, SlaReport, SurveyReport
 from router.api.wallboard import Board
 from router.api.wfm import ForecastOut, StaffingOut
@@ -62,6 +64,7 @@ _TYPES: tuple[Any, ...] = (
     SlaReport,
     SurveyReport,
     *HISTORY_TYPES,
+    *SUPERVISE_TYPES,
 )
 # What-if inputs of staffing and forecast: (minimum, maximum, description).
 _WFM: dict[str, tuple[float, float, str]] = {
@@ -353,6 +356,7 @@ def build() -> dict[str, Any]:
         _pool_routes,
         _event_routes,
         _report_routes,
+        supervise_routes,
     ):
         for method, path, op in routes(b):
             op["parameters"] = path_params(path) + op["parameters"]

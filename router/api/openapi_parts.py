@@ -19,6 +19,8 @@ PROBLEM = {
         "field": {"type": "string"},
         "state": {"type": "string"},
         "errors": {"type": "array", "items": {"type": "object"}},
+        # a refused sign-out: the answered contacts the agent still holds
+        "contacts": {"type": "array", "items": {"type": "string"}},
     },
 }
 

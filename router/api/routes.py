@@ -14,6 +14,7 @@ from router.api.openapi import openapi
 from router.api.pools import get_pool, get_pools
 from router.api.probes import healthz, metrics, readyz
 from router.api.reports import setup_report_routes
+from router.api.supervise import contact_assign, list_agents, pool_waiting
 from router.api.wallboard import setup_wallboard_routes
 from router.api.wfm import setup_wfm_routes
 from router.api.workspace import get_config, put_config
@@ -28,6 +29,7 @@ def setup_routes(app: web.Application) -> None:
     base = "/v1/workspaces/{ws}"
     r.add_put(base, put_config)
     r.add_get(base, get_config)
+    r.add_get(base + "/agents", list_agents)
     setup_config_history_routes(app)
     r.add_put(base + "/agents/{agent_id}", put_agent)
     r.add_get(base + "/agents/{agent_id}", get_agent)
@@ -39,9 +41,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_patch(base + "/contacts/{contact_id}", patch_contact)
     for name, handler in CONTACT_ACTIONS.items():
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
+    r.add_post(base + "/contacts/{contact_id}/assign", contact_assign)
     setup_callback_routes(app)
     r.add_get(base + "/pools", get_pools)
     r.add_get(base + "/pools/{pool_id}", get_pool)
+    r.add_get(base + "/pools/{pool_id}/waiting", pool_waiting)
     setup_event_routes(app)
     setup_wfm_routes(app)
     setup_wallboard_routes(app)

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter
 from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
 
+from router.archive.agent_states import write_intervals
 from router.archive.contacts import ContactRows, closing_contacts
 from router.archive.gaps import gap_row
 from router.archive.rows import INSERT, Row, event_rows
@@ -144,6 +145,7 @@ class EventArchiver:
         self._own_pending.add(ws)  # until acknowledged
         await self._partitions(conn, rows)
         await conn.execute(INSERT, [list(c) for c in zip(*rows, strict=True)])
+        await write_intervals(conn, rows)  # agents' time in each state
         written = await self.contact_rows.write(
             conn, client, ws, closing_contacts((r[3], r[4]) for r in rows)
         )

@@ -15,6 +15,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from router.routing.surveys import Surveys
+from router.runtime.errors import FieldProblem
 from sla.calendar import Calendar, TimezoneName
 from sla.policy import SlaPolicy
 from sla.signing import Webhook
@@ -186,6 +187,26 @@ class Callbacks(Struct, forbid_unknown_fields=True, frozen=True):
         return round(gap * 1000)
 
 
+class ReasonCode(Struct, forbid_unknown_fields=True, frozen=True):
+    """A not-ready (break) reason an agent may give; the label is for people."""
+
+    label: Annotated[str, Meta(max_length=128)] = ""
+
+
+class AgentStates(Struct, forbid_unknown_fields=True, frozen=True):
+    """Agent states: the not-ready reason codes. None configured: a break takes
+    any free-text reason (as before codes existed). Configured: a break must
+    name one of them, and metrics label agents on break by code."""
+
+    reasons: dict[Name, ReasonCode] = {}
+
+    def reason_problem(self, state: str, reason: str | None) -> FieldProblem | None:
+        """Why a state change's reason is refused, if it is."""
+        if state != "break" or not self.reasons or reason in self.reasons:
+            return None
+        return FieldProblem("reason", "a break needs one of the configured reason codes")
+
+
 class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     tiers: dict[Name, Tier]
     channels: dict[Name, Channel]
@@ -207,6 +228,7 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     # days and months in it. Live counters and forecasts keep UTC days.
     timezone: TimezoneName = "UTC"
     callbacks: Callbacks = Callbacks()
+    agent_states: AgentStates = AgentStates()
     description: Annotated[str, Meta(max_length=1000)] = ""
 
 

@@ -34,7 +34,14 @@ from router.routing.rules import RoutePlan, plan_route
 from router.routing.runtime_hash import runtime_fields
 from router.routing.slaops import SlaOps, sla_clocks, start_plan
 from router.routing.updates import ContactUpdates
-from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound, QueueFull
+from router.runtime.errors import (
+    Conflict,
+    FieldProblem,
+    InvalidInput,
+    NotFound,
+    QueueFull,
+    StillHolding,
+)
 from router.store.batch import ScriptBatcher
 from router.store.keys import WsKeys
 from router.store.shards import Shards
@@ -277,16 +284,21 @@ class Engine:
         return agent_out(_pairs(res[1]))
 
     async def set_agent_state(
-        self, ws_name: str, aid: str, body: AgentStateIn, actor: str
+        self, ws_name: str, aid: str, body: AgentStateIn, actor: str, signout: bool = False
     ) -> AgentOut:
-        await self.configs.get(ws_name)
+        """`signout`: a supervisor's, which returns pending offers (agent_state.lua)."""
+        cfg = (await self.configs.get(ws_name)).config
+        if refused := cfg.agent_states.reason_problem(body.state, body.reason):
+            raise InvalidInput([refused])
         ws = WsKeys(ws_name)
-        args = [actor, body.state, body.reason or ""]
+        args = [actor, body.state, body.reason or "", "1" if signout else ""]
         res = await self._run("agent_state", ws, ws.agent(aid), args)
         if res[0] == -1:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         if res[0] == -2:
             raise Conflict(res[2], state=res[1], field="state")
+        if res[0] == -4:
+            raise StillHolding(state=res[1], contacts=list(res[2]))
         return agent_out(_pairs(res[1]))
 
     async def get_agent(self, ws_name: str, aid: str) -> AgentOut:

@@ -36,6 +36,7 @@ ROUTING_SCRIPTS = (
     "complete",
     "abandon",
     "transfer",
+    "assign",
     "fire",
     "config_put",
     "resolve",

@@ -49,6 +49,36 @@ class AgentOut(Struct, frozen=True):
     missed_offers: int
 
 
+class HeldContact(Struct, frozen=True):
+    id: str
+    state: str
+
+
+class AgentListItem(Struct, frozen=True):
+    """An agent as a supervisor's list shows it: `since` is when it entered its
+    state (null for an agent not changed since before it was recorded) and
+    `time_in_state` the seconds since then, by Redis TIME."""
+
+    id: str
+    state: str
+    reason: str | None
+    since: float | None
+    time_in_state: float | None
+    load: int
+    capacity: int
+    team: str | None
+    supervisor: str | None
+    pools: list[str]
+    contacts: list[HeldContact]
+
+
+class AgentPage(Struct, frozen=True):
+    """One page, by agent id; `next` is the cursor of the next page (null: the last)."""
+
+    agents: list[AgentListItem]
+    next: str | None
+
+
 # --- contacts ---------------------------------------------------------------
 
 
@@ -199,6 +229,12 @@ class TransferIn(Struct, forbid_unknown_fields=True, frozen=True):
     reason: ShortText | None = None
 
 
+class AssignIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of assign: the agent a supervisor hands the waiting contact to."""
+
+    agent_id: Id
+
+
 class Explanation(Struct, frozen=True, omit_defaults=True):
     pool: str | None = None
     strategy: str | None = None
@@ -281,3 +317,33 @@ class ContactOut(Struct, frozen=True):
     personal: PersonalOut | None = None
     # Set when the contact is a callback (its phone masked like `personal`).
     callback: CallbackOut | None = None
+
+
+class WaitingContact(Struct, frozen=True):
+    """A contact waiting in a pool, as a supervisor sees it (personal fields masked).
+    `position` counts from 1 in rank order; `waited` is seconds since it was
+    enqueued; `rank` (seconds) is `enqueued_at - priority_offset`."""
+
+    position: int
+    id: str
+    channel: str
+    tier: str
+    intent: str | None
+    customer_id: str
+    rank: float
+    priority_offset: float
+    enqueued_at: float
+    waited: float
+    stage: int
+    pools: list[str]
+    sla: str | None
+    personal: PersonalOut | None = None
+
+
+class WaitingPage(Struct, frozen=True):
+    """One page of a pool's waiting contacts in rank order; `next` is the cursor
+    of the next page (null: the last)."""
+
+    pool: str
+    waiting: list[WaitingContact]
+    next: str | None

@@ -99,6 +99,20 @@ class Conflict(RouterError):
         return out
 
 
+class StillHolding(Conflict):
+    """A sign-out refused while the agent holds answered contacts: lists them
+    (`contacts`) so the supervisor can transfer them first."""
+
+    def __init__(self, *, state: str, contacts: list[str]) -> None:
+        held = ", ".join(contacts)
+        detail = f"agent still holds answered contacts ({held}): transfer them first"
+        super().__init__(detail, state=state, field="state")
+        self.contacts = contacts
+
+    def extra(self) -> dict[str, object]:
+        return {**super().extra(), "contacts": self.contacts}
+
+
 class QueueFull(RouterError):
     status = 429
     title = "Queue full"

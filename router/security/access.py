@@ -10,6 +10,14 @@
 - **gateway**: contacts it created (their `gateway`), and acts on those alone.
 - **admin**: everything.
 
+A team-scoped supervisor's pools are those at least one agent of its teams is
+a member of (pools belong to no team; their members do): it sees their queues
+(`GET /pools/{id}/waiting`, masked) and may move the contacts waiting there
+(`assign`, `transfer`) even before anyone of its teams handled them (or,
+transferred to a named agent, when that agent is of its teams). Reading such a
+contact in full (`GET /contacts/{id}`, with its timeline) still needs one of
+its teams to have handled it.
+
 A resource outside the caller's scope is refused with 403 whether or not it
 exists, with the same body either way, so a refusal says nothing about other
 people's agents or contacts. "Before" comes from the contact's timeline, which
@@ -106,6 +114,53 @@ async def check_agent(
         raise agent_denied(tok, aid)
 
 
+def pool_denied(pool: str, field: str = "pool_id") -> Forbidden:
+    return Forbidden(f"pool {pool!r} is served by no agent of this supervisor's teams", field=field)
+
+
+async def pools_in_scope(client: Redis, ws: WsKeys, tok: Token, pools: list[str]) -> bool:
+    """Is any of the pools served by (has as a member) an agent of the caller's teams?"""
+    if unrestricted(tok):
+        return True
+    for pool in pools:
+        members = sorted(cast(set[str], await client.smembers(ws.members(pool))))
+        if await _agents_in_scope(client, ws, tok, members):
+            return True
+    return False
+
+
+async def check_pool(tok: Token, engine: Engine, ws: str, pool: str) -> None:
+    """Refuses (403) a pool's queue outside a team-scoped supervisor's pools,
+    with the same body whether or not the pool exists."""
+    if unrestricted(tok):
+        return
+    await engine.configs.get(ws)  # an unknown workspace is a 404 first
+    if tok.role != "supervisor" or not await pools_in_scope(
+        engine.client(ws), WsKeys(ws), tok, [pool]
+    ):
+        raise pool_denied(pool)
+
+
+def _reached(stages: str, stage: int) -> list[str]:
+    """Pools of the stages a contact reached ("after_ms:p1,p2|after_ms:p3")."""
+    out: list[str] = []
+    for part in [p for p in stages.split("|") if p][:stage]:
+        out += [p for p in part.partition(":")[2].split(",") if p and p not in out]
+    return out
+
+
+async def _waiting_in_scope(client: Redis, ws: WsKeys, tok: Token, cid: str) -> bool:
+    """A queued contact waiting in one of the supervisor's pools (or transferred
+    to an agent of its teams)."""
+    row = await client.hmget(ws.contact(cid), "st", "stages", "stage", "tgt")
+    st, stages, stage, tgt = cast(list[str | None], row)
+    if tok.role != "supervisor" or st != "queued":
+        return False
+    if tgt:
+        return await _agents_in_scope(client, ws, tok, [tgt])
+    return await pools_in_scope(client, ws, tok, _reached(stages or "", int(stage or "1")))
+
+
 def handlers_of(agent: str | None, timeline: list[str]) -> set[str]:
     """Agents the contact is or was offered or assigned to."""
     out = {agent} if agent else set()
@@ -166,6 +221,9 @@ async def _read(
     return known is not None, gw, handlers
 
 
+# A supervisor's actions on waiting work: allowed on a contact waiting in one
+# of its pools, besides those its teams handled.
+QUEUE_ACTIONS = frozenset({"assign", "transfer"})
 # Actions whose body names the acting agent (`agent_id`).
 AGENT_ACTIONS = frozenset({"accept", "reject", "complete", "respond", "callback_attempt"})
 
@@ -192,8 +250,11 @@ async def check_action(
     if tok.role == "supervisor" and action in AGENT_ACTIONS and agent_id is not None:
         await check_agent(tok, engine, ws, agent_id)
     known, gw, handlers = await _read(client, keys, cid, history=tok.role == "supervisor")
-    if not known or not await _may_see(client, keys, tok, gw, handlers):
-        raise contact_denied(tok, cid)
+    if known and await _may_see(client, keys, tok, gw, handlers):
+        return
+    if known and action in QUEUE_ACTIONS and await _waiting_in_scope(client, keys, tok, cid):
+        return
+    raise contact_denied(tok, cid)
 
 
 async def action_failed(tok: Token, engine: Engine, ws: str, cid: str, exc: RouterError) -> None:

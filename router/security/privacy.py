@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import msgspec
 
-from router.routing.model import CallbackOut, ContactOut, PersonalOut
+from router.routing.model import CallbackOut, ContactOut, PersonalOut, WaitingContact
 from router.runtime.settings import Token
 
 REDACTED = "[redacted]"
@@ -60,3 +60,10 @@ def present(token: Token, contact: ContactOut) -> ContactOut:
         personal=mask(personal) if personal is not None else None,
         callback=mask_callback(callback) if callback is not None else None,
     )
+
+
+def present_waiting(item: WaitingContact) -> WaitingContact:
+    """A waiting contact in a queue listing: held by no agent, so masked for everyone."""
+    if item.personal is None or item.personal.masked:
+        return item
+    return msgspec.structs.replace(item, personal=mask(item.personal))

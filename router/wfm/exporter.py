@@ -109,6 +109,7 @@ class StateExporter:
                 _window_gauges(fam, ws, p, w)
         _event_counters(fam, ws, counts)
         _survey_counters(fam, ws, cfg, counts)
+        _agent_state_gauges(fam, ws, cfg, await agent_states(client, keys))
 
 
 async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
@@ -127,6 +128,45 @@ async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
     lag = group.get("lag")
     length = int(info.get("length", 0))
     return pending + (length if lag is None else min(int(lag), length))
+
+
+async def agent_states(client: Redis, keys: WsKeys) -> list[tuple[str | None, str | None]]:
+    """(state, reason) of every agent of the workspace."""
+    ids = sorted(cast(set[str], await client.smembers(keys.agents)))
+    out: list[tuple[str | None, str | None]] = []
+    for i in range(0, len(ids), 500):
+        pipe = client.pipeline(transaction=False)
+        for aid in ids[i : i + 500]:
+            pipe.hmget(keys.agent(aid), "st", "reason")
+        out += [(st, reason) for st, reason in await pipe.execute()]
+    return out
+
+
+def _agent_state_gauges(
+    fam: dict[str, Metric],
+    ws: str,
+    cfg: RoutingConfig,
+    rows: list[tuple[str | None, str | None]],
+) -> None:
+    """Agents by state and, on break, by not-ready reason code. Only configured
+    codes become labels (bounded by the config); any other reason, free text
+    included, is `other`, and states without a reason `none`. Every configured
+    code is exported from zero on."""
+    codes = cfg.agent_states.reasons
+    counts = dict.fromkeys(
+        [(s, "none") for s in ("available", "missed", "offline")]
+        + [("break", c) for c in codes]
+        + [("break", "other")],
+        0,
+    )
+    for st, reason in rows:
+        state = st or "offline"
+        label = "none" if state != "break" else (reason if reason in codes else "other")
+        counts[(state, label or "other")] = counts.get((state, label or "other"), 0) + 1
+    for (state, label), n in sorted(counts.items()):
+        _gauge(fam, "router_agents_state",
+               "Agents by state and not-ready reason (configured codes; other: any other)",
+               ["workspace", "state", "reason"], [ws, state, label], n)  # fmt: skip
 
 
 def _family(fam: dict[str, Metric], kind: str, name: str, doc: str, labels: list[str]) -> Any:

@@ -7,9 +7,11 @@ local aid = ARGV[2]
 local a = load_agent(aid)
 local created = a == nil
 if created then
-  a = { id = aid, st = 'offline', load = '0', idle = tostring(NOW), missed = '0', reason = '' }
+  a = { id = aid, st = 'offline', load = '0', idle = tostring(NOW), missed = '0', reason = '',
+        since = tostring(NOW) }
+  -- since: when the agent entered its state (time in state, state intervals)
   redis.call('HSET', KEYS[2], 'id', aid, 'st', 'offline', 'load', 0, 'idle', NOW, 'missed', 0,
-             'reason', '')
+             'reason', '', 'since', NOW)
   redis.call('SADD', KEYS[3], aid)
 else
   drop_agent_from_pools(aid, a.pools)

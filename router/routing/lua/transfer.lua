@@ -18,6 +18,9 @@ elseif redis.call('EXISTS', ka(target_agent)) == 0 then
   return { -3, 'agent_id', 'unknown agent' }
 end
 local prev = c.st
+-- where it waited before, for the audit trail (before/after)
+local from_agent = (c.tgt and c.tgt ~= '') and c.tgt or nil
+local from_pools = from_agent == nil and reached_pools(c) or {}
 if prev == 'queued' then dequeue(c) end
 redis.call('ZREM', K_TIMERS, 'offer|' .. c.id .. '|' .. c.og)
 local w, a = release_holder(c)
@@ -34,6 +37,7 @@ redis.call('HSET', KEYS[2], 'st', 'queued', 'agent', '', 'oexp', '', 'tgt', c.tg
 c.st = 'queued'
 record({ type = 'contact.transferred', contact = c.id, agent = a and a.id or nil,
          state = 'queued', previous = prev, released = w, load = a and tonumber(a.load) or nil,
+         from_pools = #from_pools > 0 and from_pools or nil, from_agent = from_agent,
          to_pool = target_pool ~= '' and target_pool or nil,
          to_agent = target_agent ~= '' and target_agent or nil,
          reason = ARGV[4] ~= '' and ARGV[4] or nil })

@@ -73,3 +73,19 @@ local function release(a, cid)
   end
   return w
 end
+
+-- Moves agent a to state `new` (`stored` is the reason kept with it: the
+-- not-ready code of a break, else ''); `why` is the reason given for the
+-- change. The time in state starts again (`since`), and the event carries the
+-- state left, its reason and since when it lasted, so the archive writes the
+-- interval from the event alone (router/archive/agent_states.py).
+local function change_agent_state(a, new, stored, why)
+  local ev = { type = 'agent.state_changed', agent = a.id, state = new, previous = a.st,
+               reason = (why ~= nil and why ~= '') and why or nil,
+               previous_reason = (a.reason ~= nil and a.reason ~= '') and a.reason or nil,
+               previous_since = tonumber(a.since or ''),
+               team = (a.team ~= nil and a.team ~= '') and a.team or nil }
+  a.st, a.reason, a.since = new, stored, tostring(NOW)
+  redis.call('HSET', ka(a.id), 'st', new, 'reason', stored, 'since', NOW)
+  record(ev)
+end

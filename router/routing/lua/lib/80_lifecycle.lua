@@ -38,10 +38,7 @@ local function requeue_offer(c, a, timeout, reason)
            agent = a.id, state = 'queued', released = w, load = tonumber(a.load),
            cap = tonumber(a.cap), reason = reason })
   if timeout and missed >= rt_num('missed_after', 3) and a.st == 'available' then
-    a.st = 'missed'
-    redis.call('HSET', ka(a.id), 'st', 'missed', 'reason', 'missed offers')
-    record({ type = 'agent.state_changed', agent = a.id, state = 'missed', previous = 'available',
-             reason = missed .. ' consecutive offer timeouts' })
+    change_agent_state(a, 'missed', 'missed offers', missed .. ' consecutive offer timeouts')
   end
   refresh_agent(a)
   if not try_match(c) then enqueue(c) end
