@@ -48,6 +48,9 @@ _IDS: dict[tuple[str, str], str] = {
     **{("post", f"/contacts/{{contact_id}}/{a}"): f"{a}Contact" for a in _ACTIONS},
     ("post", "/contacts/{contact_id}/callback"): "callbackContact",
     ("post", "/contacts/{contact_id}/callback/attempts"): "callbackAttempt",
+    ("get", "/agents"): "listAgents",
+    ("get", "/pools/{pool_id}/waiting"): "getPoolWaiting",
+    ("post", "/contacts/{contact_id}/assign"): "assignContact",
 }
 _WS = {"ws": "$request.path.ws"}
 _CONTACT = {"contact_id": "$response.body#/id"}
@@ -72,6 +75,7 @@ def _contact_links(params: dict[str, str], holder: str) -> dict[str, Any]:
         body = {"agent_id": holder} if action in _BY_HOLDER else None
         links[action.capitalize()] = _link(f"{action}Contact", params, body)
     links["Callback"] = _link("callbackContact", params)
+    links["Assign"] = _link("assignContact", params)
     attempt = {"agent_id": holder, "outcome": "answered"}
     links["CallbackAttempt"] = _link("callbackAttempt", params, attempt)
     return links
@@ -96,10 +100,12 @@ def _links_by_operation() -> dict[str, dict[str, dict[str, Any]]]:
         "GetPools": _link("getPools", {}),
         "GetEvents": _link("getEvents", {}),
         "CreateContact": _link("createContact", {}),
+        "ListAgents": _link("listAgents", {}),
     }
     pool = {
         "GetStaffing": _link("getStaffing", _POOL),
         "GetForecast": _link("getForecast", _POOL),
+        "GetWaiting": _link("getPoolWaiting", _POOL),
     }
     links: dict[str, dict[str, dict[str, Any]]] = {
         "putConfig": {"200": workspace},
@@ -112,7 +118,12 @@ def _links_by_operation() -> dict[str, dict[str, dict[str, Any]]]:
         "getPools": {"200": {"GetPool": _link("getPool", {"pool_id": _FIRST_POOL})}},
         "getPool": {"200": pool},
     }
-    for op_id in (*(f"{a}Contact" for a in _ACTIONS), "callbackContact", "callbackAttempt"):
+    for op_id in (
+        *(f"{a}Contact" for a in _ACTIONS),
+        "callbackContact",
+        "callbackAttempt",
+        "assignContact",
+    ):
         links[op_id] = {"200": {"GetContact": _link("getContact", _CONTACT)}}
     return links
 
