@@ -60,7 +60,7 @@ def window_ms(
 
 
 def _channel(cfg: RoutingConfig) -> str:
-    channel = cfg.callbacks.channel
+    channel = cfg.callback_setup.channel
     if channel not in cfg.channels:
         raise Conflict(
             f"callbacks are served on channel {channel!r}, which the routing config does not "
@@ -76,14 +76,16 @@ def callback_fields(cfg: RoutingConfig, body: ContactIn) -> dict[str, object]:
     with a `callback` block); its number goes into `pii` with the rest."""
     assert body.callback is not None
     if body.channel != _channel(cfg):
-        problem = f"a callback is served on channel {cfg.callbacks.channel!r} (callbacks.channel)"
+        problem = (
+            f"a callback is served on channel {cfg.callback_setup.channel!r} (callbacks.channel)"
+        )
         raise InvalidInput([FieldProblem("channel", problem)])
     nb, na = window_ms(cfg, body.callback, "callback.")
     fields: dict[str, object] = {
         "cb": 1,
         "cba": 0,
-        "cbm": cfg.callbacks.max_attempts,
-        "cbg": cfg.callbacks.retry_gap_ms(),
+        "cbm": cfg.callback_setup.max_attempts,
+        "cbg": cfg.callback_setup.retry_gap_ms(),
     }
     if nb is not None:
         fields["cbnb"] = nb
@@ -137,8 +139,8 @@ class CallbackOps:
             body.phone,
             "" if nb is None else nb,
             "" if na is None else na,
-            cfg.callbacks.max_attempts,
-            cfg.callbacks.retry_gap_ms(),
+            cfg.callback_setup.max_attempts,
+            cfg.callback_setup.retry_gap_ms(),
             channel,
         ]
         return await self._engine.contact_action(ws_name, cid, "callback", args, actor)

@@ -187,6 +187,9 @@ class Callbacks(Struct, forbid_unknown_fields=True, frozen=True):
         return round(gap * 1000)
 
 
+DEFAULT_CALLBACKS = Callbacks()
+
+
 class ReasonCode(Struct, forbid_unknown_fields=True, frozen=True):
     """A not-ready (break) reason an agent may give; the label is for people."""
 
@@ -227,9 +230,16 @@ class RoutingConfig(Struct, forbid_unknown_fields=True, frozen=True):
     # The workspace's local time (IANA name): history reports bucket hours,
     # days and months in it. Live counters and forecasts keep UTC days.
     timezone: TimezoneName = "UTC"
-    callbacks: Callbacks = Callbacks()
+    # None: callbacks on the defaults (a "voice" channel); a config that sets
+    # them is checked to declare and serve their channel (an encoded default
+    # block would make every config without voice invalid when read back)
+    callbacks: Callbacks | None = None
     agent_states: AgentStates = AgentStates()
     description: Annotated[str, Meta(max_length=1000)] = ""
+
+    @property
+    def callback_setup(self) -> Callbacks:
+        return self.callbacks or DEFAULT_CALLBACKS
 
 
 class StoredConfig(Struct, frozen=True):
