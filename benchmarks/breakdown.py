@@ -29,8 +29,9 @@ from redis.asyncio import Redis
 
 from benchmarks.e2e.workspaces import _setup, admission_config, freed_config
 from router.api.common import json_response
-from router.routing.engine import Engine, _pairs, contact_out
+from router.routing.engine import Engine
 from router.routing.model import AgentRef, ContactIn, Customer
+from router.routing.records import contact_out, pairs
 from router.routing.rules import plan_route
 from router.routing.validation import parse_config
 from router.runtime.settings import token_hash
@@ -241,9 +242,9 @@ async def run() -> dict[str, Any]:
             number=2000,
         )
         py["Engine.contact_action(complete), script reply replayed"] = t["batch_us"]
-        rendered = contact_out(_pairs(flat), True)
-        py["contact_out(_pairs(reply)) (inside the Engine call above)"] = best(
-            lambda: contact_out(_pairs(flat), True)
+        rendered = contact_out(pairs(flat), True)
+        py["contact_out(pairs(reply)) (inside the Engine call above)"] = best(
+            lambda: contact_out(pairs(flat), True)
         )
         py["json_response(ContactOut) (render)"] = best(lambda: json_response(rendered, 201))
         return out

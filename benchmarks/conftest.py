@@ -17,8 +17,9 @@ import pytest
 from redis.asyncio import Redis
 
 from router.routing.config import RoutingConfig
-from router.routing.engine import Engine, contact_record
+from router.routing.engine import Engine
 from router.routing.model import ContactIn, Customer
+from router.routing.records import contact_record
 from router.routing.rules import plan_route
 from router.routing.slaops import start_plan
 from router.routing.validation import parse_config

@@ -18,8 +18,9 @@ import pytest
 from benchmarks.conftest import Runner, bench_config, contact, create_args
 from router.cli.demo import demo_config
 from router.routing.config import CONFIG_ENCODER, RoutingConfig
-from router.routing.engine import Engine, _pairs, contact_out
+from router.routing.engine import Engine
 from router.routing.model import AgentIn, AgentStateIn, ContactIn, ContactOut, Customer
+from router.routing.records import contact_out, pairs
 from router.routing.rules import plan_route
 from router.routing.validation import parse_config
 from router.store.keys import WsKeys
@@ -101,7 +102,7 @@ def real_reply(engine: Engine, run: Runner) -> dict[str, str]:
             client=engine.shards.single,
         )
     )
-    return _pairs(res[1])
+    return pairs(res[1])
 
 
 def test_contact_out_render(benchmark: Any, real_reply: dict[str, str]) -> None:
@@ -299,7 +300,7 @@ def test_lua_create_queued(
     ws = Ws(engine, run)
 
     def target(cid: str) -> None:
-        assert _pairs(run(ws.create_coro(cid))[1])["st"] == "queued"
+        assert pairs(run(ws.create_coro(cid))[1])["st"] == "queued"
 
     lua(benchmark, evalsha_baseline, target, lambda: ((fresh("q"),), {}))
     assert run(engine.shards.single.zcard(ws.k.queue("cards", "voice"))) >= LUA_ROUNDS
@@ -313,7 +314,7 @@ def test_lua_create_offered(
 
     def target(cid: str) -> None:
         res = run(ws.create_coro(cid, "chat"))
-        assert _pairs(res[1])["st"] == "offered"
+        assert pairs(res[1])["st"] == "offered"
 
     lua(benchmark, evalsha_baseline, target, lambda: ((fresh("o"),), {}))
 
@@ -323,7 +324,7 @@ def test_lua_accept(benchmark: Any, engine: Engine, run: Runner, evalsha_baselin
 
     def setup() -> tuple[tuple[str, str], dict[str, Any]]:
         cid = fresh("ac")
-        got = _pairs(ws.create(cid, "chat")[1])
+        got = pairs(ws.create(cid, "chat")[1])
         return (cid, got["agent"]), {}
 
     def target(cid: str, aid: str) -> None:
@@ -339,14 +340,14 @@ def test_lua_complete_frees_agent_next_offer(
     best-ranked waiting call is offered to it in the same script."""
     ws = Ws(engine, run, agents=1, capacity=100)
     first = fresh("cc")
-    assert _pairs(ws.create(first)[1])["st"] == "offered"
+    assert pairs(ws.create(first)[1])["st"] == "offered"
     state = {"held": first}
 
     def setup() -> tuple[tuple[str], dict[str, Any]]:
         held = state["held"]
         assert run(ws.action("accept", held, "a0"))[0] == 1
         nxt = fresh("cc")
-        assert _pairs(ws.create(nxt)[1])["st"] == "queued"
+        assert pairs(ws.create(nxt)[1])["st"] == "queued"
         state["held"] = nxt
         return (held,), {}
 

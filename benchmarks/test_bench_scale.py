@@ -23,7 +23,8 @@ import pytest
 from redis.asyncio import Redis
 
 from benchmarks.conftest import MEMORY_ROWS, SCALE_ROWS, Runner, bench_config, contact, create_args
-from router.routing.engine import Engine, _pairs
+from router.routing.engine import Engine
+from router.routing.records import pairs
 from router.store.keys import WsKeys
 from router.store.local import LocalRedis
 from router.store.shards import Shards
@@ -192,7 +193,7 @@ def test_create_at_scale(
 
     def target(cid: str, args: list[Any]) -> None:
         res = run(script(keys=[k.runtime, k.contact(cid)], args=args, client=eng.shards.single))
-        assert _pairs(res[1])["st"] == "queued"
+        assert pairs(res[1])["st"] == "queued"
 
     run(eng.shards.single.slowlog_reset())
     benchmark.pedantic(target, setup=setup, rounds=CREATE_ROUNDS, warmup_rounds=0)

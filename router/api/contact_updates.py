@@ -8,8 +8,8 @@ from aiohttp import web
 
 from router.api.appkeys import ENGINE, TOKEN
 from router.api.common import actor, body, json_response, path_id, roles
-from router.routing.engine import contact_out
 from router.routing.model import ContactPatch
+from router.routing.records import contact_out
 from router.routing.slaops import sla_clocks
 from router.security.access import check_action
 from router.security.privacy import present

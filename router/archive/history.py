@@ -25,8 +25,8 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from router.routing.engine import timeline_entry
 from router.routing.model import ContactOut, SlaClockOut, TimelineEntry
+from router.routing.records import timeline_entry
 from router.store.keys import ARCHIVE_GROUP, WsKeys
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import heapq
 from collections.abc import Callable
 from typing import cast
 
-from router.routing.engine import Engine, agent_out, contact_out
+from router.routing.engine import Engine
 from router.routing.model import (
     AgentListItem,
     AgentPage,
@@ -23,6 +23,7 @@ from router.routing.model import (
     WaitingContact,
     WaitingPage,
 )
+from router.routing.records import agent_out, contact_out
 from router.runtime.errors import Conflict, NotFound
 from router.store.keys import WsKeys
 
