@@ -14,6 +14,7 @@ from router.routing.model import (
     AbandonIn,
     AgentRef,
     ClockIn,
+    CompleteIn,
     ContactIn,
     ContactOut,
     RatingIn,
@@ -105,7 +106,9 @@ def _transfer_args(t: TransferIn) -> list[str]:
 CONTACT_ACTIONS: dict[str, Handler] = {
     "accept": _action("accept", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
     "reject": _action("reject", AgentRef, lambda b: [b.agent_id, ""], "agent", "supervisor"),
-    "complete": _action("complete", AgentRef, lambda b: [b.agent_id], "agent", "supervisor"),
+    "complete": _action(
+        "complete", CompleteIn, lambda b: [b.agent_id, b.intent or ""], "agent", "supervisor"
+    ),
     "abandon": _action("abandon", AbandonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),
     "transfer": _action("transfer", TransferIn, _transfer_args, "agent", "supervisor", "gateway"),
     "resolve": _action("resolve", ReasonIn, lambda b: [b.reason or ""], "gateway", "supervisor"),

@@ -75,6 +75,19 @@ class Stage(Struct, forbid_unknown_fields=True, frozen=True):
 AttributeValue = str | int | float | bool
 
 
+class HandoffConditions(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
+    """Conditions on a bot hand-off (all given must hold; a contact without a
+    hand-off matches none). Confidence bounds are inclusive; a hand-off that
+    gave no confidence fails any bound. `fields`: collected field name ->
+    accepted values."""
+
+    bot: list[Name] | None = None
+    intent: list[Name] | None = None
+    min_confidence: Annotated[float, Meta(ge=0, le=1)] | None = None
+    max_confidence: Annotated[float, Meta(ge=0, le=1)] | None = None
+    fields: dict[Name, list[Annotated[str, Meta(max_length=256)]]] | None = None
+
+
 class Conditions(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):
     """All given conditions must hold; a list means any of its values."""
 
@@ -86,6 +99,8 @@ class Conditions(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=
     flags: list[Name] | None = None
     # attribute name -> accepted values
     attributes: dict[Name, list[AttributeValue]] | None = None
+    # A chatbot's hand-off: its bot, intent, confidence and collected fields.
+    handoff: HandoffConditions | None = None
 
 
 class Rule(Struct, forbid_unknown_fields=True, frozen=True, omit_defaults=True):

@@ -196,10 +196,31 @@ def _conditions_problems(
                 json_path([*base, "attributes", attribute]),
                 "an empty list never matches; omit the attribute instead",
             )
+    yield from _handoff_problems([*base, "handoff"], _obj(when.get("handoff")))
     yield from _unknown_names(
         [*base, "channel"], when.get("channel"), declared.channels, "channel", "channels"
     )
     yield from _unknown_names([*base, "tier"], when.get("tier"), declared.tiers, "tier", "tiers")
+
+
+def _handoff_problems(base: list[str | int], when: dict[str, Any]) -> Iterator[FieldProblem]:
+    for key in ("bot", "intent"):
+        if when.get(key) == []:
+            yield FieldProblem(
+                json_path([*base, key]), "an empty list never matches; omit the condition instead"
+            )
+    for name, accepted in _obj(when.get("fields")).items():
+        if accepted == []:
+            yield FieldProblem(
+                json_path([*base, "fields", name]),
+                "an empty list never matches; omit the field instead",
+            )
+    low, high = when.get("min_confidence"), when.get("max_confidence")
+    if isinstance(low, int | float) and isinstance(high, int | float) and low > high:
+        yield FieldProblem(
+            json_path([*base, "min_confidence"]),
+            f"min_confidence {low} is above max_confidence {high}: no hand-off matches",
+        )
 
 
 def _stages_problems(

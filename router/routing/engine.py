@@ -224,9 +224,10 @@ class Engine:
             flags=body.customer.flags,
             attributes=body.attributes,
             skills=body.skills,
+            handoff=body.handoff,
         )
         sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, sla_override)
-        payload = contact_record(body, plan, sla, stored.version, gateway)
+        payload = contact_record(cfg, body, plan, sla, stored.version, gateway)
         if body.callback is not None:
             payload |= callback_fields(cfg, body)
         ws = WsKeys(ws_name)

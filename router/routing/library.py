@@ -74,6 +74,7 @@ LIB_SECTIONS = (
     "50_sla",  # SLA clocks: start, stop, steps, notify targets, follow-ups
     "60_selection",  # eligibility, ranking, offers, selecting an agent
     "70_pull",  # a freed agent takes the best waiting contact; bullseye stages
+    "75_handoff",  # bot hand-offs: counts, the agent's disposition
     "80_lifecycle",  # endings, re-queues, holders
     "85_callbacks",  # callbacks: held for a window or a retry, window missed
     "90_begin",  # the start of every function call

@@ -154,6 +154,45 @@ class CallbackOut(Struct, frozen=True):
     next_attempt_at: float | None
 
 
+# --- bot hand-off (router/routing/handoff.py) ---------------------------------
+
+MAX_HANDOFF_FIELDS = 32
+Confidence = Annotated[float, Meta(ge=0, le=1)]
+# A URL or an id of the transcript in the bot platform (never the transcript).
+TranscriptRef = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
+
+
+class HandoffIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """What a bot hands over with the contact. `bot`, `intent` and
+    `confidence` route it (rules' `when.handoff`) and are not personal; the
+    `summary` and the collected `fields` are (customer data): stored with the
+    personal fields and masked like them."""
+
+    bot: Name
+    intent: Name | None = None
+    confidence: Confidence | None = None
+    summary: Annotated[str, Meta(max_length=2048)] | None = None
+    fields: Annotated[
+        dict[Name, Annotated[str, Meta(max_length=256)]], Meta(max_length=MAX_HANDOFF_FIELDS)
+    ] = {}
+    transcript: TranscriptRef | None = None
+
+
+class HandoffOut(Struct, frozen=True):
+    """A contact's bot hand-off as the caller may see it (`masked`: the summary
+    as "[redacted]", every collected field's value as "***");
+    `agent_intent`: the intent the agent gave when completing it."""
+
+    bot: str
+    intent: str | None
+    confidence: float | None
+    transcript: str | None
+    masked: bool
+    summary: str | None = None
+    fields: dict[str, str] = {}
+    agent_intent: str | None = None
+
+
 class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     id: Id
     channel: Name
@@ -166,6 +205,8 @@ class ContactIn(Struct, forbid_unknown_fields=True, frozen=True):
     note: Note | None = None
     # A customer who asked to be called (e.g. tomorrow 10:00-11:00) and never waited.
     callback: CallbackIn | None = None
+    # Handed over by a chatbot: what it understood and collected.
+    handoff: HandoffIn | None = None
 
 
 AttributeIn = AttributeValue | Annotated[str, Meta(max_length=1024)]
@@ -190,6 +231,15 @@ class AgentRef(Struct, forbid_unknown_fields=True, frozen=True):
     """Body of accept / reject / complete: the agent acting on its offer."""
 
     agent_id: Id
+
+
+class CompleteIn(Struct, forbid_unknown_fields=True, frozen=True):
+    """Body of complete: the agent, and optionally the contact's real intent
+    as the agent found it (the disposition; for a bot hand-off it tells whether
+    the bot's intent was right)."""
+
+    agent_id: Id
+    intent: Name | None = None
 
 
 class ClockIn(Struct, forbid_unknown_fields=True, frozen=True):
@@ -317,6 +367,8 @@ class ContactOut(Struct, frozen=True):
     personal: PersonalOut | None = None
     # Set when the contact is a callback (its phone masked like `personal`).
     callback: CallbackOut | None = None
+    # Set when a bot handed the contact over (its personal parts masked like `personal`).
+    handoff: HandoffOut | None = None
 
 
 class WaitingContact(Struct, frozen=True):

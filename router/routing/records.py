@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from router.routing.callbacks import callback_out
-from router.routing.config import Stage
+from router.routing.config import RoutingConfig, Stage
+from router.routing.handoff import handoff_fields, handoff_out
 from router.routing.model import (
     AgentOut,
     ContactIn,
@@ -73,6 +74,7 @@ def contact_out(raw: dict[str, str], created: bool) -> ContactOut:
         # in full here: responses mask it by caller (router/security/privacy.py present)
         personal=unpack(raw.get("pii")),
         callback=callback_out(raw),
+        handoff=handoff_out(raw),
     )
 
 
@@ -83,7 +85,12 @@ _OPTIONAL = ("intent", "lang", "flags", "rules", "req", "attrs", "toff", "roff")
 
 
 def contact_record(
-    body: ContactIn, plan: RoutePlan, sla: str | None, version: int, gateway: str | None
+    cfg: RoutingConfig,
+    body: ContactIn,
+    plan: RoutePlan,
+    sla: str | None,
+    version: int,
+    gateway: str | None,
 ) -> dict[str, object]:
     """The record `create.lua` stores for a new contact (before its script fields)."""
     record: dict[str, object] = {
@@ -111,6 +118,8 @@ def contact_record(
         record["ovf"] = round(plan.overflow_wait * 1000)
     if gateway:
         record["gw"] = gateway
+    if body.handoff is not None:
+        record |= handoff_fields(cfg, body.handoff)
     pii = pack(body)
     if pii is not None:  # only when given: most contacts carry none
         record["pii"] = pii

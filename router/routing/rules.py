@@ -14,11 +14,13 @@ import msgspec
 from router.routing.config import (
     AttributeValue,
     Conditions,
+    HandoffConditions,
     RoutingConfig,
     Rule,
     SkillRequirement,
     Stage,
 )
+from router.routing.model import HandoffIn
 from router.runtime.errors import FieldProblem, InvalidInput
 
 __all__ = ["RoutePlan", "plan_route"]
@@ -79,6 +81,7 @@ def plan_route(
     flags: Sequence[str],
     attributes: Mapping[str, object],
     skills: Sequence[SkillRequirement] = (),
+    handoff: HandoffIn | None = None,
 ) -> RoutePlan:
     """Evaluate the rules for a contact; raise `InvalidInput` if it cannot be routed."""
     tier_name = cfg.defaults.tier if tier is None else tier
@@ -87,7 +90,7 @@ def plan_route(
 
     outcome = _Outcome()
     for rule in cfg.rules:
-        if _matches(rule.when, channel, tier_name, intent, language, flags, attributes):
+        if _matches(rule.when, channel, tier_name, intent, language, flags, attributes, handoff):
             outcome.add(rule)
             if not rule.merge:
                 break
@@ -148,6 +151,7 @@ def _matches(
     language: str | None,
     flags: Sequence[str],
     attributes: Mapping[str, object],
+    handoff: HandoffIn | None,
 ) -> bool:
     # Cheapest tests first; a condition left out (None) always holds.
     return (
@@ -157,6 +161,25 @@ def _matches(
         and (when.language is None or language in when.language)
         and (when.flags is None or all(flag in flags for flag in when.flags))
         and (when.attributes is None or _attributes_match(when.attributes, attributes))
+        and (when.handoff is None or _handoff_matches(when.handoff, handoff))
+    )
+
+
+def _handoff_matches(when: HandoffConditions, handoff: HandoffIn | None) -> bool:
+    if handoff is None:
+        return False
+    conf = handoff.confidence
+    if (when.min_confidence is not None or when.max_confidence is not None) and conf is None:
+        return False  # a bound asks how sure the bot was; no answer fails it
+    return (
+        (when.bot is None or handoff.bot in when.bot)
+        and (when.intent is None or handoff.intent in when.intent)
+        and (when.min_confidence is None or conf is None or conf >= when.min_confidence)
+        and (when.max_confidence is None or conf is None or conf <= when.max_confidence)
+        and (
+            when.fields is None
+            or all(handoff.fields.get(k) in values for k, values in when.fields.items())
+        )
     )
 
 

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from router.routing.config import RoutingConfig, SkillRequirement
 from router.routing.configstore import ConfigStore
+from router.routing.handoff import handoff_in
 from router.routing.library import Scripts
 from router.routing.model import MAX_ATTRIBUTES, TERMINAL_STATES, ContactPatch
 from router.routing.rules import RoutePlan, plan_route
@@ -108,6 +109,7 @@ def _plan(cfg: RoutingConfig, raw: dict[str, str], patch: ContactPatch) -> Route
             flags=[f for f in raw.get("flags", "").split(",") if f],
             attributes=_merged_attributes(_ATTRS.decode(raw.get("attrs") or "{}"), patch),
             skills=skills,
+            handoff=handoff_in(raw),  # a hand-off never changes: its rules still hold
         )
     except InvalidInput as exc:  # the patch's field names, not create's
         names = {"customer.tier": "tier", "channel": "intent"}

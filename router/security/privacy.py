@@ -5,14 +5,22 @@ caller: the agent the contact is offered or assigned to sees them in full;
 everyone else (supervisors, the creating gateway, admins) sees them masked:
 name -> initials, phone -> its last 2 digits, national ID -> its last 4
 characters, note -> "[redacted]". A callback's number (`callback.phone`) is
-personal data too, masked like the phone.
+personal data too, masked like the phone. So are a bot hand-off's summary
+(-> "[redacted]") and collected fields (each value -> "***"); its bot,
+intent, confidence and transcript reference are not personal and stay.
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from router.routing.model import CallbackOut, ContactOut, PersonalOut, WaitingContact
+from router.routing.model import (
+    CallbackOut,
+    ContactOut,
+    HandoffOut,
+    PersonalOut,
+    WaitingContact,
+)
 from router.runtime.settings import Token
 
 REDACTED = "[redacted]"
@@ -48,17 +56,29 @@ def mask_callback(cb: CallbackOut) -> CallbackOut:
     return msgspec.structs.replace(cb, phone=phone, masked=True)
 
 
+def mask_handoff(h: HandoffOut) -> HandoffOut:
+    if h.masked:
+        return h
+    return msgspec.structs.replace(
+        h,
+        masked=True,
+        summary=REDACTED if h.summary is not None else None,
+        fields=dict.fromkeys(h.fields, _HIDDEN),
+    )
+
+
 def present(token: Token, contact: ContactOut) -> ContactOut:
     """The contact as `token` may see it: in full only for the agent holding it."""
     if token.role == "agent" and contact.agent == token.name:
         return contact
-    personal, callback = contact.personal, contact.callback
-    if (personal is None or personal.masked) and (callback is None or callback.masked):
+    personal, callback, handoff = contact.personal, contact.callback, contact.handoff
+    if all(p is None or p.masked for p in (personal, callback, handoff)):
         return contact
     return msgspec.structs.replace(
         contact,
         personal=mask(personal) if personal is not None else None,
         callback=mask_callback(callback) if callback is not None else None,
+        handoff=mask_handoff(handoff) if handoff is not None else None,
     )
 
 

@@ -109,6 +109,7 @@ class StateExporter:
                 _window_gauges(fam, ws, p, w)
         _event_counters(fam, ws, counts)
         _survey_counters(fam, ws, cfg, counts)
+        _handoff_counters(fam, ws, counts)
         _agent_state_gauges(fam, ws, cfg, await agent_states(client, keys))
 
 
@@ -263,3 +264,32 @@ def _survey_counters(
                         "Sum of the survey scores given (mean: scores / responses)",
                         labels)  # fmt: skip
         total.add_metric([ws, pool, kind], sum(score * n for score, n in scores.items()))
+
+
+def _handoff_counters(fam: dict[str, Metric], ws: str, counts: dict[str, str]) -> None:
+    """Bot hand-offs by bot and intent (`handoff|<bot>|<intent>`, create.lua)
+    and the served ones by whether the agent changed the bot's intent
+    (`handoff_done|<bot>|<intent>|<0|1>`, lua/lib/75_handoff.lua). Bot and
+    intent are labels only when the config's rules name them, else `other`
+    (router/routing/handoff.py): client text never makes a series. Both
+    outcomes of a pair are exported from zero so the changed share always
+    has its numerator."""
+    created: dict[tuple[str, str], int] = {}
+    done: dict[tuple[str, str], dict[str, int]] = {}
+    for field, count in counts.items():
+        parts = field.split("|")
+        if parts[0] == "handoff" and len(parts) == 3:
+            created[(parts[1], parts[2])] = int(count)
+        elif parts[0] == "handoff_done" and len(parts) == 4:
+            by = done.setdefault((parts[1], parts[2]), {"true": 0, "false": 0})
+            by["true" if parts[3] == "1" else "false"] += int(count)
+    labels = ["workspace", "bot", "intent"]
+    for (bot, intent), total in sorted(created.items()):
+        f = _family(fam, "counter", "router_handoffs", "Contacts a chatbot handed over", labels)
+        f.add_metric([ws, bot, intent], total)
+    for (bot, intent), by in sorted(done.items()):
+        f = _family(fam, "counter", "router_handoff_outcomes",
+                    "Served hand-offs by whether the agent changed the bot's intent",
+                    [*labels, "changed"])  # fmt: skip
+        for changed, served in sorted(by.items()):
+            f.add_metric([ws, bot, intent, changed], served)

@@ -1,11 +1,13 @@
 -- Agent completes an assigned contact (wrap-up follows when the channel has
 -- one) or ends its wrap-up early.
--- KEYS: [1] runtime hash, [2] contact hash   ARGV: [1] actor, [2] agent id
+-- KEYS: [1] runtime hash, [2] contact hash
+-- ARGV: [1] actor, [2] agent id, [3] the contact's real intent as the agent found it, or ''
 ACTOR = ARGV[1]
 local c, err = require_contact(KEYS[2])
 if err then return err end
 err = holder_check(c, ARGV[2], { assigned = true, wrap_up = true })
 if err then return err end
+set_disposition(c, ARGV[3])
 local chn = channel(c.ch)
 if c.st == 'assigned' and chn and chn.wrap > 0 then
   set_state(c, 'wrap_up')

@@ -62,7 +62,11 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
          tier = c.tier, intent = c.intent, rules = c.rules, sla = c.sla,
          explain = { rank = rank_parts(c), tier_offset_ms = tonumber(c.toff),
                      rule_offset_ms = tonumber(c.roff), stages_reached = tonumber(c.stage),
-                     stage_reasons = reasons, preferred_agent = c.pref } })
+                     stage_reasons = reasons, preferred_agent = c.pref,
+                     -- a bot hand-off's routing facts only: never its summary or fields
+                     handoff = c.hbot and { bot = c.hbot, intent = c.hint,
+                                            confidence = tonumber(c.hconf) } or nil } })
+handoff_created(c)
 sla_start(c.id, ARGV[3])
 if c.cb then  -- asked for a call back (lib/85_callbacks.lua): never held a line
   cb_start(c)

@@ -80,6 +80,7 @@ local function complete_now(c)
   end
   record({ type = 'contact.completed', contact = c.id, agent = c.agent, pool = c.pool,
            state = 'completed', released = w, load = a and tonumber(a.load) or nil })
+  handoff_outcome(c)
   if a then
     agent_pull(a)
     notify_agent(a.id)
