@@ -94,7 +94,7 @@ async def test_dashboard_and_alerts_query_exported_metrics(api: Any, ws: str) ->
     cfg["defaults"]["sla"] = "std"
     await put_config(api, ws, cfg)
     await add_agent(api, ws, "a1", {"cards": 5})
-    await create(api, ws, "c1")
+    await create(api, ws, "c1", handoff={"bot": "helpbot"})  # a bot's hand-off, served
     await act(api, ws, "c1", "accept", agent_id="a1")
     await act(api, ws, "c1", "complete", agent_id="a1")
     text = await (await api.get("/metrics")).text()
@@ -107,5 +107,6 @@ async def test_dashboard_and_alerts_query_exported_metrics(api: Any, ws: str) ->
     assert not missing, missing
     queried = queried_metrics()
     assert len([k for k in queried if k.startswith("alert")]) == 9
-    assert len([k for k in queried if k.startswith("record")]) == 5  # CSAT and NPS
-    assert len(queried) >= 30  # 16 panels, a variable, 9 alerts, 5 recording rules
+    # CSAT and NPS (5), the hand-offs' changed-intent share (2)
+    assert len([k for k in queried if k.startswith("record")]) == 7
+    assert len(queried) >= 32  # 16 panels, a variable, 9 alerts, 7 recording rules
