@@ -4,7 +4,8 @@ Two `router serve` processes (DEBUG, access log on) on a TLS Redis with an ACL
 password run a whole day in small: a config with webhook secrets (one receiver
 up, one down), agents with signed tokens, contacts carrying distinctive
 personal values (name, phone, national id, free-text note, customer id,
-attributes), offers, a reject, accept, complete, a rating, a transfer, an
+attributes, a bot hand-off's summary and collected fields), offers, a
+reject, accept, complete (with the agent's intent), a rating, a transfer, an
 abandon with a reason, requests that fail (malformed JSON, values in the wrong
 fields, a malformed HTTP request with a token in it) and requests denied (an
 unknown token, a token signed with the wrong key, an agent outside its scope).
@@ -43,6 +44,8 @@ PERSONAL = {
     "customer.id": f"cust-Vb71kQ93-{RUN}",
     "attributes.account": f"acct-55017-ORCHID-{RUN}",
     "abandon reason": f"hung up after hold music Wolfsbane{RUN}",
+    "handoff.summary": f"bot heard: card swallowed at Pemberley Street {RUN}",
+    "handoff.fields.postcode": f"PB7-{RUN}-QX",
 }
 # The same values as they might be reformatted on the way.
 VARIANTS = {"customer.phone (digits)": "447700900461"}
@@ -68,6 +71,13 @@ def _contact(cid: str, **extra: Any) -> dict[str, Any]:
         },
         "note": PERSONAL["note"],
         "attributes": {"account": PERSONAL["attributes.account"]},
+        "handoff": {
+            "bot": "helpbot",
+            "intent": "card_block",
+            "confidence": 0.9,
+            "summary": PERSONAL["handoff.summary"],
+            "fields": {"postcode": PERSONAL["handoff.fields.postcode"]},
+        },
         **extra,
     }
 
@@ -184,8 +194,10 @@ async def test_no_personal_data_or_secret_in_logs(tmp_path: Path) -> None:
             await call("POST", "/contacts/c1/accept", agents[other], {"agent_id": other})
             mine = await call("GET", "/contacts/c1", agents[other])
             assert PERSONAL["customer.phone"] in str(mine), "the agent sees the contact"
+            assert PERSONAL["handoff.summary"] in str(mine), "and the bot's summary"
             await call("GET", "/contacts/c1", gw)
-            await call("POST", "/contacts/c1/complete", agents[other], {"agent_id": other})
+            done = {"agent_id": other, "intent": "card_lost"}  # the agent's disposition
+            await call("POST", "/contacts/c1/complete", agents[other], done)
             await call("POST", "/contacts/c1/rating", gw, {"score": 2})
             # c2: offered to the agent now free, transferred, abandoned with a reason.
             await call("POST", "/contacts", gw, _contact("c2"), expect=201)
