@@ -240,6 +240,8 @@ def _contact_routes(b: str) -> list[Route]:
         "(optionally for a window, local times in the workspace's timezone)",
         "callback/attempts": "The holding agent's outcome of one callback dial "
         "(answered, no_answer, busy)",
+        "complete": "Complete a contact (or end its wrap-up), optionally with its real intent "
+        "as the agent found it (for a bot hand-off: whether the bot's intent was right)",
     }
     for action, typ in _ACTIONS:
         summary = summaries.get(action, f"{action.capitalize()} a contact")

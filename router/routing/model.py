@@ -156,8 +156,6 @@ class CallbackOut(Struct, frozen=True):
 
 # --- bot hand-off (router/routing/handoff.py) ---------------------------------
 
-MAX_HANDOFF_FIELDS = 32
-Confidence = Annotated[float, Meta(ge=0, le=1)]
 # A URL or an id of the transcript in the bot platform (never the transcript).
 TranscriptRef = Annotated[str, Meta(min_length=1, max_length=512, pattern=r"^[^\s]+$")]
 
@@ -170,11 +168,9 @@ class HandoffIn(Struct, forbid_unknown_fields=True, frozen=True):
 
     bot: Name
     intent: Name | None = None
-    confidence: Confidence | None = None
+    confidence: Annotated[float, Meta(ge=0, le=1)] | None = None
     summary: Annotated[str, Meta(max_length=2048)] | None = None
-    fields: Annotated[
-        dict[Name, Annotated[str, Meta(max_length=256)]], Meta(max_length=MAX_HANDOFF_FIELDS)
-    ] = {}
+    fields: Annotated[dict[Name, Annotated[str, Meta(max_length=256)]], Meta(max_length=32)] = {}
     transcript: TranscriptRef | None = None
 
 
