@@ -59,6 +59,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
         observe=metrics.decision,
         wait_replicas=settings.redis_wait_replicas,
         wait_timeout=settings.redis_wait_timeout,
+        versions_kept=settings.config_versions_kept,
     )
     workspaces = engine.configs.workspaces  # one cached list for every background job
     timers = TimerWorker(

@@ -7,6 +7,13 @@ description and, for a roll-back, the version restored), so the history never
 misses or invents one. Versions are immutable once written; reads are one
 read-only script each (`config_versions.lua`, `config_version.lua`).
 
+Redis keeps the latest `kept` versions only (`ROUTER_CONFIG_VERSIONS_KEPT`,
+100 by default): the same call drops the one falling off, so Redis memory is
+bounded by live work, not by history. With an archive every version is also in
+PostgreSQL (`router/archive/configs.py`, written by the archiver from the
+`config.updated` event); reads ask it, through an `Archive` the caller passes,
+for versions Redis no longer holds. Without one those are 404.
+
 A workspace whose current version was written before the history was kept has
 no history yet: its current version is read from the config hash (listed and
 shown like any other) and enters the history at the next write, in that write's
@@ -71,7 +78,7 @@ class RollbackIn(Struct, forbid_unknown_fields=True, frozen=True):
 
 
 # `<v>:meta` as config_put.lua writes it (updated_at in milliseconds)
-class _Meta(Struct, frozen=True):
+class VersionMeta(Struct, frozen=True):
     version: int
     updated_at: int
     actor: str
@@ -79,11 +86,11 @@ class _Meta(Struct, frozen=True):
     rollback_of: int | None = None
 
 
-_META = msgspec.json.Decoder(_Meta)
+_META = msgspec.json.Decoder(VersionMeta)
 _DOC = msgspec.json.Decoder(RoutingConfig)
 
 
-def _info(meta: _Meta) -> VersionInfo:
+def _info(meta: VersionMeta) -> VersionInfo:
     return VersionInfo(
         version=meta.version,
         updated_at=meta.updated_at / 1000,
@@ -93,10 +100,23 @@ def _info(meta: _Meta) -> VersionInfo:
     )
 
 
-def _unkept(version: int, doc: str, updated_at: str, actor: str) -> _Meta:
+def _unkept(version: int, doc: str, updated_at: str, actor: str) -> VersionMeta:
     """The meta of a current version written before the history was kept."""
     description = msgspec.json.decode(doc).get("description", "")
-    return _Meta(version, int(updated_at), actor, str(description))
+    return VersionMeta(version, int(updated_at), actor, str(description))
+
+
+class Archive(Protocol):
+    """Versions Redis no longer keeps, read from the history archive; raises
+    `Unavailable` (503) when the archive cannot be read."""
+
+    async def older(self, ws_name: str, below: int, limit: int) -> list[VersionMeta]:
+        """Up to `limit` archived versions below `below`, newest first."""
+        ...
+
+    async def one(self, ws_name: str, version: int) -> tuple[VersionMeta, bytes | None] | None:
+        """The archived version and its document (None: recorded as never copied)."""
+        ...
 
 
 class Owner(Protocol):
@@ -117,16 +137,20 @@ class Owner(Protocol):
 
 
 class ConfigHistory:
-    def __init__(self, engine: Owner) -> None:
+    def __init__(self, engine: Owner, kept: int = 100) -> None:
         self._engine = engine
+        self.kept = kept  # versions Redis keeps (config_put.lua drops older ones)
 
     async def _call(self, name: str, ws_name: str, args: Sequence[Any]) -> Any:
         ws = WsKeys(ws_name)
         keys = (ws.config, ws.config_versions)
         return await self._engine.batcher.call(self._engine.scripts[name], keys, args)
 
-    async def versions(self, ws_name: str, before: int | None, limit: int) -> VersionPage:
-        """Up to `limit` versions older than `before` (default: from the current)."""
+    async def versions(
+        self, ws_name: str, before: int | None, limit: int, archive: Archive | None = None
+    ) -> VersionPage:
+        """Up to `limit` versions older than `before` (default: from the current):
+        those Redis keeps, then older ones from the archive."""
         await self._engine.configs.get(ws_name)  # 404 for an unknown workspace
         res = await self._call("config_versions", ws_name, [before or 0, limit])
         infos: list[VersionInfo] = []
@@ -137,20 +161,57 @@ class ConfigHistory:
             else:
                 infos.append(_info(_META.decode(entry)))
         more = bool(res[1]) and bool(infos)
+        below = infos[-1].version if infos else min(before or current + 1, current + 1)
+        if archive is not None and not more and below > 1 and current:
+            # Redis ended its window here: the rest (and whether there is more)
+            # comes from the archive; one row past the page says there is
+            want = limit - len(infos)
+            older = await archive.older(ws_name, below, want + 1)
+            infos += [_info(m) for m in older[:want]]
+            more = len(older) > want and bool(infos)
         return VersionPage(versions=infos, next=infos[-1].version if more else None)
 
-    async def _read(self, ws_name: str, version: int, field: str) -> tuple[_Meta, bytes]:
-        await self._engine.configs.get(ws_name)
+    async def _read(
+        self, ws_name: str, version: int, field: str, archive: Archive | None
+    ) -> tuple[VersionMeta, bytes]:
+        current = (await self._engine.configs.get(ws_name)).version
         res = await self._call("config_version", ws_name, [version])
-        if not res:
+        if res:
+            doc = res[1]
+            meta = _META.decode(res[0]) if res[0] else _unkept(version, doc, res[2], res[3])
+            return meta, doc.encode() if isinstance(doc, str) else doc
+        if version >= current:
             raise NotFound(f"config version {version} does not exist", field=field)
-        doc = res[1]
-        meta = _META.decode(res[0]) if res[0] else _unkept(version, doc, res[2], res[3])
-        return meta, doc.encode() if isinstance(doc, str) else doc
+        if archive is None:
+            raise NotFound(
+                f"config version {version} fell out of the kept window: Redis keeps the "
+                f"latest {self.kept} versions, and no history archive is configured",
+                field=field,
+            )
+        found = await archive.one(ws_name, version)
+        if found is None:
+            raise NotFound(
+                f"config version {version} is neither among the latest {self.kept} "
+                "nor in the history archive",
+                field=field,
+            )
+        meta, archived = found
+        if archived is None:
+            raise NotFound(
+                f"config version {version} left Redis before the archive could copy it",
+                field=field,
+            )
+        return meta, archived
 
-    async def version(self, ws_name: str, version: int, field: str = "version") -> ConfigVersion:
+    async def version(
+        self,
+        ws_name: str,
+        version: int,
+        field: str = "version",
+        archive: Archive | None = None,
+    ) -> ConfigVersion:
         """One whole version; `field` names the parameter a 404 blames."""
-        meta, doc = await self._read(ws_name, version, field)
+        meta, doc = await self._read(ws_name, version, field, archive)
         return ConfigVersion(
             version=meta.version,
             updated_at=meta.updated_at / 1000,
@@ -160,10 +221,15 @@ class ConfigHistory:
         )
 
     async def rollback(
-        self, ws_name: str, version: int, actor: str, expected: int | None = None
+        self,
+        ws_name: str,
+        version: int,
+        actor: str,
+        expected: int | None = None,
+        archive: Archive | None = None,
     ) -> StoredConfig:
         """Version `version`'s document (its webhook secrets included) as a new version."""
-        _, doc = await self._read(ws_name, version, "version")
+        _, doc = await self._read(ws_name, version, "version", archive)
         try:  # checked again: today's checks may refuse what an old version held
             cfg = parse_config(doc)
         except InvalidInput as exc:

@@ -56,16 +56,18 @@ class Engine:
         observe: Histogram | None = None,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        versions_kept: int = 100,
     ) -> None:
         """`wait_replicas`: the write guarantee, the Redis replicas every
-        acknowledged change must reach first (`router/store/batch.py`)."""
+        acknowledged change must reach first (`router/store/batch.py`);
+        `versions_kept`: config versions kept in Redis (`confighistory.py`)."""
         self.shards = shards
         self._observe = observe  # decision latency by operation (per replica)
         self.scripts = Scripts()
         self.batcher = ScriptBatcher(shards, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
         self.configs = ConfigStore(shards)
         self.sla = SlaOps(self)
-        self.history = ConfigHistory(self)
+        self.history = ConfigHistory(self, versions_kept)
         self.updates = ContactUpdates(self)  # PATCH /contacts/{id}
         self.callbacks = CallbackOps(self)
 
@@ -100,7 +102,8 @@ class Engine:
         await self.configs.workspaces.register(ws_name)
         # rollback_of: the version whose document this restores (confighistory.py)
         exp, back = ("" if v is None else v for v in (expected, rollback_of))
-        args = [actor, ws_name, doc, exp, cfg.description, back, *runtime_fields(cfg)]
+        kept = self.history.kept
+        args = [actor, ws_name, doc, exp, cfg.description, back, kept, *runtime_fields(cfg)]
         res = await self.batcher.call(self.scripts["config_put"], (ws.runtime, ws.config), args)
         if res[0] == -2:
             raise Conflict(f"config is at version {res[1]}, not {expected}", field="If-Match")

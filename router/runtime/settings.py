@@ -205,6 +205,9 @@ class Settings:
     audit_segment_seconds: float = 3600.0
     # History archive (router/archive/): a PostgreSQL URL; None: no archive.
     archive_url: str | None = field(default=None, repr=False)
+    # Config versions kept in Redis per workspace (the latest ones): Redis holds
+    # live work, not history; with an archive every version is also in PostgreSQL.
+    config_versions_kept: int = 100
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -252,6 +255,7 @@ class Settings:
             "audit_segment_records": max(1, int(num("ROUTER_AUDIT_SEGMENT_RECORDS", 100_000))),
             "audit_segment_seconds": max(1.0, num("ROUTER_AUDIT_SEGMENT_SECONDS", 3600.0)),
             "archive_url": e.get("ROUTER_ARCHIVE_URL") or None,
+            "config_versions_kept": _whole("ROUTER_CONFIG_VERSIONS_KEPT", e, 1, 100_000, 100),
         }
         values.update(overrides)
         if not 0.01 <= float(values["redis_wait_timeout"]) <= 60:  # type: ignore[arg-type]
@@ -265,8 +269,8 @@ class Settings:
         return cls(**values)  # type: ignore[arg-type]
 
 
-def _whole(name: str, env: dict[str, str], low: int, high: int) -> int:
-    text = env.get(name, "").strip() or str(low)
+def _whole(name: str, env: dict[str, str], low: int, high: int, default: int | None = None) -> int:
+    text = env.get(name, "").strip() or str(low if default is None else default)
     if not text.isdigit() or not low <= int(text) <= high:
         raise SettingsError(f"{name} must be a whole number from {low} to {high} (got {text!r})")
     return int(text)

@@ -17,6 +17,7 @@ import jsonpatch
 import pytest
 from redis.asyncio import Redis
 
+from router.api.app import create_app
 from router.cli.main import main
 from router.runtime.settings import Settings, demo_token_spec, token_hash
 from router.security.audit.records import Source
@@ -371,3 +372,43 @@ async def test_rollback_to_a_version_todays_checks_refuse_writes_nothing(
     assert refused["field"] == "version" and "defaults.stages" in refused["detail"]
     assert (await get(api, f"/v1/workspaces/{ws}"))["version"] == 2
     assert len((await get(api, f"/v1/workspaces/{ws}/config/versions"))["versions"]) == 2
+
+
+KEPT = 4  # ROUTER_CONFIG_VERSIONS_KEPT for the bound's test
+
+
+async def test_redis_keeps_the_latest_versions_only_the_older_are_404(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
+    settings = Settings.from_env(
+        {
+            "ROUTER_TOKENS": demo_token_spec(),
+            "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
+            "ROUTER_JWT_SECRET": JWT_SECRET,
+            "ROUTER_CONFIG_VERSIONS_KEPT": str(KEPT),
+        },
+        redis_url=redis_url,
+        timer_poll=0.01,
+    )
+    api = await aiohttp_client(create_app(settings))
+    for n in range(1, KEPT + 4):
+        await put_config(api, ws, small_config(reoffer_after=n) | {"description": f"v{n}"})
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        fields = await client.hkeys(WsKeys(ws).config_versions)
+    finally:
+        await client.aclose()
+    newest = list(range(4, KEPT + 4))  # versions 4..7: the latest KEPT
+    assert sorted(fields) == sorted([str(v) for v in newest] + [f"{v}:meta" for v in newest])
+
+    base = f"/v1/workspaces/{ws}/config"
+    page = await get(api, base + "/versions?limit=100")
+    assert [v["version"] for v in page["versions"]] == newest[::-1] and page["next"] is None
+    assert (await get(api, base + "/versions/4"))["config"]["defaults"]["reoffer_after"] == 4
+    for old in (1, 3):
+        gone = await get(api, base + f"/versions/{old}", status=404)
+        assert gone["field"] == "version" and "kept window" in gone["detail"]
+    diff = await get(api, base + "/diff?from=2&to=7", status=404)
+    assert diff["field"] == "from"
+    assert (await rollback(api, ws, 3, status=404))["field"] == "version"
+    assert (await get(api, f"/v1/workspaces/{ws}"))["version"] == KEPT + 3  # nothing written

@@ -5,7 +5,8 @@
 --       `router:workspaces` before, apart: that key lives in another slot)
 -- ARGV: [1] actor, [2] workspace name, [3] document JSON, [4] expected version
 --       ('' for any), [5] the document's description, [6] the version this one
---       rolls back to ('' when not a rollback), [7..] runtime field, value, ...
+--       rolls back to ('' when not a rollback), [7] versions the history keeps in
+--       Redis, [8..] runtime field, value, ...
 -- Returns {version, now} or {-2, current version} when the expected version differs.
 ACTOR = ARGV[1]
 local cur = redis.call('HMGET', KEYS[2], 'version', 'doc', 'updated_at', 'actor')
@@ -34,12 +35,21 @@ local version = current + 1
 redis.call('HSET', KEYS[2], 'version', version, 'doc', ARGV[3], 'updated_at', NOW, 'actor', ACTOR)
 redis.call('HSET', versions, version, ARGV[3],
            version .. ':meta', meta(version, NOW, ACTOR, ARGV[5], rollback_of))
+-- Redis keeps the latest `kept` versions only (history belongs to the archive,
+-- router/archive/configs.py): the one falling off now, and a few more after the
+-- number was lowered, so one call's work stays bounded and the hash converges.
+local kept = tonumber(ARGV[7])
+local old = version - kept
+for _ = 1, 8 do
+  if old < 1 or redis.call('HDEL', versions, old, old .. ':meta') == 0 then break end
+  old = old - 1
+end
 -- the archiver's mark (router/archive/events.py) is not the config's: it stays
 local arch = redis.call('HGET', KEYS[1], 'arch')
 redis.call('DEL', KEYS[1])
 local rtv = { 'version', version }
 if arch then rtv[#rtv + 1] = 'arch'; rtv[#rtv + 1] = arch end
-for i = 7, #ARGV do rtv[#rtv + 1] = ARGV[i] end
+for i = 8, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))
 -- a roll-back names the version it restores: the audit trail tells it from an edit
 record({ type = 'config.updated', version = version, previous = current, rollback_of = rollback_of })
