@@ -17,9 +17,10 @@ import jsonpatch
 import msgspec
 from aiohttp import web
 
-from router.api.appkeys import ENGINE
+from router.api.appkeys import ENGINE, HISTORY
 from router.api.common import actor, body, json_response, path_id, roles
 from router.api.workspace import REDACTED, SECRETS, if_match, redacted
+from router.archive.configs import ArchivedConfigs
 from router.routing.confighistory import (
     PAGE_DEFAULT,
     PAGE_MAX,
@@ -36,6 +37,12 @@ def _number(value: str | None, name: str, low: int, high: int) -> int:
     if value is None or not value.isdigit() or not low <= int(value) <= high:
         raise InvalidInput([FieldProblem(name, f"must be an integer from {low} to {high}")])
     return int(value)
+
+
+def _archive(request: web.Request) -> ArchivedConfigs | None:
+    """Versions Redis no longer keeps, from the archive when one is configured."""
+    history = request.app.get(HISTORY)
+    return ArchivedConfigs(history) if history is not None else None
 
 
 def _info(v: ConfigVersion) -> VersionInfo:
@@ -62,7 +69,8 @@ async def get_versions(request: web.Request) -> web.Response:
     q = request.query
     limit = _number(q.get("limit", str(PAGE_DEFAULT)), "limit", 1, PAGE_MAX)
     before = _number(q["before"], "before", 1, VERSION_MAX) if "before" in q else None
-    page = await request.app[ENGINE].history.versions(path_id(request, "ws"), before, limit)
+    history = request.app[ENGINE].history
+    page = await history.versions(path_id(request, "ws"), before, limit, _archive(request))
     return json_response(page)
 
 
@@ -76,7 +84,8 @@ def _version_id(request: web.Request) -> int:
 @roles("supervisor")
 async def get_version(request: web.Request) -> web.Response:
     ws = path_id(request, "ws")
-    version = await request.app[ENGINE].history.version(ws, _version_id(request))
+    wanted = _version_id(request)
+    version = await request.app[ENGINE].history.version(ws, wanted, archive=_archive(request))
     return json_response(redacted(version))
 
 
@@ -86,8 +95,9 @@ async def get_diff(request: web.Request) -> web.Response:
     ws = path_id(request, "ws")
     numbers = {k: _number(request.query.get(k), k, 1, VERSION_MAX) for k in ("from", "to")}
     history = request.app[ENGINE].history
-    a = await history.version(ws, numbers["from"], field="from")
-    b = await history.version(ws, numbers["to"], field="to")
+    archive = _archive(request)
+    a = await history.version(ws, numbers["from"], field="from", archive=archive)
+    b = await history.version(ws, numbers["to"], field="to", archive=archive)
     patch = jsonpatch.make_patch(redacted(a)["config"], redacted(b)["config"]).patch
     secret_changes(a, b, patch)
     out = {"from": _info(a), "to": _info(b), "patch": patch}
@@ -100,7 +110,9 @@ async def post_rollback(request: web.Request) -> web.Response:
     ws = path_id(request, "ws")
     wanted = await body(request, RollbackIn)
     engine = request.app[ENGINE]
-    stored = await engine.history.rollback(ws, wanted.version, actor(request), if_match(request))
+    stored = await engine.history.rollback(
+        ws, wanted.version, actor(request), if_match(request), _archive(request)
+    )
     # the caller sent no secrets this time: they are not echoed back as PUT does
     return json_response({**redacted(stored), "rollback_of": wanted.version})
 

@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from redis.exceptions import ResponseError
 
 from router.archive.agent_states import write_intervals
+from router.archive.configs import write_versions
 from router.archive.contacts import ContactRows, closing_contacts
 from router.archive.gaps import gap_row
 from router.archive.rows import INSERT, Row, event_rows
@@ -83,6 +84,11 @@ class EventArchiver:
         self.gaps = Counter(
             "router_archive_gaps_total",
             "Gaps recorded: events trimmed from a stream (length cap) before they were archived",
+            registry=registry,
+        )  # fmt: skip
+        self.config_missing = Counter(
+            "router_archive_config_versions_missing_total",
+            "Config versions that left Redis before the archive copied them (recorded empty)",
             registry=registry,
         )  # fmt: skip
         self.errors = Counter(
@@ -146,6 +152,7 @@ class EventArchiver:
         await self._partitions(conn, rows)
         await conn.execute(INSERT, [list(c) for c in zip(*rows, strict=True)])
         await write_intervals(conn, rows)  # agents' time in each state
+        self.config_missing.inc(await write_versions(conn, client, ws, rows))
         written = await self.contact_rows.write(
             conn, client, ws, closing_contacts((r[3], r[4]) for r in rows)
         )
