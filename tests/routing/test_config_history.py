@@ -377,29 +377,39 @@ async def test_rollback_to_a_version_todays_checks_refuse_writes_nothing(
 KEPT = 4  # ROUTER_CONFIG_VERSIONS_KEPT for the bound's test
 
 
-async def test_redis_keeps_the_latest_versions_only_the_older_are_404(
-    aiohttp_client: Any, redis_url: str, ws: str
-) -> None:
-    settings = Settings.from_env(
+def _kept_settings(redis_url: str, kept: int) -> Settings:
+    return Settings.from_env(
         {
             "ROUTER_TOKENS": demo_token_spec(),
             "ROUTER_METRICS_GROUP": uuid.uuid4().hex,
             "ROUTER_JWT_SECRET": JWT_SECRET,
-            "ROUTER_CONFIG_VERSIONS_KEPT": str(KEPT),
+            "ROUTER_CONFIG_VERSIONS_KEPT": str(kept),
         },
         redis_url=redis_url,
         timer_poll=0.01,
     )
-    api = await aiohttp_client(create_app(settings))
-    for n in range(1, KEPT + 4):
-        await put_config(api, ws, small_config(reoffer_after=n) | {"description": f"v{n}"})
+
+
+async def _held(redis_url: str, ws: str) -> list[int]:
+    """The versions the Redis history holds, each with its meta."""
     client = Redis.from_url(redis_url, decode_responses=True)
     try:
-        fields = await client.hkeys(WsKeys(ws).config_versions)
+        fields = set(await client.hkeys(WsKeys(ws).config_versions))
     finally:
         await client.aclose()
+    versions = sorted(int(f) for f in fields if f.isdigit())
+    assert fields - {"floor"} == {str(v) for v in versions} | {f"{v}:meta" for v in versions}
+    return versions
+
+
+async def test_redis_keeps_the_latest_versions_only_the_older_are_404(
+    aiohttp_client: Any, redis_url: str, ws: str
+) -> None:
+    api = await aiohttp_client(create_app(_kept_settings(redis_url, KEPT)))
+    for n in range(1, KEPT + 4):
+        await put_config(api, ws, small_config(reoffer_after=n) | {"description": f"v{n}"})
     newest = list(range(4, KEPT + 4))  # versions 4..7: the latest KEPT
-    assert sorted(fields) == sorted([str(v) for v in newest] + [f"{v}:meta" for v in newest])
+    assert await _held(redis_url, ws) == newest
 
     base = f"/v1/workspaces/{ws}/config"
     page = await get(api, base + "/versions?limit=100")
@@ -412,3 +422,8 @@ async def test_redis_keeps_the_latest_versions_only_the_older_are_404(
     assert diff["field"] == "from"
     assert (await rollback(api, ws, 3, status=404))["field"] == "version"
     assert (await get(api, f"/v1/workspaces/{ws}"))["version"] == KEPT + 3  # nothing written
+
+    # the number lowered: the next write drops every version past the new window
+    fewer = await aiohttp_client(create_app(_kept_settings(redis_url, 2)))
+    await put_config(fewer, ws, small_config(reoffer_after=99))
+    assert await _held(redis_url, ws) == [KEPT + 3, KEPT + 4]

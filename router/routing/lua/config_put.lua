@@ -28,7 +28,8 @@ if current > 0 and redis.call('HEXISTS', versions, current .. ':meta') == 0 then
   local ok, old = pcall(cjson.decode, cur[2])
   local desc = ok and type(old) == 'table' and old.description
   redis.call('HSET', versions, current, cur[2], current .. ':meta',
-             meta(current, cur[3], cur[4], type(desc) == 'string' and desc or '', nil))
+             meta(current, cur[3], cur[4], type(desc) == 'string' and desc or '', nil),
+             'floor', current)
 end
 
 local version = current + 1
@@ -36,14 +37,17 @@ redis.call('HSET', KEYS[2], 'version', version, 'doc', ARGV[3], 'updated_at', NO
 redis.call('HSET', versions, version, ARGV[3],
            version .. ':meta', meta(version, NOW, ACTOR, ARGV[5], rollback_of))
 -- Redis keeps the latest `kept` versions only (history belongs to the archive,
--- router/archive/configs.py): the one falling off now, and a few more after the
--- number was lowered, so one call's work stays bounded and the hash converges.
+-- router/archive/configs.py). `floor` is the oldest version the hash may hold:
+-- each call drops from it up to the window, at most 8, so one call's work stays
+-- bounded and the hash shrinks back after the number was lowered.
 local kept = tonumber(ARGV[7])
-local old = version - kept
-for _ = 1, 8 do
-  if old < 1 or redis.call('HDEL', versions, old, old .. ':meta') == 0 then break end
-  old = old - 1
+local floor = tonumber(redis.call('HGET', versions, 'floor') or '1')
+local moved = floor
+while moved <= version - kept and moved < floor + 8 do
+  redis.call('HDEL', versions, moved, moved .. ':meta')
+  moved = moved + 1
 end
+redis.call('HSET', versions, 'floor', moved)
 -- the archiver's mark (router/archive/events.py) is not the config's: it stays
 local arch = redis.call('HGET', KEYS[1], 'arch')
 redis.call('DEL', KEYS[1])
