@@ -56,7 +56,7 @@ def _migrate(args: argparse.Namespace) -> int:
     except (SchemaError, Error) as exc:
         print(f"archive migration failed: {exc}", file=sys.stderr)
         return 1
-    latest = migrations()[-1].version
+    latest = len(migrations())
     if done:
         print(f"archive schema: applied {', '.join(map(str, done))}; now at version {latest}")
     else:

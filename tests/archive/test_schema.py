@@ -119,7 +119,7 @@ async def test_a_writer_login_starts_on_a_schema_its_owner_migrated(url: str) ->
     async with await AsyncConnection.connect(writer_url) as writer:
         assert await migrate(writer) == []  # up to date: nothing to create, nothing refused
     async with await AsyncConnection.connect(url, autocommit=True) as owner:
-        last = migrations()[-1].version  # numbers may skip one reserved elsewhere
+        last = len(migrations())
         await owner.execute("DELETE FROM archive_schema WHERE version = %s", (last,))
     async with await AsyncConnection.connect(writer_url) as writer:
         # a version missing: the writer may not apply it (a replica retries until
@@ -139,7 +139,7 @@ def test_the_migrate_command(url: str) -> None:
     first = run("--url", url)
     assert first.returncode == 0, first.stderr
     versions = ", ".join(str(m.version) for m in migrations())
-    assert f"applied {versions}; now at version {migrations()[-1].version}" in first.stdout
+    assert f"applied {versions}; now at version {len(migrations())}" in first.stdout
     again = run("--url", url)
     assert again.returncode == 0 and "up to date" in again.stdout
     missing = run()
