@@ -31,6 +31,7 @@ from router.routing.model import (
     ContactIn,
     ContactOut,
     ContactPatch,
+    PositionOut,
     RatingIn,
     ReasonIn,
     TransferIn,
@@ -55,6 +56,7 @@ _TYPES: tuple[Any, ...] = (
     CallbackAttemptIn,
     ContactIn,
     ContactOut,
+    PositionOut,
     ContactPatch,
     PoolStats,
     StaffingOut,
@@ -222,6 +224,15 @@ def _contact_routes(b: str) -> list[Route]:
             "get",
             b + "/contacts/{contact_id}",
             operation("A contact with its timeline", ref(ContactOut)),
+        ),
+        (
+            "get",
+            b + "/contacts/{contact_id}/position",
+            operation(
+                "A waiting contact's place in each of its pools and its expected wait "
+                "(409 when it is not waiting)",
+                ref(PositionOut),
+            ),
         ),
     ]
     update = operation(

@@ -37,6 +37,7 @@ _IDS: dict[tuple[str, str], str] = {
     ("post", "/contacts"): "createContact",
     ("get", "/contacts/{contact_id}"): "getContact",
     ("patch", "/contacts/{contact_id}"): "updateContact",
+    ("get", "/contacts/{contact_id}/position"): "getContactPosition",
     ("get", "/pools"): "getPools",
     ("get", "/pools/{pool_id}"): "getPool",
     ("get", "/pools/{pool_id}/forecast"): "getForecast",
@@ -76,6 +77,7 @@ def _contact_links(params: dict[str, str], holder: str) -> dict[str, Any]:
         links[action.capitalize()] = _link(f"{action}Contact", params, body)
     links["Callback"] = _link("callbackContact", params)
     links["Assign"] = _link("assignContact", params)
+    links["Position"] = _link("getContactPosition", params)
     attempt = {"agent_id": holder, "outcome": "answered"}
     links["CallbackAttempt"] = _link("callbackAttempt", params, attempt)
     return links

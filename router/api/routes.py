@@ -12,6 +12,7 @@ from router.api.contacts import CONTACT_ACTIONS, get_contact, post_contact
 from router.api.events import setup_event_routes
 from router.api.openapi import openapi
 from router.api.pools import get_pool, get_pools
+from router.api.position import get_position
 from router.api.probes import healthz, metrics, readyz
 from router.api.reports import setup_report_routes
 from router.api.supervise import contact_assign, list_agents, pool_waiting
@@ -39,6 +40,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post(base + "/contacts", post_contact)
     r.add_get(base + "/contacts/{contact_id}", get_contact)
     r.add_patch(base + "/contacts/{contact_id}", patch_contact)
+    r.add_get(base + "/contacts/{contact_id}/position", get_position)
     for name, handler in CONTACT_ACTIONS.items():
         r.add_post(base + "/contacts/{contact_id}/" + name, handler)
     r.add_post(base + "/contacts/{contact_id}/assign", contact_assign)

@@ -395,3 +395,38 @@ class WaitingPage(Struct, frozen=True):
     pool: str
     waiting: list[WaitingContact]
     next: str | None
+
+
+class PoolPosition(Struct, frozen=True):
+    """Where a waiting contact stands in one pool it waits in.
+
+    `place` counts from 1 among every contact waiting in the pool, across the
+    pool's channels, in rank order (ties by id): the order the pool's agents
+    pull in. `expected_wait` (seconds from now): `place * observed /
+    answered_recently` from the answers of the last 15 minutes, `observed`
+    being the seconds since the start of the oldest of those minutes with an
+    answer, at least 60 (`basis` "recent_service"); without answers
+    `place * handle_time / max(1, agents_signed_in)` (`basis` "handle_time")."""
+
+    pool: str
+    place: int
+    ahead: int
+    waiting: int
+    expected_wait: float
+    basis: Literal["recent_service", "handle_time"]
+    answered_recently: int
+    observed: float | None
+    agents_signed_in: int
+    handle_time: float
+
+
+class PositionOut(Struct, frozen=True):
+    """A waiting contact's place in each pool it waits in; `expected_wait` is
+    the shortest of them (the first pool to reach it serves it)."""
+
+    contact_id: str
+    state: str
+    channel: str
+    waited: float
+    expected_wait: float | None
+    pools: list[PoolPosition]
