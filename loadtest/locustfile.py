@@ -21,6 +21,7 @@ import uuid
 import gevent
 from locust import FastHttpUser, between, constant_throughput, task
 
+from loadtest.promises import SAMPLE, remember
 from loadtest.shapes import PeakDayShape
 from loadtest.workspace import REFUSED, WORKSPACE
 
@@ -41,6 +42,9 @@ TIERS = ["standard"] * 70 + ["gold"] * 20 + ["vip"] * 8 + ["private"] * 2
 INTENTS = ["card"] * 60 + ["loan"] * 20 + ["wealth"] * 8 + ["complaint"] * 12
 # Replicas to spread users over (comma list); default: the --host given to locust.
 HOSTS = [h for h in os.environ.get("LT_HOSTS", "").split(",") if h]
+# Where gateways note the expected wait of a sample of queued contacts
+# (loadtest/promises.py); empty: no sample.
+PROMISES = os.environ.get("LT_PROMISES", "")
 ABANDON_SHARE = 0.15  # of callers hang up if still waiting after their patience
 _agent_ids = itertools.count()
 _seq = itertools.count()
@@ -115,6 +119,7 @@ class Gateway(FastHttpUser):
             "intent": rng.choice(INTENTS),
             "customer": {"id": f"cu-{rng.randrange(200_000)}", "tier": rng.choice(TIERS)},
         }
+        queued = False
         for attempt in range(3):  # a gateway retries with the same id
             with self.client.post(
                 BASE + "/contacts",
@@ -127,6 +132,7 @@ class Gateway(FastHttpUser):
                     _check_contact(resp, cid)
                     if attempt and resp.status_code != 200:
                         resp.failure("a retry created a second contact")
+                    queued = resp.status_code == 201 and resp.json().get("state") == "queued"
                     break
                 if resp.status_code == 429 and "queue-full" in resp.text:
                     # The pool's max queue refuses the caller (by design, the
@@ -140,10 +146,30 @@ class Gateway(FastHttpUser):
                     continue
                 resp.failure(f"{resp.status_code}: {resp.text[:200]}")
                 return
+        if PROMISES and queued and rng.random() < SAMPLE:
+            self.promise(cid)
         if rng.random() < ABANDON_SHARE:
             # patience (compressed): the caller leaves if nobody answered by then
             patience = rng.expovariate(1 / 120) / COMPRESS
             gevent.spawn_later(patience, abandon, self.client, cid)
+
+    def promise(self, cid: str) -> None:
+        """Notes the wait the position promises this caller (compared after the run)."""
+        with self.client.get(
+            BASE + f"/contacts/{cid}/position",
+            headers=GW,
+            name="GET /contacts/{id}/position",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code == 409:  # answered already: nothing was promised
+                resp.success()
+                return
+            if resp.status_code != 200:
+                resp.failure(f"{resp.status_code}: {resp.text[:200]}")
+                return
+            wait = resp.json().get("expected_wait")
+            if wait is not None:
+                remember(PROMISES, cid, float(wait))
 
 
 class Agent(FastHttpUser):

@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from loadtest import archive as archived
+from loadtest.promises import accuracy
 from loadtest.reconcile import read_events, reconcile
 from loadtest.workspace import REFUSED, WORKSPACE
 from loadtest.workspace import setup as setup_workspace
@@ -110,6 +111,7 @@ def size_agents(a: argparse.Namespace) -> tuple[int, str]:
 def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
     """Headless Locust: one process, or a master with `--workers` worker processes."""
     a.reports.mkdir(parents=True, exist_ok=True)
+    (a.reports / "promises.jsonl").unlink(missing_ok=True)  # this run's sample only
     env = dict(
         os.environ,
         LT_RUN=run_id,
@@ -121,6 +123,7 @@ def locust(a: argparse.Namespace, hosts: list[str], run_id: str) -> int:
         LT_DAY_SECONDS=str(a.day_seconds),
         LT_COMPRESS=str(a.compress),
         LT_SPIKE=str(a.spike),
+        LT_PROMISES=str(a.reports / "promises.jsonl"),
         PYTHONPATH=str(ROOT),
     )
     if a.replay:
@@ -220,6 +223,7 @@ async def main_async(a: argparse.Namespace) -> int:
         else:
             events = await read_events(client, WsKeys(WORKSPACE).events)
         rec = reconcile(events, prefix)
+        promises = accuracy(a.reports / "promises.jsonl", events)
         stats = locust_stats(a.reports)
         failed = gates(a, stats, rec)
         if a.archive:
@@ -232,7 +236,8 @@ async def main_async(a: argparse.Namespace) -> int:
                    "locust": stats, "drained": drained,
                    "reconciliation": {k: v for k, v in rec.items() if k != "never_ended"}
                    | {"never_ended": len(rec["never_ended"])},
-                   "archive": archive, "gates_failed": failed}  # fmt: skip
+                   "archive": archive, "promised_wait": promises,
+                   "gates_failed": failed}  # fmt: skip
         (a.reports / "reconciliation.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary, indent=1))
         print("PASS" if not failed else "FAIL: " + "; ".join(failed))
