@@ -11,24 +11,22 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from router.security.auth import mint
 from tests.support.client import (
     ADM,
     AG_FOR,
-    JWT_SECRET,
     SUP,
     act,
     add_agent,
     create,
     put_config,
     small_config,
+    supervisor_headers,
 )
 
 OFFSETS = {"standard": 0, "gold": 45, "vip": 120}
 
 
-def supervisor(sub: str, teams: list[str]) -> dict[str, str]:
-    return {"Authorization": "Bearer " + mint(JWT_SECRET, sub, "supervisor", teams=teams)}
+supervisor = supervisor_headers
 
 
 LEAD = supervisor("lead1", ["t1"])  # team t1 only

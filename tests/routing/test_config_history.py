@@ -21,7 +21,6 @@ from router.api.app import create_app
 from router.cli.main import main
 from router.runtime.settings import Settings, demo_token_spec, token_hash
 from router.security.audit.records import Source
-from router.security.auth import mint
 from router.store.keys import WsKeys
 from tests.support.client import (
     ADM,
@@ -33,6 +32,7 @@ from tests.support.client import (
     create,
     put_config,
     small_config,
+    supervisor_headers,
 )
 
 OPS = {"Authorization": "Bearer ops-token"}  # a second admin: another actor
@@ -277,9 +277,7 @@ async def test_history_roles_and_unknown_versions(api: Any, ws: str) -> None:
     for headers in (GW, AG, SUP):
         r = await api.post(base + "/rollback", json={"version": 1}, headers=headers)
         assert r.status == 403
-    elsewhere = {
-        "Authorization": "Bearer " + mint(JWT_SECRET, "s9", "supervisor", workspaces=["x"])
-    }
+    elsewhere = supervisor_headers("s9", workspaces=["x"])
     assert (await api.get(base + "/versions", headers=elsewhere)).status == 403
     missing = await rollback(api, ws, 7, status=404)
     assert missing["field"] == "version"

@@ -15,7 +15,6 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.runtime.settings import Settings, demo_token_spec, token_hash
-from router.security.auth import mint
 from router.store.keys import WsKeys
 from tests.support.client import (
     ADM,
@@ -28,6 +27,7 @@ from tests.support.client import (
     create,
     put_config,
     small_config,
+    supervisor_headers,
 )
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -362,7 +362,7 @@ async def test_only_the_creating_gateway_or_a_supervisor_in_scope_may_patch(
     status, body = await patch(api, ws, "c1", {"tier": "vip"}, headers=other)
     assert status == 403 and body["field"] == "contact_id"
     # a supervisor of a team none of whose agents has handled it
-    team_sup = {"Authorization": "Bearer " + mint(JWT_SECRET, "s1", "supervisor", teams=["t9"])}
+    team_sup = supervisor_headers("s1", ["t9"])
     status, _ = await patch(api, ws, "c1", {"tier": "vip"}, headers=team_sup)
     assert status == 403
     status, _ = await patch(api, ws, "c1", {"tier": "vip"}, headers=AG_FOR("a1"))

@@ -39,6 +39,7 @@ from tests.support.client import (
     create,
     put_config,
     small_config,
+    supervisor_headers,
 )
 
 PERSONAL = {"name": "Jane Q. Doe", "phone": "+44 20 7946 0958", "national_id": "AB123456C"}
@@ -58,8 +59,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": "Bearer " + token}
 
 
-def supervisor(sub: str, teams: list[str] | None = None, **kw: Any) -> dict[str, str]:
-    return bearer(mint(JWT_SECRET, sub, "supervisor", teams=teams, **kw))
+supervisor = supervisor_headers
 
 
 async def put_agent(

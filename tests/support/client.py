@@ -36,6 +36,12 @@ def agent_headers(aid: str) -> dict[str, str]:
 AG_FOR = agent_headers
 
 
+def supervisor_headers(sub: str, teams: list[str] | None = None, **claims: Any) -> dict[str, str]:
+    """Bearer headers of a signed supervisor token: `teams` scopes it (None: every
+    team), `claims` adds others (e.g. `workspaces`)."""
+    return {"Authorization": "Bearer " + mint(JWT_SECRET, sub, "supervisor", teams=teams, **claims)}
+
+
 def small_config(**defaults: Any) -> dict[str, Any]:
     """Two pools and a bullseye rule: enough to exercise ordering and stages."""
     return {

@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from router.security.auth import mint
-from tests.support.client import JWT_SECRET, SUP, small_config
+from tests.support.client import SUP, small_config, supervisor_headers
 
 CARDS_SL, LOANS_SL = 1.0, 20.0  # service-level thresholds (seconds)
 
@@ -49,7 +48,7 @@ def report_config(tz: str) -> dict[str, Any]:
 
 
 def sup_of(*teams: str) -> dict[str, str]:
-    return {"Authorization": "Bearer " + mint(JWT_SECRET, "sup1", "supervisor", teams=teams)}
+    return supervisor_headers("sup1", list(teams))
 
 
 async def get_report(api: Any, ws: str, report: str, headers: Any = SUP, **q: str) -> Any:
