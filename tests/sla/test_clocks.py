@@ -415,7 +415,14 @@ async def test_overdue_timers_fire_at_once_and_count_as_late(
     warning = next(e for e in got["timeline"] if e["type"] == "sla.warning")
     assert warning["at"] - got["sla_clocks"]["answer"]["started_at"] < 60  # not at 1800 s
     assert warning["late_ms"] >= 5000
-    assert api.server.app[TIMERS].late == late_before + 1
+    # the event is visible as soon as the script ran; the worker counts the fire
+    # when its reply comes back, which a busy event loop may deliver a bit later
+    timers = api.server.app[TIMERS]
+    for _ in range(100):
+        if timers.late > late_before:
+            break
+        await asyncio.sleep(0.05)
+    assert timers.late == late_before + 1
 
 
 async def test_config_change_replans_running_clocks_keeping_the_budget(api: Any, ws: str) -> None:
