@@ -23,7 +23,13 @@ from router.routing.model import (
 )
 from router.routing.surveys import checked_rating
 from router.runtime.errors import Conflict, FieldProblem, Forbidden, InvalidInput, NotFound
-from router.security.access import ContactLookup, action_failed, check_action, visible_contact
+from router.security.access import (
+    ContactLookup,
+    action_failed,
+    check_action,
+    check_agent,
+    visible_contact,
+)
 from router.security.privacy import present
 from router.store.keys import WsKeys
 
@@ -84,6 +90,9 @@ def _action(name: str, typ: type[Any], args: Callable[[Any], list[str]], *who: s
         await check_action(
             request[TOKEN], request.app[ENGINE], ws, cid, name, getattr(parsed, "agent_id", None)
         )
+        if name == "transfer" and parsed.agent_id and request[TOKEN].role == "supervisor":
+            # a team-scoped supervisor hands work only to its teams' agents (as assign)
+            await check_agent(request[TOKEN], request.app[ENGINE], ws, parsed.agent_id)
         try:
             contact = await request.app[ENGINE].contact_action(
                 ws, cid, name, args(parsed), actor(request)

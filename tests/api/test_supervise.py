@@ -442,3 +442,22 @@ async def test_reason_codes_are_checked_with_the_config(api: Any, ws: str) -> No
     await put_config(api, ws, config(codes=False))
     r = await api.get(f"/v1/workspaces/{ws}", headers=ADM)
     assert (await r.json())["config"]["agent_states"] == {"reasons": {}}
+
+
+async def test_a_team_supervisor_transfers_only_to_its_teams_agents(api: Any, ws: str) -> None:
+    """Parking a contact with a named agent is the assign scope's: an agent of
+    another team is refused as any out-of-scope agent is, and nothing moves."""
+    await put_config(api, ws, config())
+    await add_agent(api, ws, "a1", {"cards": 5}, available=False, team="t1")
+    await add_agent(api, ws, "b1", {"cards": 5}, available=False, team="t2")
+    made = await create(api, ws, "X1", "voice")
+    url = f"/v1/workspaces/{ws}/contacts/X1/transfer"
+    await problem(await api.post(url, json={"agent_id": "b1"}, headers=LEAD), 403, "agent_id")
+    r = await api.get(f"/v1/workspaces/{ws}/pools/cards/waiting", headers=ADM)
+    assert [w["id"] for w in (await r.json())["waiting"]] == ["X1"]  # still in its pool
+    r = await api.post(url, json={"agent_id": "a1"}, headers=LEAD)
+    assert r.status == 200, await r.text()
+    moved = await r.json()
+    assert (moved["state"], moved["rank"]) == ("queued", made["rank"])
+    r = await api.post(url, json={"agent_id": "b1"}, headers=SUP)  # every team: allowed
+    assert r.status == 200, await r.text()
