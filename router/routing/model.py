@@ -406,7 +406,10 @@ class PoolPosition(Struct, frozen=True):
     answered_recently` from the answers of the last 15 minutes, `observed`
     being the seconds since the start of the oldest of those minutes with an
     answer, at least 60 (`basis` "recent_service"); without answers
-    `place * handle_time / max(1, agents_signed_in)` (`basis` "handle_time")."""
+    `place * handle_time / max(1, agents_signed_in)` (`basis` "handle_time").
+    Plus `overtakers`: contacts expected to arrive while it waits and rank
+    ahead of it (a higher offset), from the pool's arrivals of the same 15
+    minutes over `arrivals_observed` seconds (README "Queue position")."""
 
     pool: str
     place: int
@@ -418,6 +421,8 @@ class PoolPosition(Struct, frozen=True):
     observed: float | None
     agents_signed_in: int
     handle_time: float
+    overtakers: float = 0.0
+    arrivals_observed: float | None = None
 
 
 class PositionOut(Struct, frozen=True):

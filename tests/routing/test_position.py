@@ -104,16 +104,44 @@ async def test_unknown_contact_is_404_and_agents_may_not_ask(api: Any, ws: str) 
     assert (await position(api, ws, "nobody")).status == 403
 
 
+def wait_with_overtakers(place: int, per_answer: float, rate: float, window: float) -> float:
+    """The expected wait in closed form for one class of overtakers: `rate`
+    arrivals a second rank ahead of the contact while they come within `window`
+    seconds. Below the window W = place * p / (1 - rate * p) when that is
+    shorter than the window, else every overtaker of the window counts."""
+    if rate * per_answer < 1:
+        below = place * per_answer / (1 - rate * per_answer)
+        if below <= window:
+            return below
+    return (place + rate * window) * per_answer
+
+
+def check_wait(body: dict[str, Any], pool: dict[str, Any], per_answer: float) -> None:
+    """One vip (offset 120 s) arrived in the pool so far: it and its like will go
+    before a standard contact that has waited less than 120 s."""
+    rate = 1 / pool["arrivals_observed"]
+    assert 60 <= pool["arrivals_observed"] <= 120
+    window = 120 - body["waited"]
+    want = wait_with_overtakers(pool["place"], per_answer, rate, window)
+    assert abs(pool["expected_wait"] - want) < 0.01, (pool, want)
+    assert abs(pool["overtakers"] - rate * min(want, window)) < 0.01
+
+
 async def test_expected_wait_follows_the_pools_service(api: Any, ws: str) -> None:
     await build(api, ws)
     r = await position(api, ws, "c5")  # 4th in cards, 3rd in loans; nobody signed in
     body = await r.json()
     by_pool = {p["pool"]: p for p in body["pools"]}
-    # no answers yet: place x handle time (180 s by default) / max(1, agents signed in)
+    # no answers yet: handle time (180 s by default) / max(1, agents signed in)
+    # per place, and the vips to come (c4 in cards, c3 in loans so far) go first
     assert by_pool["cards"]["basis"] == "handle_time"
-    assert by_pool["cards"]["expected_wait"] == 4 * 180.0
-    assert by_pool["loans"]["expected_wait"] == 3 * 180.0
-    assert body["expected_wait"] == 3 * 180.0  # the sooner pool
+    check_wait(body, by_pool["cards"], 180.0)
+    check_wait(body, by_pool["loans"], 180.0)
+    assert body["expected_wait"] == by_pool["loans"]["expected_wait"]  # the sooner pool
+    assert by_pool["loans"]["expected_wait"] < by_pool["cards"]["expected_wait"]
+    # a vip asking: nobody who arrives later ranks ahead of it
+    vip = (await (await position(api, ws, "c3")).json())["pools"][0]
+    assert (vip["overtakers"], vip["expected_wait"]) == (0.0, 1 * 180.0)
 
     # two loans agents on a break: signed in, serving nobody
     for aid in ("l1", "l2"):
@@ -124,12 +152,13 @@ async def test_expected_wait_follows_the_pools_service(api: Any, ws: str) -> Non
             headers=agent_headers(aid),
         )
         assert r.status == 200, await r.text()
-    loans = {p["pool"]: p for p in (await (await position(api, ws, "c5")).json())["pools"]}
-    assert loans["loans"]["agents_signed_in"] == 2
-    assert loans["loans"]["expected_wait"] == 3 * 180.0 / 2
+    body = await (await position(api, ws, "c5")).json()
+    loans = {p["pool"]: p for p in body["pools"]}["loans"]
+    assert loans["agents_signed_in"] == 2
+    check_wait(body, loans, 180.0 / 2)
 
     # a cards agent answers one contact: the pool's recent service takes over,
-    # place x seconds observed / answers (observed: from the start of the
+    # seconds observed / answers per place (observed: from the start of the
     # answer's minute, at least 60 s)
     await add_agent(api, ws, "a1", {"cards": 5}, capacity=25)  # one chat at most
     r = await api.get(f"/v1/workspaces/{ws}/agents/a1/offers", headers=agent_headers("a1"))
@@ -137,12 +166,13 @@ async def test_expected_wait_follows_the_pools_service(api: Any, ws: str) -> Non
     assert taken == "c4"  # the vip one, first in cards
     r = await act(api, ws, taken, "accept", agent_id="a1")
     assert r.status == 200, await r.text()
-    after = {p["pool"]: p for p in (await (await position(api, ws, "c5")).json())["pools"]}
+    body = await (await position(api, ws, "c5")).json()
+    after = {p["pool"]: p for p in body["pools"]}
     assert after["cards"]["basis"] == "recent_service"
     assert after["cards"]["answered_recently"] == 1
     observed = after["cards"]["observed"]
     assert 60 <= observed <= 120
     assert after["cards"]["place"] == 3
-    assert after["cards"]["expected_wait"] == round(3 * observed / 1, 3)
+    check_wait(body, after["cards"], observed / 1)
     # the loans pool answered nothing: still by handle time
     assert after["loans"]["basis"] == "handle_time" and after["loans"]["observed"] is None

@@ -50,7 +50,16 @@ for k, v in pairs(c) do
 end
 redis.call('HSET', KEYS[2], unpack(flat))
 local first_pool = reached_pools(c)[1] or c.tgt
-stat(first_pool, 'arrived', 1)
+-- arrivals that rank ahead of earlier ones, by their offset in whole seconds
+-- (bounded by the config's tiers and rules): a waiting contact's expected wait
+-- counts those that will overtake it (router/routing/position.py). Not `ao:`:
+-- `<kind>:<score>` fields are survey answers (router/wfm/stats.py)
+local ahead_s = math.floor(tonumber(c.off) / 1000)
+if ahead_s > 0 then
+  stat(first_pool, 'arrived', 1, 'ao.' .. ahead_s, 1)
+else
+  stat(first_pool, 'arrived', 1)
+end
 if first_pool then  -- arrivals per UTC day, channel and 15 minutes, for forecasts
   local day = math.floor(NOW / 86400000)
   local key = TAG .. ':arr:' .. first_pool .. ':' .. day
