@@ -272,6 +272,11 @@ class Desk:
             status, data = await self.client.call("GET", path, self.headers, limit=self.poll + 10)
             assert status == 200, (status, data)
             fresh = [o["id"] for o in data["offers"] if o["id"] not in self.handling]
+            if data["offers"] and not fresh:
+                # only offers already in hand (an accept retried through a
+                # failover): the long-poll answers at once, so do not spin into
+                # the desk token's rate limit
+                await asyncio.sleep(0.1)
             for cid in fresh:
                 self.handling.add(cid)
                 task = asyncio.create_task(self._handle(cid))
