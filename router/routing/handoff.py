@@ -54,30 +54,35 @@ def handoff_fields(cfg: RoutingConfig, h: HandoffIn) -> dict[str, object]:
     return fields
 
 
-def handoff_in(raw: dict[str, str]) -> HandoffIn | None:
-    """A stored contact's hand-off as the rules read it (for an update)."""
+def _stored(raw: dict[str, str]) -> tuple[str, str | None, float | None] | None:
+    """Bot, intent and confidence of a contact record's hand-off (None: none)."""
     if not raw.get("hbot"):
         return None
-    _, fields = handoff_personal(raw.get("pii"))
     conf = raw.get("hconf")
-    return HandoffIn(
-        bot=raw["hbot"],
-        intent=raw.get("hint") or None,
-        confidence=float(conf) if conf else None,
-        fields=fields,
-    )
+    return raw["hbot"], raw.get("hint") or None, float(conf) if conf else None
+
+
+def handoff_in(raw: dict[str, str]) -> HandoffIn | None:
+    """A stored contact's hand-off as the rules read it (for an update)."""
+    stored = _stored(raw)
+    if stored is None:
+        return None
+    bot, intent, confidence = stored
+    _, fields = handoff_personal(raw.get("pii"))
+    return HandoffIn(bot=bot, intent=intent, confidence=confidence, fields=fields)
 
 
 def handoff_out(raw: dict[str, str]) -> HandoffOut | None:
     """The full hand-off of a contact record (responses mask it by caller)."""
-    if not raw.get("hbot"):
+    stored = _stored(raw)
+    if stored is None:
         return None
+    bot, intent, confidence = stored
     summary, fields = handoff_personal(raw.get("pii"))
-    conf = raw.get("hconf")
     return HandoffOut(
-        bot=raw["hbot"],
-        intent=raw.get("hint") or None,
-        confidence=float(conf) if conf else None,
+        bot=bot,
+        intent=intent,
+        confidence=confidence,
         transcript=raw.get("htr") or None,
         masked=False,
         summary=summary,

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from router.api.app import create_app
 from router.runtime.settings import Settings, demo_token_spec, token_hash
 from router.store.keys import WsKeys
+from tests.routing.test_decisions import contact, offers
 from tests.support.client import (
     ADM,
     AG_FOR,
@@ -61,18 +62,6 @@ async def patch(
         f"/v1/workspaces/{ws}/contacts/{cid}", json=body, headers={**headers, **MERGE}
     )
     return r.status, await r.json(content_type=None)
-
-
-async def contact(api: Any, ws: str, cid: str) -> dict[str, Any]:
-    r = await api.get(f"/v1/workspaces/{ws}/contacts/{cid}", headers=SUP)
-    assert r.status == 200, await r.text()
-    return await r.json()  # type: ignore[no-any-return]
-
-
-async def offers(api: Any, ws: str, aid: str) -> list[str]:
-    r = await api.get(f"/v1/workspaces/{ws}/agents/{aid}/offers", headers=AG_FOR(aid))
-    assert r.status == 200, await r.text()
-    return [o["id"] for o in (await r.json())["offers"]]
 
 
 async def events(api: Any, ws: str, kind: str) -> list[dict[str, Any]]:
