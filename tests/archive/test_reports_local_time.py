@@ -50,13 +50,21 @@ async def _write(url: str, ws: str, cid: str, enq: str, wait_s: float, pool: str
 async def test_days_are_the_workspace_s_local_days(
     aiohttp_client: Any, redis_url: str, server: PostgresServer
 ) -> None:
-    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
     tag = uuid.uuid4().hex[:6]
     zones = {
         "UTC": f"tz-utc-{tag}",
         "Asia/Tokyo": f"tz-tyo-{tag}",
         "America/New_York": f"tz-ny-{tag}",
     }
+    # The rows lie in March 2026: the workspaces keep ten years of contacts,
+    # configured before a service with an archive starts, so no retention round
+    # of the archive's can drop their days.
+    plain = await aiohttp_client(create_app(archive_settings(redis_url, None)))
+    for tz, ws in zones.items():
+        cfg = report_config(tz)
+        cfg["retention"] = {"contacts": "3650d"}
+        await put_config(plain, ws, cfg)
+    api = await aiohttp_client(create_app(archive_settings(redis_url, server.url)))
 
     async def migrated() -> bool:  # the service applies the schema at start
         async with await AsyncConnection.connect(server.url) as conn:
@@ -69,8 +77,7 @@ async def test_days_are_the_workspace_s_local_days(
             return bool(row and row[0] > 0)
 
     await until(migrated)
-    for tz, ws in zones.items():
-        await put_config(api, ws, report_config(tz))
+    for ws in zones.values():
         await _write(server.url, ws, "c1", "2026-03-08T14:00:00+00:00", 0.5)  # Tokyo 23:00
         await _write(server.url, ws, "c2", "2026-03-08T16:30:00+00:00", 3.0)  # Tokyo 01:30 (9th)
         await _write(server.url, ws, "c3", "2026-03-09T03:50:00+00:00", 0.2)  # New York 23:50 (8th)
