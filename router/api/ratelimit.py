@@ -1,16 +1,19 @@
 """Per-token request rate limits, counted in Redis so that all replicas share them.
 
 Strategy: fixed windows aligned to the clock, counted by the `limits` library's
-Redis storage (its INCRBY + EXPIRE script). A request costs one EVALSHA, sent
-through the engine's ScriptBatcher so the checks of concurrent requests share
-one pipeline. Its reply, the window's count, gives RateLimit-Remaining, and
-since windows are aligned the window's end (RateLimit-Reset, Retry-After) is
-known without a second call (`limits`' own fixed-window limiter starts a window
-at a token's first request and needs a TTL call to report it). A sliding
-window counter would smooth the burst a fixed window allows around its end (up
-to twice the limit across a boundary) at the price of two keys, a reply without
-the count and a second call for the headers; these limits keep a runaway or
-compromised client from swamping the service, where that burst is harmless.
+Redis storage script (INCRBY + EXPIRE), sent through the engine's
+ScriptBatcher. Far from its limit a request does not wait for its count: the
+hit is added in the next loop tick, coalesced per token, in the pipeline that
+carries that tick's script calls (see `RateLimiter`); near the limit it waits
+for Redis' count, which decides exactly. The count gives RateLimit-Remaining,
+and since windows are aligned the window's end (RateLimit-Reset, Retry-After)
+is known without a second call (`limits`' own fixed-window limiter starts a
+window at a token's first request and needs a TTL call to report it). A
+sliding window counter would smooth the burst a fixed window allows around its
+end (up to twice the limit across a boundary) at the price of two keys, a reply
+without the count and a second call for the headers; these limits keep a
+runaway or compromised client from swamping the service, where that burst is
+harmless.
 
 The check runs after authentication and before the handler, so a refused
 request has changed nothing. Redis unreachable: the check fails open (the
@@ -25,10 +28,11 @@ second timeout before its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +55,8 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "router:rl"
 WARN_EVERY = 10.0  # seconds between warnings while Redis cannot be reached
 SKIP_AFTER_FAILURE = 1.0  # seconds without checks after a check failed
-MAX_CACHED = 4096  # tokens whose key is kept ready
+MAX_CACHED = 4096  # tokens whose key (and count) is kept ready
+SLACK = 10  # a tenth of a limit: counted without waiting while this far from it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +81,30 @@ class Decision:
         return out
 
 
+@dataclass(slots=True)
+class _Count:
+    """One token's count in its current window, as this replica knows it."""
+
+    key: str  # the window's Redis key
+    window: int
+    expiry: int  # the window's length, seconds
+    known: int = 0  # Redis' count in its last reply
+    unsent: int = 0  # hits allowed here whose count has not left for Redis yet
+    sending: int = 0  # hits whose count is on its way
+
+
 class RateLimiter:
-    """Counts each token's requests per window; one Redis call per request."""
+    """Counts each token's requests per window in Redis, shared by all replicas.
+
+    Far from its limit a request goes on at once and its hit is added to Redis
+    in the next loop tick, one INCRBY per token for all its hits of that tick,
+    in the same pipeline as the requests' own script calls: no round trip of its
+    own, and the reply keeps this replica's view of the count. Within a tenth of
+    the limit (`SLACK`), or with a tenth of it unconfirmed here, a request waits
+    for Redis' count, so the limit holds exactly where it matters. Another
+    replica's hits of the same tick are not known yet, so a token may pass its
+    limit by at most a tenth of it per other replica (a limit under 10 is always
+    exact); fixed windows already allow twice the limit across a boundary."""
 
     def __init__(self, roles: Mapping[str, str], overrides: Mapping[str, str]) -> None:
         self._roles = {role: parse(spec) for role, spec in roles.items() if spec != "off"}
@@ -91,6 +118,9 @@ class RateLimiter:
         # token -> (its limit, its key without the window); bounded, since
         # identity-provider tokens bring an open set of names.
         self._keys: dict[Token, tuple[RateLimitItem, str] | None] = {}
+        self._counts: dict[str, _Count] = {}  # key without the window -> count
+        self._flush_due = False
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_at = -math.inf
         self._skip_until = -math.inf
 
@@ -120,43 +150,99 @@ class RateLimiter:
             self._script = script = Script(_text(registered.script))
         return script
 
+    def _entry(self, token: Token) -> tuple[RateLimitItem, str] | None:
+        if token in self._keys:
+            return self._keys[token]
+        if len(self._keys) >= MAX_CACHED:
+            self._keys.clear()
+        limit = self.item_for(token)
+        entry = None
+        if limit is not None:
+            entry = (limit, self._prefix(limit.key_for(token.role, token.name)))
+        self._keys[token] = entry
+        return entry
+
+    def _count(self, app: web.Application, base: str, window: int, expiry: int) -> _Count:
+        count = self._counts.get(base)
+        if count is not None and count.window == window:
+            return count
+        if count is not None and count.unsent:  # the last window's hits still count there
+            self._spawn(self._send(app, count, count.unsent))
+            count.unsent = 0
+        if len(self._counts) >= MAX_CACHED:  # idle tokens go; a busy one keeps its count
+            self._counts = {k: c for k, c in self._counts.items() if c.unsent or c.sending}
+        count = self._counts[base] = _Count(f"{base}/{window}", window, expiry)
+        return count
+
     async def hit(self, app: web.Application, token: Token) -> Decision | None:
         """Counts one request; None when the token has no limit or Redis failed."""
-        script = self._incr_script(app)
-        if token in self._keys:
-            entry = self._keys[token]
-        else:
-            if len(self._keys) >= MAX_CACHED:
-                self._keys.clear()
-            limit = self.item_for(token)
-            entry = None
-            if limit is not None:
-                entry = (limit, self._prefix(limit.key_for(token.role, token.name)))
-            self._keys[token] = entry
-        if entry is None:
-            return None
-        if time.monotonic() < self._skip_until:
+        self._incr_script(app)  # first: it sets the key prefix the entries use
+        entry = self._entry(token)
+        if entry is None or time.monotonic() < self._skip_until:
             return None
         item, base = entry
         expiry = item.get_expiry()
         now = time.time()
         window = int(now // expiry)
-        try:
-            count = int(await app[ENGINE].batcher.call(script, [f"{base}/{window}"], [expiry, 1]))
-        except (RedisError, OSError) as exc:
-            app[METRICS].redis_errors.labels("ratelimit").inc()
-            self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE
-            if now - self._warned_at >= WARN_EVERY:
-                self._warned_at = now
-                log.warning("rate limits not checked, Redis failed (%s)", type(exc).__name__)
-            return None
+        count = self._count(app, base, window, expiry)
+        slack = item.amount // SLACK
+        unconfirmed = count.unsent + count.sending
+        if unconfirmed < slack and count.known + unconfirmed < item.amount - slack:
+            count.unsent += 1  # far from the limit: counted in Redis next tick
+            if not self._flush_due:
+                self._flush_due = True
+                asyncio.get_running_loop().call_soon(self._flush, app)
+            used = count.known + unconfirmed + 1
+        else:  # near the limit: Redis' count decides, exactly
+            n, count.unsent = count.unsent + 1, 0
+            total = await self._send(app, count, n)
+            if total is None:
+                return None
+            used = total
         return Decision(
-            allowed=count <= item.amount,
+            allowed=used <= item.amount,
             limit=item.amount,
-            remaining=max(0, item.amount - count),
+            remaining=max(0, item.amount - used),
             reset=(window + 1) * expiry - now,
             window=expiry,
         )
+
+    async def _send(self, app: web.Application, count: _Count, n: int) -> int | None:
+        """Adds `n` hits to Redis' count: the new total, or None when Redis
+        failed (the check fails open)."""
+        count.sending += n
+        try:
+            script = self._incr_script(app)
+            total = int(await app[ENGINE].batcher.call(script, [count.key], [count.expiry, n]))
+        except (RedisError, OSError) as exc:
+            self._failed(app, exc)
+            return None
+        finally:
+            count.sending -= n
+        count.known = max(count.known, total)
+        return total
+
+    def _flush(self, app: web.Application) -> None:
+        """Sends every count with hits not sent yet; runs in the loop tick after
+        the hits, so the calls share the pipeline of that tick's requests."""
+        self._flush_due = False
+        for count in self._counts.values():
+            if count.unsent:
+                self._spawn(self._send(app, count, count.unsent))
+                count.unsent = 0
+
+    def _spawn(self, send: Coroutine[Any, Any, int | None]) -> None:
+        task = asyncio.ensure_future(send)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _failed(self, app: web.Application, exc: BaseException) -> None:
+        app[METRICS].redis_errors.labels("ratelimit").inc()
+        self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE
+        now = time.time()
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning("rate limits not checked, Redis failed (%s)", type(exc).__name__)
 
 
 def _text(script: bytes | str | memoryview) -> str:

@@ -16,21 +16,36 @@ On a cluster a batch is split by the primary that holds each call's keys (its
 first key decides, as every script's keys share one slot): one pipeline per
 primary, sent concurrently, each with its own WAIT for that primary's
 replicas. An error that means the slot map moved is reported to the shards.
+
+The pipeline is written by hand on one of the client's pooled connections:
+every command packed by hiredis' C packer into one write, the replies read
+under one timeout for the batch. redis-py's `Pipeline` packs in Python (each
+argument type-checked and encoded one by one) and arms a timeout per reply:
+on `POST /contacts` that was a fifth of the router's CPU (benchmarks/RESULTS.md).
+The connection is redis-py's own (Sentinel's checks of the primary and
+health checks included); a batch is never sent twice: a connection lost
+mid-batch fails its calls (503), as an unknown outcome must.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
+import hiredis
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.runtime.errors import NotReplicated
 from router.store.scripts import Lua, missing
 from router.store.shards import Shards
 
 Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+# hiredis' packer, typed for a command of any length (its stub names a 1-tuple)
+pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 
 
 class ScriptBatcher:
@@ -117,13 +132,11 @@ class ScriptBatcher:
         self, client: Redis, batch: list[Call]
     ) -> tuple[list[Any], NotReplicated | None]:
         """One pipeline: the calls, then WAIT when the batch holds a durable call."""
-        pipe = client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            script.queue(pipe, keys, args)
+        packed = [pack_command(script.command(keys, args)) for script, keys, args, _ in batch]
         wait = self.wait_replicas > 0 and any(call[0].durable for call in batch)
         if wait:
-            pipe.execute_command("WAIT", self.wait_replicas, self._wait_ms)
-        results = await pipe.execute(raise_on_error=False)
+            packed.append(pack_command(("WAIT", self.wait_replicas, self._wait_ms)))
+        results = await _pipeline(client, packed)
         return results, (self._unconfirmed(results.pop()) if wait else None)
 
     async def _reload_and_resend(self, client: Redis, calls: list[Call]) -> None:
@@ -152,3 +165,29 @@ class ScriptBatcher:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _pipeline(client: Redis, packed: list[bytes]) -> list[Any]:
+    """Sends the packed commands in one write and reads one reply each; an error
+    reply is that command's result, as in a pipeline with `raise_on_error=False`."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        await conn.send_packed_command(packed)
+        results: list[Any] = []
+        try:  # one timeout for the batch; each reply read without arming its own
+            async with asyncio.timeout(conn.socket_timeout):
+                for _ in packed:
+                    try:
+                        results.append(await conn.read_response(timeout=math.inf))
+                    except ResponseError as exc:
+                        results.append(exc)
+        except TimeoutError:
+            raise RedisTimeoutError("Timeout reading a batch of script replies") from None
+        return results
+    except BaseException:
+        # a batch cut short leaves replies on the wire: never reuse the connection
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)

@@ -46,6 +46,10 @@ class Lua(Protocol):
 
     durable: bool
 
+    def command(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        """The command that runs it, for a pipeline written by hand (batch.py)."""
+        ...
+
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None: ...
 
     async def load(self, client: Redis) -> None: ...
@@ -60,6 +64,9 @@ class Script:
         self.text = text
         self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
         self.durable = durable
+
+    def command(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.evalsha(self.sha, len(keys), *keys, *args)
@@ -106,6 +113,9 @@ class Function:
 
     async def load(self, client: Redis) -> None:
         await self.library.load(client)
+
+    def command(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
+        return ("FCALL", self.fname, len(keys), *keys, *args)
 
     def queue(self, pipe: Pipeline, keys: Sequence[str], args: Sequence[Any]) -> None:
         pipe.fcall(self.fname, len(keys), *keys, *args)
