@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "router:rl"
 WARN_EVERY = 10.0  # seconds between warnings while Redis cannot be reached
 SKIP_AFTER_FAILURE = 1.0  # seconds without checks after a check failed
-MAX_CACHED = 4096  # tokens whose key (and count) is kept ready
+MAX_CACHED = 65_536  # tokens whose key and count are kept ready: every desktop of a big floor
 SLACK = 10  # a tenth of a limit: counted without waiting while this far from it
 
 
@@ -119,7 +119,7 @@ class RateLimiter:
         # identity-provider tokens bring an open set of names.
         self._keys: dict[Token, tuple[RateLimitItem, str] | None] = {}
         self._counts: dict[str, _Count] = {}  # key without the window -> count
-        self._flush_due = False
+        self._unsent: list[_Count] = []  # counts with hits to send next tick
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_at = -math.inf
         self._skip_until = -math.inf
@@ -169,7 +169,8 @@ class RateLimiter:
         if count is not None and count.unsent:  # the last window's hits still count there
             self._spawn(self._send(app, count, count.unsent))
             count.unsent = 0
-        if len(self._counts) >= MAX_CACHED:  # idle tokens go; a busy one keeps its count
+        elif count is None and len(self._counts) >= MAX_CACHED:
+            # idle tokens go (a busy one keeps its count); rare: most entries go at once
             self._counts = {k: c for k, c in self._counts.items() if c.unsent or c.sending}
         count = self._counts[base] = _Count(f"{base}/{window}", window, expiry)
         return count
@@ -188,10 +189,11 @@ class RateLimiter:
         slack = item.amount // SLACK
         unconfirmed = count.unsent + count.sending
         if unconfirmed < slack and count.known + unconfirmed < item.amount - slack:
-            count.unsent += 1  # far from the limit: counted in Redis next tick
-            if not self._flush_due:
-                self._flush_due = True
-                asyncio.get_running_loop().call_soon(self._flush, app)
+            if not count.unsent:  # far from the limit: counted in Redis next tick
+                if not self._unsent:
+                    asyncio.get_running_loop().call_soon(self._flush, app)
+                self._unsent.append(count)
+            count.unsent += 1
             used = count.known + unconfirmed + 1
         else:  # near the limit: Redis' count decides, exactly
             n, count.unsent = count.unsent + 1, 0
@@ -225,9 +227,9 @@ class RateLimiter:
     def _flush(self, app: web.Application) -> None:
         """Sends every count with hits not sent yet; runs in the loop tick after
         the hits, so the calls share the pipeline of that tick's requests."""
-        self._flush_due = False
-        for count in self._counts.values():
-            if count.unsent:
+        counts, self._unsent = self._unsent, []
+        for count in counts:
+            if count.unsent:  # none when a request near the limit took them along
                 self._spawn(self._send(app, count, count.unsent))
                 count.unsent = 0
 
