@@ -22,8 +22,7 @@ from router.api.appkeys import (
     SHARDS,
     TIMERS,
 )
-from router.api.middlewares import auth_middleware, errors_middleware, metrics_middleware
-from router.api.ratelimit import ratelimit_middleware
+from router.api.middlewares import access_middleware, edge_middleware
 from router.api.routes import setup_routes
 from router.archive.events import EventArchiver
 from router.archive.history import History
@@ -33,7 +32,7 @@ from router.routing.engine import Engine
 from router.runtime.errors import NotFound
 from router.runtime.metrics import Metrics
 from router.runtime.pauses import PauseMeter
-from router.runtime.serving import DRAIN, Drain, drain_middleware
+from router.runtime.serving import DRAIN, Drain
 from router.runtime.settings import Settings
 from router.security.audit.sealer import make_sealer
 from router.security.auth import AUTH, Authenticator
@@ -209,11 +208,8 @@ def create_app(settings: Settings) -> web.Application:
     parse(settings.redis_url)  # a URL naming no topology stops the start (TopologyError)
     app = web.Application(
         middlewares=[
-            metrics_middleware,
-            errors_middleware,
-            drain_middleware,  # requests in flight, for the drain on shutdown
-            auth_middleware,
-            ratelimit_middleware(settings),  # after auth: limits the caller's token
+            edge_middleware,  # latency, errors as problem+json, requests in flight
+            access_middleware(settings),  # the token, its role, its rate limit
         ],
         client_max_size=settings.max_body,
     )

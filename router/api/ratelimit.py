@@ -29,24 +29,24 @@ second timeout before its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from limits import RateLimitItem, parse
 from limits.aio.storage import RedisStorage
 from limits.aio.storage.redis.redispy import RedispyBridge
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from router.api.appkeys import ENGINE, METRICS, SHARDS, TOKEN, Handler
+from router.api.appkeys import ENGINE, METRICS, SHARDS, Handler
 from router.api.common import problem
-from router.runtime.settings import Settings, Token
+from router.runtime.settings import Token
 from router.store.scripts import Script
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,6 @@ class RateLimiter:
         self._keys: dict[Token, tuple[RateLimitItem, str] | None] = {}
         self._counts: dict[str, _Count] = {}  # key without the window -> count
         self._unsent: list[_Count] = []  # counts with hits to send next tick
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._warned_at = -math.inf
         self._skip_until = -math.inf
 
@@ -167,8 +166,7 @@ class RateLimiter:
         if count is not None and count.window == window:
             return count
         if count is not None and count.unsent:  # the last window's hits still count there
-            self._spawn(self._send(app, count, count.unsent))
-            count.unsent = 0
+            self._queue(app, count)
         elif count is None and len(self._counts) >= MAX_CACHED:
             # idle tokens go (a busy one keeps its count); rare: most entries go at once
             self._counts = {k: c for k, c in self._counts.items() if c.unsent or c.sending}
@@ -190,9 +188,7 @@ class RateLimiter:
         unconfirmed = count.unsent + count.sending
         if unconfirmed < slack and count.known + unconfirmed < item.amount - slack:
             if not count.unsent:  # far from the limit: counted in Redis next tick
-                if not self._unsent:
-                    asyncio.get_running_loop().call_soon(self._flush, app)
-                self._unsent.append(count)
+                self._queue(app, count)
             count.unsent += 1
             used = count.known + unconfirmed + 1
         else:  # near the limit: Redis' count decides, exactly
@@ -224,19 +220,35 @@ class RateLimiter:
         count.known = max(count.known, total)
         return total
 
-    def _flush(self, app: web.Application) -> None:
-        """Sends every count with hits not sent yet; runs in the loop tick after
-        the hits, so the calls share the pipeline of that tick's requests."""
-        counts, self._unsent = self._unsent, []
-        for count in counts:
-            if count.unsent:  # none when a request near the limit took them along
-                self._spawn(self._send(app, count, count.unsent))
-                count.unsent = 0
+    def _queue(self, app: web.Application, count: _Count) -> None:
+        if not self._unsent:
+            asyncio.get_running_loop().call_soon(self._flush, app)
+        self._unsent.append(count)
 
-    def _spawn(self, send: Coroutine[Any, Any, int | None]) -> None:
-        task = asyncio.ensure_future(send)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _flush(self, app: web.Application) -> None:
+        """Sends every count with hits not sent yet, queued at once into the
+        batcher: they ride in the pipeline of this tick's script calls."""
+        counts, self._unsent = self._unsent, []
+        script = self._incr_script(app)
+        for count in counts:
+            if not count.unsent:  # a request near the limit took them along
+                continue
+            n, count.unsent = count.unsent, 0
+            count.sending += n
+            fut = app[ENGINE].batcher.submit(script, [count.key], [count.expiry, n])
+            fut.add_done_callback(functools.partial(self._sent, app, count, n))
+
+    def _sent(self, app: web.Application, count: _Count, n: int, fut: asyncio.Future[Any]) -> None:
+        count.sending -= n
+        if fut.cancelled():  # the service is stopping
+            return
+        exc = fut.exception()
+        if exc is None:
+            count.known = max(count.known, int(fut.result()))
+        elif isinstance(exc, RedisError | OSError):
+            self._failed(app, exc)
+        else:
+            log.error("rate limit count not sent", exc_info=exc)
 
     def _failed(self, app: web.Application, exc: BaseException) -> None:
         app[METRICS].redis_errors.labels("ratelimit").inc()
@@ -251,29 +263,25 @@ def _text(script: bytes | str | memoryview) -> str:
     return bytes(script).decode() if not isinstance(script, str) else script
 
 
-def ratelimit_middleware(settings: Settings) -> Middleware:
-    """Registered after auth: it limits the token auth accepted."""
-    limiter = RateLimiter(settings.rate_limits, settings.rate_limit_overrides)
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = request.get(TOKEN) if limiter.enabled else None  # open paths have none
-        decision = None if token is None else await limiter.hit(request.app, token)
-        if decision is None:
-            return await handler(request)
-        if not decision.allowed:
-            response = problem(
-                429,
-                "Too many requests",
-                f"this token may make {decision.limit} requests per {decision.window} s; "
-                f"retry in {decision.headers()['Retry-After']} s",
-                "rate-limited",
-            )
-            response.headers.update(decision.headers())
-            return response
-        answer = await handler(request)
-        if not answer.prepared:  # streams (events, WebSocket) sent theirs already
-            answer.headers.update(decision.headers())
-        return answer
-
-    return middleware
+async def limited(
+    limiter: RateLimiter, request: web.Request, token: Token, handler: Handler
+) -> web.StreamResponse:
+    """The handler's answer with the token's RateLimit headers, or 429 (the
+    handler not run) when the token is over its limit."""
+    decision = await limiter.hit(request.app, token)
+    if decision is None:
+        return await handler(request)
+    if not decision.allowed:
+        response = problem(
+            429,
+            "Too many requests",
+            f"this token may make {decision.limit} requests per {decision.window} s; "
+            f"retry in {decision.headers()['Retry-After']} s",
+            "rate-limited",
+        )
+        response.headers.update(decision.headers())
+        return response
+    answer = await handler(request)
+    if not answer.prepared:  # streams (events, WebSocket) sent theirs already
+        answer.headers.update(decision.headers())
+    return answer

@@ -63,6 +63,7 @@ class Engine:
         `versions_kept`: config versions kept in Redis (`confighistory.py`)."""
         self.shards = shards
         self._observe = observe  # decision latency by operation (per replica)
+        self._observed: dict[str, Histogram] = {}
         self.scripts = Scripts()
         self.batcher = ScriptBatcher(shards, wait_replicas=wait_replicas, wait_timeout=wait_timeout)
         self.configs = ConfigStore(shards)
@@ -79,7 +80,10 @@ class Engine:
         start = time.perf_counter()
         res = await self.batcher.call(self.scripts[name], (ws.runtime, key), args)
         if self._observe is not None:
-            self._observe.labels(name).observe(time.perf_counter() - start)
+            child = self._observed.get(name)  # looked up once per operation, not per call
+            if child is None:
+                child = self._observed[name] = self._observe.labels(name)
+            child.observe(time.perf_counter() - start)
         return res
 
     # --- config ---------------------------------------------------------------

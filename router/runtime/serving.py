@@ -20,12 +20,9 @@ import asyncio
 import logging
 import signal
 import ssl
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-
-from router.runtime.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +54,6 @@ class Drain:
 
 
 DRAIN = web.AppKey("drain", Drain)
-
-
-@web.middleware
-async def drain_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    drain = request.app[DRAIN]
-    if drain.draining:  # arrived after the drain began, on a kept-alive connection
-        raise Unavailable("this replica is shutting down; retry on another")
-    drain.enter()
-    try:
-        return await handler(request)
-    finally:
-        drain.leave()
 
 
 class DrainingRunner(web.AppRunner):

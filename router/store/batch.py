@@ -65,6 +65,10 @@ class ScriptBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self.submit(script, keys, args)
+
+    def submit(self, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queues the call for this tick's pipeline; its reply comes as the future's result."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, fut))
@@ -73,7 +77,7 @@ class ScriptBatcher:
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return await fut
+        return fut
 
     def _flush(self) -> None:
         self._scheduled = False
