@@ -177,7 +177,8 @@ async def _pipeline(client: Redis, packed: list[bytes]) -> list[Any]:
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
-        await conn.send_packed_command(packed)
+        # one buffer: a list would be handed to the transport piece by piece
+        await conn.send_packed_command(b"".join(packed))
         results: list[Any] = []
         try:  # one timeout for the batch; each reply read without arming its own
             async with asyncio.timeout(conn.socket_timeout):
