@@ -14,6 +14,10 @@ second, errors by kind, and the generator's own event-loop lag (how late a
 10 ms sleep woke): a late generator adds its lag to every latency it measures,
 so a tail it shares with its own loop is not the server's. The generator keeps
 its garbage collector's pauses short as the router does (router/runtime/pauses.py).
+With `--cpu-pids` (and `--redis-url`) it also reads those processes' CPU, its
+own and Redis' INFO at the window's start and end (benchmarks/cpu_window.py) and
+reports CPU µs per lifecycle completed in the window, with the requests it made
+per lifecycle (HTTP requests answered, WebSocket messages received).
 Prints one JSON object.
 """
 
@@ -32,6 +36,7 @@ import aiohttp
 import msgspec
 import uvloop
 
+from benchmarks.cpu_window import WindowCpu, parse_pids, per_unit
 from benchmarks.loadgen import percentile
 from router.runtime.pauses import apply_gc_policy
 from router.runtime.settings import Settings
@@ -49,6 +54,8 @@ class Window:
         self.lat: dict[str, list[float]] = {}
         self.status: Counter[str] = Counter()
         self.lifecycles = 0
+        self.ws_messages = 0  # pushes the desktops received in the window
+        self.ws_offers = 0
 
     def inside(self, t: float) -> bool:
         return self.start <= t <= self.end
@@ -77,6 +84,8 @@ class Load:
         self.errors: Counter[str] = Counter()
         self.rng = random.Random(a.seed)
         self.dec = msgspec.json.Decoder()
+        self.cpu = WindowCpu(parse_pids(a.cpu_pids), a.redis_url)
+        self.connections = self.desktop_connections = 0
 
     def base(self, i: int) -> str:
         return f"{self.urls[i % len(self.urls)]}/v1/workspaces/{self.a.ws}"
@@ -188,11 +197,13 @@ class Load:
                     if msg.type != aiohttp.WSMsgType.BINARY and msg.type != aiohttp.WSMsgType.TEXT:
                         break
                     now = time.perf_counter()
+                    self.win.ws_messages += self.win.inside(now)
                     for offer in self.dec.decode(msg.data).get("offers", []):
                         cid = offer["id"]
                         if cid in seen:
                             continue
                         seen.add(cid)
+                        self.win.ws_offers += self.win.inside(now)
                         self.offer_at[cid] = now
                         self.decision(cid)
                         t = asyncio.create_task(handle(cid))
@@ -205,9 +216,15 @@ class Load:
             self.errors[f"ws {type(exc).__name__} {status}".rstrip()] += 1
             ready.set()
 
+    async def _count_connection(self, *_: object) -> None:
+        self.connections += 1
+
     async def run(self) -> dict[str, Any]:
         conn = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=conn,
+        # connections opened: the desktops' WebSockets, then the keep-alive pool's HTTP ones
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_create_end.append(self._count_connection)
+        async with aiohttp.ClientSession(connector=conn, trace_configs=[trace],
                                          timeout=aiohttp.ClientTimeout(total=30)) as s:  # fmt: skip
             events = [asyncio.Event() for _ in range(self.a.agents)]
             agents = []
@@ -221,7 +238,10 @@ class Load:
             shift = time.perf_counter() + self.a.warmup - self.win.start
             self.win.start += shift
             self.win.end += shift
+            self.desktop_connections = self.connections
+            sampler = asyncio.create_task(self.cpu.run(self.win.start, self.win.end))
             await self.gateway(s)
+            await sampler
             lag.cancel()
             await asyncio.sleep(1)
             for t in agents:
@@ -248,7 +268,21 @@ class Load:
             "created_per_s": round(self.win.status.get("create 201", 0) / d, 1),
             "skipped": self.skipped, "errors": dict(self.errors),
             "status": dict(self.win.status),
+            "connections": {"desktops": self.desktop_connections,
+                            "http": self.connections - self.desktop_connections},
         }  # fmt: skip
+        cpu = self.cpu.result()
+        if cpu:
+            done = self.win.lifecycles
+            http = sum(self.win.status.values())
+            out["cpu_window"] = cpu
+            out["cpu_us_per_lifecycle"] = per_unit(cpu, done)
+            out["http_requests_per_s"] = round(http / d, 1)
+            out["requests_per_lifecycle"] = {
+                "http": round(http / max(1, done), 3),
+                "ws_messages": round(self.win.ws_messages / max(1, done), 3),
+                "ws_offers": round(self.win.ws_offers / max(1, done), 3),
+            }
         for kind, vals in self.win.lat.items():
             vals.sort()
             out[kind] = {"n": len(vals), "p50_ms": round(percentile(vals, 50) * 1000, 2),
@@ -292,6 +326,10 @@ def main() -> None:
         help="the gateway resolves a complaint this many seconds after it is completed (0: never)",
     )
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cpu-pids", default="",
+                   help="name=pid,... whose CPU is read at the window's start and end "
+                   "(names starting with 'router' are summed)")  # fmt: skip
+    p.add_argument("--redis-url", default="", help="also read this Redis' INFO in the window")
     a = p.parse_args()
     agent_headers = token_source(a)
     uvloop.install()
