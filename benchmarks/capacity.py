@@ -12,8 +12,18 @@ sustainable rate is the highest passing step; the run then measures the routing
 decision at half of it. Writes reports/capacity/capacity.json, a Markdown table
 and benchmarks/capacity.png (latency against offered load).
 
+CPU is read twice per step: over the whole step (connecting the desktops,
+warm-up, window, tail: "router cores", "Redis µs / lifecycle") and over the
+generator's measured window only (after every desktop connected), per lifecycle
+completed in it: router (summed over replicas), Redis and the generator apart.
+With `--hello` (the default for `--rates` runs; `--no-hello` skips it, `--hello`
+adds it to a search) each step is followed by hello world driven at the step's
+HTTP request rate for the same window length, and the router's CPU per lifecycle
+is stated against it (benchmarks/capacity_report.py).
+
     .venv/bin/python -m benchmarks.capacity                       # 1 and 2 routers, 5,000 agents
     .venv/bin/python -m benchmarks.capacity --replicas 1 --agents 1000 --rates 100,200
+    .venv/bin/python -m benchmarks.capacity --replicas 1 --rates 300 --out /tmp/cap  # + hello
 """
 
 from __future__ import annotations
@@ -26,11 +36,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.capacity_report import compare_hello, markdown, pause_counts, pause_report, plot
+from benchmarks.cpu_window import format_pids
 from benchmarks.e2e.cpu import CpuWindow, proc_cpu
 from benchmarks.e2e.procs import machine
 from loadtest.workspace import WORKSPACE, agents, config
@@ -128,52 +139,14 @@ def redis_usec(url: str) -> tuple[float, int]:
             sum(int(v["calls"]) for v in stats.values()))  # type: ignore[union-attr]  # fmt: skip
 
 
-def pause_counts(hosts: list[str]) -> Counter[str]:
-    """The routers' event-loop lag histogram and GC pauses (router/runtime/pauses.py), summed."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: Counter[str] = Counter()
-    for host in hosts:
-        with urllib.request.urlopen(host + "/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        for fam in text_string_to_metric_families(text):
-            for smp in fam.samples:
-                if smp.name == "router_event_loop_lag_seconds_bucket":
-                    out["lag_le_" + smp.labels["le"]] += smp.value
-                elif smp.name in ("router_gc_pause_seconds_sum", "router_gc_pause_seconds_count"):
-                    kind = "sum" if smp.name.endswith("_sum") else "count"
-                    out[f"{kind}_gen{smp.labels['generation']}"] += smp.value
-    return out
-
-
-def pause_report(before: Counter[str], after: Counter[str]) -> dict[str, Any]:
-    """During one step: share of 100 ms loop ticks that ran over 5 / 25 ms late, the
-    worst lag bucket reached, and GC pauses by generation (count, total ms)."""
-    d = {k: after[k] - before[k] for k in after}
-    ticks = d.get("lag_le_+Inf", 0)
-    bounds = sorted((float(k[7:]), v) for k, v in d.items()
-                    if k.startswith("lag_le_") and k != "lag_le_+Inf")  # fmt: skip
-    worst = next((b for b, v in bounds if v >= ticks), float("inf")) if ticks else 0.0
-    under = dict(bounds)
-    return {
-        "router_loop_ticks": int(ticks),
-        "router_loop_late_5ms": round(1 - under.get(0.005, 0) / ticks, 4) if ticks else None,
-        "router_loop_late_25ms": round(1 - under.get(0.025, 0) / ticks, 4) if ticks else None,
-        "router_loop_lag_max_bucket_ms": worst * 1000,
-        "router_gc": {g: {"count": int(d.get(f"count_gen{g}", 0)),
-                          "ms": round(d.get(f"sum_gen{g}", 0) * 1000, 1)} for g in "012"},
-    }  # fmt: skip
-
-
 def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
          pids: dict[str, int], redis_url: str) -> dict[str, Any]:  # fmt: skip
     cmd = [sys.executable, "-m", "benchmarks.lifecycle", "--urls", ",".join(hosts),
            "--ws", WORKSPACE, "--rate", str(rate), "--agents", str(a.agents),
            "--agent-prefix", AGENT_FORMAT, "--prefix", f"cap-{tag}",
            "--duration", str(a.duration), "--warmup", str(a.warmup),
-           "--handle", str(a.handle)]  # fmt: skip
+           "--handle", str(a.handle), "--cpu-pids", format_pids(pids),
+           "--redis-url", redis_url]  # fmt: skip
     if a.jwt_secret:
         cmd += ["--jwt-secret", a.jwt_secret]
     pauses = pause_counts(hosts)
@@ -198,6 +171,8 @@ def step(a: argparse.Namespace, hosts: list[str], rate: float, tag: str,
     done = max(1, res.get("status", {}).get("complete 200", 0))
     res["redis_us_per_lifecycle"] = round((u1 - u0) / done, 1)
     res["redis_commands_per_lifecycle"] = round((c1 - c0) / done, 1)
+    if getattr(a, "hello", False):
+        compare_hello(res, a.duration, a.warmup)
     return res
 
 
@@ -240,7 +215,10 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
             print(f"  {replicas} router(s) {rate:>6.0f}/s offered: "
                   f"{r['lifecycles_per_s']:>7.1f} lifecycles/s, create p99 "
                   f"{r.get('create', {}).get('p99_ms')} ms, decision p99 "
-                  f"{r.get('decision', {}).get('p99_ms')} ms, {why}", flush=True)  # fmt: skip
+                  f"{r.get('decision', {}).get('p99_ms')} ms, {why}; window: router "
+                  f"{r.get('cpu_us_per_lifecycle', {}).get('router')} µs / lifecycle, "
+                  f"÷ hello {r.get('router_vs_hello', {}).get('http', '-')}",
+                  flush=True)  # fmt: skip
             if ok:
                 best = rate
             i += 1
@@ -270,78 +248,6 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
         local.stop()
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for res in results:
-        rows = [s for s in res["steps"] if "create" in s]
-        x = [s["offered_rate"] for s in rows]
-        n = res["replicas"]
-        lat.plot(x, [s["create"]["p99_ms"] for s in rows], "o-", label=f"{n} router: create p99")
-        lat.plot(x, [s["create"]["p50_ms"] for s in rows], "o:", label=f"{n} router: create p50")
-        if all("decision" in s for s in rows):
-            lat.plot(x, [s["decision"]["p99_ms"] for s in rows], "s--",
-                     label=f"{n} router: decision p99")  # fmt: skip
-        thr.plot(x, [s["lifecycles_per_s"] for s in rows], "o-", label=f"{n} router")
-    lat.set_yscale("log")
-    lat.set_xlabel("offered contacts per second")
-    lat.set_ylabel("latency, ms (log)")
-    lat.legend(fontsize=8)
-    lat.grid(True, which="both", alpha=0.3)
-    top = max(s["offered_rate"] for r in results for s in r["steps"])
-    thr.plot([0, top], [0, top], color="grey", lw=0.8, ls="--", label="offered")
-    thr.set_xlabel("offered contacts per second")
-    thr.set_ylabel("full lifecycles completed per second")
-    thr.legend(fontsize=8)
-    thr.grid(True, alpha=0.3)
-    fig.suptitle("Capacity search (2-core machine; Redis, routers and load generator share it)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
-def late(s: dict[str, Any]) -> str:
-    share = s.get("pauses", {}).get("router_loop_late_5ms")
-    return "-" if share is None else f"{share:.1%}"
-
-
-def gc_text(s: dict[str, Any]) -> str:
-    gcs = s.get("pauses", {}).get("router_gc")
-    if not gcs:
-        return "-"
-    return ", ".join(f"g{g}: {v['count']}, {v['ms']:.0f}" for g, v in gcs.items())
-
-
-def markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| routers | offered/s | lifecycles/s | create p50 / p99 ms | decision p50 / p99 ms "
-             "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
-             "| loadgen cores | Redis µs / lifecycle | router loop >5 ms late "
-             "| router GC pauses (n, ms) | loadgen lag p99 ms | verdict |",
-             "|" + "---|" * 16]  # fmt: skip
-    for res in results:
-        for s in res["steps"] + ([res["half"] | {"verdict": "half load"}] if res["half"] else []):
-            c = s["cpu_cores"]
-            routers = sum(v for k, v in c.items() if k.startswith("router"))
-
-            def lat(kind: str, s: dict[str, Any] = s) -> str:
-                v = s.get(kind)
-                return f"{v['p50_ms']} / {v['p99_ms']}" if v else "-"
-
-            lines.append(
-                f"| {res['replicas']} | {s['offered_rate']:.0f} | {s['lifecycles_per_s']} "
-                f"| {lat('create')} | {lat('decision')} "
-                f"| {s.get('accept', {}).get('p99_ms', '-')} "
-                f"| {s.get('complete', {}).get('p99_ms', '-')} | {s['error_rate']:.2%} "
-                f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
-                f"| {s.get('redis_us_per_lifecycle', '-')} | {late(s)} | {gc_text(s)} "
-                f"| {s.get('loadgen_loop_lag', {}).get('p99_ms', '-')} | {s['verdict']} |"
-            )
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--replicas", default="1,2", help="router process counts to search")
@@ -362,7 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", type=Path, default=ROOT / "reports" / "capacity")
     p.add_argument("--plot", type=Path, default=ROOT / "benchmarks" / "capacity.png")
+    p.add_argument("--hello", action=argparse.BooleanOptionalAction, default=None,
+                   help="after each step, hello world at its HTTP request rate "
+                   "(default: on with --rates, off for the search)")  # fmt: skip
     a = p.parse_args(argv)
+    if a.hello is None:
+        a.hello = bool(a.rates)
     a.out.mkdir(parents=True, exist_ok=True)
     results = []
     for n in (int(x) for x in a.replicas.split(",")):
