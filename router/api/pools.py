@@ -7,7 +7,7 @@ from aiohttp import web
 from router.api.appkeys import ENGINE, SHARDS
 from router.api.common import json_response, path_id, roles
 from router.store.keys import WsKeys
-from router.wfm.pools import pool_stats
+from router.wfm.pools import all_agent_rows, pool_stats
 
 
 @roles("supervisor")
@@ -15,7 +15,8 @@ async def get_pools(request: web.Request) -> web.Response:
     ws = path_id(request, "ws")
     cfg = (await request.app[ENGINE].configs.get(ws)).config
     client = request.app[SHARDS].of(WsKeys(ws).tag)
-    stats = [await pool_stats(client, ws, pid, p) for pid, p in cfg.pools.items()]
+    agents = await all_agent_rows(client, ws)  # read once for every pool
+    stats = [await pool_stats(client, ws, pid, p, agents) for pid, p in cfg.pools.items()]
     return json_response({"pools": stats})
 
 

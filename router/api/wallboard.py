@@ -30,7 +30,7 @@ from router.routing.config import RoutingConfig
 from router.routing.surveys import CsatSummary, NpsSummary, add_counts, csat_summary, nps_summary
 from router.runtime.errors import Unavailable
 from router.store.keys import WsKeys
-from router.wfm.pools import pool_stats
+from router.wfm.pools import all_agent_rows, pool_stats
 from router.wfm.stats import pool_windows
 
 PERIOD = 0.5  # seconds between looks at the state
@@ -85,7 +85,8 @@ async def board(client: Redis, ws: str, cfg: RoutingConfig) -> Board:
     secs, micros = await client.time()
     now_ms = int(secs) * 1000 + int(micros) // 1000
     pools = list(cfg.pools)
-    stats = [await pool_stats(client, ws, p, cfg.pools[p]) for p in pools]
+    agents = await all_agent_rows(client, ws)  # read once for every pool
+    stats = [await pool_stats(client, ws, p, cfg.pools[p], agents) for p in pools]
     windows = await pool_windows(client, ws, pools, now_ms)
     day = cast(dict[str, str], await client.hgetall(WsKeys(ws).day_counts(now_ms // 86_400_000)))
     kinds = cfg.surveys.kinds

@@ -28,7 +28,7 @@ from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
 from router.store.shards import Shards
-from router.wfm.pools import PoolStats, pool_stats
+from router.wfm.pools import PoolStats, all_agent_rows, pool_stats
 from router.wfm.stats import WindowStats, pool_windows
 
 LEASE_PREFIX = "router:metrics:exporter:"
@@ -92,7 +92,8 @@ class StateExporter:
         secs, micros = await client.time()
         now_ms = int(secs) * 1000 + int(micros) // 1000
         pools = list(cfg.pools)
-        stats = [await pool_stats(client, ws, p, cfg.pools[p]) for p in pools]
+        agents = await all_agent_rows(client, ws)  # once for every pool and the states
+        stats = [await pool_stats(client, ws, p, cfg.pools[p], agents) for p in pools]
         windows = await pool_windows(client, ws, pools, now_ms)
         counts = cast(dict[str, str], await client.hgetall(keys.event_counts))
         pending = int(await client.zcard(keys.timers))
@@ -110,7 +111,7 @@ class StateExporter:
         _event_counters(fam, ws, counts)
         _survey_counters(fam, ws, cfg, counts)
         _handoff_counters(fam, ws, counts)
-        _agent_state_gauges(fam, ws, cfg, await agent_states(client, keys))
+        _agent_state_gauges(fam, ws, cfg, [(st, reason) for st, _, _, reason in agents.values()])
 
 
 async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
@@ -129,18 +130,6 @@ async def archive_backlog(client: Redis, keys: WsKeys) -> int | None:
     lag = group.get("lag")
     length = int(info.get("length", 0))
     return pending + (length if lag is None else min(int(lag), length))
-
-
-async def agent_states(client: Redis, keys: WsKeys) -> list[tuple[str | None, str | None]]:
-    """(state, reason) of every agent of the workspace."""
-    ids = sorted(cast(set[str], await client.smembers(keys.agents)))
-    out: list[tuple[str | None, str | None]] = []
-    for i in range(0, len(ids), 500):
-        pipe = client.pipeline(transaction=False)
-        for aid in ids[i : i + 500]:
-            pipe.hmget(keys.agent(aid), "st", "reason")
-        out += [(st, reason) for st, reason in await pipe.execute()]
-    return out
 
 
 def _agent_state_gauges(

@@ -1,6 +1,16 @@
-"""Live pool statistics read from Redis (supervisor reads, not the hot path)."""
+"""Live pool statistics read from Redis (supervisor reads, not the hot path).
+
+They still run on the event loop that serves the hot path: a floor of 5,000
+agents read pool by pool was 25,000 commands packed in one go, which held the
+loop for ~300 ms at every metrics scrape. Agents are read once for all pools
+(`agent_rows`, each agent's state, load, capacity and reason) by a script,
+`CHUNK` agents a call, awaiting between calls, so other requests run in between.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import cast
 
 from msgspec import Struct
 from redis.asyncio import Redis
@@ -8,6 +18,32 @@ from redis.asyncio import Redis
 from router.routing.config import Pool
 from router.runtime.errors import NotFound
 from router.store.keys import WsKeys
+from router.store.scripts import Script, read_lua
+
+CHUNK = 500  # agents per script call (~0.5 ms of Redis)
+AGENT_ROWS = Script(read_lua("router.wfm", "agent_rows"))
+# an agent's (state, load, capacity, not-ready reason) as stored
+AgentRow = tuple[str | None, str | None, str | None, str | None]
+
+
+async def agent_rows(client: Redis, ws_name: str, ids: Iterable[str]) -> dict[str, AgentRow]:
+    """The agents' rows, CHUNK agents a script call."""
+    ws = WsKeys(ws_name)
+    order = sorted(ids)
+    out: dict[str, AgentRow] = {}
+    for i in range(0, len(order), CHUNK):
+        part = order[i : i + CHUNK]
+        flat = await AGENT_ROWS([ws.agent(aid) for aid in part], [], client=client)
+        for n, aid in enumerate(part):
+            st, ld, cp, reason = flat[4 * n : 4 * n + 4]
+            out[aid] = (st, ld, cp, reason)
+    return out
+
+
+async def all_agent_rows(client: Redis, ws_name: str) -> dict[str, AgentRow]:
+    """Every agent of the workspace, for statistics over several pools."""
+    ids = cast(set[str], await client.smembers(WsKeys(ws_name).agents))
+    return await agent_rows(client, ws_name, ids)
 
 
 class PoolStats(Struct, frozen=True):
@@ -26,7 +62,18 @@ class PoolStats(Struct, frozen=True):
     service_level_target: dict[str, float]
 
 
-async def pool_stats(client: Redis, ws_name: str, pool_id: str, pool: Pool | None) -> PoolStats:
+_GONE: AgentRow = (None, None, None, None)  # a member deleted since the read
+
+
+async def pool_stats(
+    client: Redis,
+    ws_name: str,
+    pool_id: str,
+    pool: Pool | None,
+    agents: Mapping[str, AgentRow] | None = None,
+) -> PoolStats:
+    """`agents`: every agent's row read once (`all_agent_rows`) when several
+    pools are wanted; else the pool's members are read."""
     if pool is None:
         raise NotFound(f"pool {pool_id!r} does not exist", field="pool_id")
     ws = WsKeys(ws_name)
@@ -45,14 +92,12 @@ async def pool_stats(client: Redis, ws_name: str, pool_id: str, pool: Pool | Non
     per_channel = res[5:]
     by_channel = {ch: per_channel[2 * i] for i, ch in enumerate(pool.channels)}
     ready = max((per_channel[2 * i + 1] for i in range(len(pool.channels))), default=0)
-    pipe = client.pipeline(transaction=False)
     ids = sorted(members)
-    for aid in ids:
-        pipe.hmget(ws.agent(aid), "st", "load", "cap")
-    rows = await pipe.execute() if ids else []
+    if agents is None:
+        agents = await agent_rows(client, ws_name, ids)
     by_state: dict[str, int] = {}
     load = cap = staffed = 0
-    for st, ld, cp in rows:
+    for st, ld, cp, _ in (agents.get(aid, _GONE) for aid in ids):
         state = st or "offline"
         if state == "available" and int(ld or 0) > 0:
             state = "busy"
