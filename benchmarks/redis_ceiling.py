@@ -16,6 +16,16 @@ agents of the load-test workspace:
     create -> offered -> `--views` agent reads (the desktop pushes) -> accept
     -> complete -> wrap-up timer fires (the agent is free, takes the next)
 
+`--workspace demo` runs the demo workspace's routing as `router serve --demo`
+seeds it (router/cli/demo.py: its real wrap-ups and offer timeouts; `--agents`
+agents with the demo teams' skills, as the load-test workspace has). Its
+wrap-ups last 10-30 s, so the agent ends each one at once (a second
+`complete`, the desktop's "end wrap-up"): one more script per lifecycle, in
+place of the wrap-up timer. `--archived` marks the workspace archived before
+the run, as the history archiver does (router/archive/events.py: its consumer
+group and `arch` = 1 in the runtime hash), which the demo is: the scripts then
+keep no timeline copy per contact.
+
 It reports Redis' CPU per lifecycle (user + system of the redis-server process,
 from /proc: commands, networking and protocol) and its command time
 (INFO commandstats), both over a measured window, and from the CPU the rate
@@ -44,6 +54,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import uvloop
 
 from benchmarks.capacity import redis_usec, setup
@@ -51,10 +62,12 @@ from benchmarks.e2e.cpu import proc_cpu
 from benchmarks.e2e.procs import machine
 from benchmarks.lifecycle import CHANNELS, INTENTS, TIERS
 from loadtest.workspace import WORKSPACE
+from router.cli.demo import DEMO_WORKSPACE, demo_config
 from router.routing.engine import Engine
 from router.routing.model import ContactIn, Customer
 from router.runtime.errors import RouterError
-from router.store.client import make_shards
+from router.store.client import make_shards, open_shards
+from router.store.keys import ARCHIVE_GROUP, WsKeys
 from router.store.local import LocalRedis
 from sla.timers import TimerWorker
 
@@ -115,10 +128,38 @@ class Driver:
                     await e.agent_view(ws, agent)
                 who = "agent:" + agent
                 await e.contact_action(ws, cid, "accept", [agent], who)
-                await e.contact_action(ws, cid, "complete", [agent], who)
+                out = await e.contact_action(ws, cid, "complete", [agent], who)
+                if self.a.workspace == "demo" and out.state == "wrap_up":
+                    # the demo's wrap-ups are real (10-30 s): the agent ends it
+                    await e.contact_action(ws, cid, "complete", [agent], who)
                 self.done += 1
             except RouterError as exc:
                 self.outcomes[type(exc).__name__] += 1
+
+
+def demo_doc(doc: dict[str, Any]) -> None:
+    """The demo workspace's config in place of the load-test one."""
+    doc.clear()
+    doc.update(msgspec.to_builtins(demo_config()))
+
+
+async def mark_archived(url: str, ws: str) -> None:
+    """What the history archiver does on its first round in a workspace
+    (router/archive/events.py `archive_once`)."""
+    import redis.asyncio as aredis
+
+    keys = WsKeys(ws)
+    shards = await open_shards(url, 30.0)
+    try:
+        client = shards.of(keys.tag)
+        try:
+            await client.xgroup_create(keys.events, ARCHIVE_GROUP, id="0", mkstream=True)
+        except aredis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        await client.hset(keys.runtime, "arch", "1")
+    finally:
+        await shards.aclose()
 
 
 def command_stats(urls: list[str]) -> dict[str, tuple[int, float]]:
@@ -153,9 +194,12 @@ async def run(
 ) -> dict[str, Any]:
     """`url` for the engine (any topology); `nodes`: the plain URLs of the
     servers whose CPU and commands are counted (one, or every primary)."""
-    workspaces = workspaces or [WORKSPACE]
+    demo = a.workspace == "demo"
+    workspaces = workspaces or [DEMO_WORKSPACE if demo else WORKSPACE]
     for ws in workspaces:
-        await setup(url, a.agents // len(workspaces), ws)
+        await setup(url, a.agents // len(workspaces), ws, demo_doc if demo else None)
+        if a.archived:
+            await mark_archived(url, ws)
     shards = make_shards(url, 30.0)
     await shards.start()
     engine = Engine(shards)
@@ -193,6 +237,7 @@ async def run(
     own = (own1.ru_utime + own1.ru_stime) - (own0.ru_utime + own0.ru_stime)
     return {
         "machine": machine(),
+        "workspace": a.workspace, "archived": a.archived,
         "agents": a.agents, "concurrency": a.concurrency, "views": a.views, "rate": a.rate,
         "window_s": round(wall, 2),
         "lifecycles": n,
@@ -292,6 +337,17 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--rate", type=float, default=0.0, help="lifecycles/s (open loop); 0: closed")
+    p.add_argument(
+        "--workspace",
+        choices=["loadtest", "demo"],
+        default="loadtest",
+        help="the load-test workspace (compressed wrap-ups) or the demo's config",
+    )
+    p.add_argument(
+        "--archived",
+        action="store_true",
+        help="the workspace archived (no per-contact timelines), as the demo runs",
+    )
     p.add_argument("--cluster", action="store_true", help="standalone against a 3-shard cluster")
     p.add_argument("--json", type=Path)
     a = p.parse_args()
