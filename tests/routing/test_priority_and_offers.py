@@ -81,3 +81,19 @@ async def test_chat_capacity_four_at_weight_25(api: Any, ws: str) -> None:
     assert states == ["offered"] * 4 + ["queued"]
     voice = await create(api, ws, "v1")
     assert voice["state"] == "queued"
+
+
+async def test_offers_list_only_the_offered_contacts_the_agent_holds(api: Any, ws: str) -> None:
+    """The desktop's view reads each held contact's state before its record:
+    accepted chats stay held (the agent's contacts) but are no offers."""
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    for cid in ("ch1", "ch2", "ch3"):
+        assert (await create(api, ws, cid, channel="chat"))["agent"] == "a1"
+    assert (await act(api, ws, "ch1", "accept", agent_id="a1")).status == 200
+    assert (await act(api, ws, "ch3", "accept", agent_id="a1")).status == 200
+    assert await offered_to(api, ws, "a1") == ["ch2"]
+    r = await api.get(f"/v1/workspaces/{ws}/agents/a1", headers=SUP)
+    assert sorted((await r.json())["contacts"]) == ["ch1", "ch2", "ch3"]
+    assert (await act(api, ws, "ch2", "accept", agent_id="a1")).status == 200
+    assert await offered_to(api, ws, "a1") == []
