@@ -13,6 +13,6 @@ redis.call('SET', kla(c.cust), c.agent, 'PX', math.max(rt_num('cont_window_ms', 
 if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end
 stat_answer(c, c.pool)
 record({ type = 'contact.assigned', contact = c.id, agent = c.agent, pool = c.pool,
-         state = 'assigned', wait_ms = NOW - tonumber(c.enq) })
+         state = 'assigned', wait_ms = NOW - tonumber(c.enq) }, c)
 notify_agent(c.agent)  -- the offer leaves the desktop's list (every open desktop)
 return { 1, contact_reply(c) }

@@ -63,8 +63,8 @@ end
 if first_pool then  -- arrivals per UTC day, channel and 15 minutes, for forecasts
   local day = math.floor(NOW / 86400000)
   local key = TAG .. ':arr:' .. first_pool .. ':' .. day
-  redis.call('HINCRBY', key, c.ch .. '|' .. math.floor((NOW % 86400000) / 900000), 1)
-  redis.call('EXPIRE', key, ARRIVALS_TTL)
+  local n = redis.call('HINCRBY', key, c.ch .. '|' .. math.floor((NOW % 86400000) / 900000), 1)
+  bucket_expiry(key, n == 1, (day + 1) * 86400, ARRIVALS_TTL)
 end
 record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c.ch,
          pool = first_pool,
@@ -74,7 +74,7 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
                      stage_reasons = reasons, preferred_agent = c.pref,
                      -- a bot hand-off's routing facts only: never its summary or fields
                      handoff = c.hbot and { bot = c.hbot, intent = c.hint,
-                                            confidence = tonumber(c.hconf) } or nil } })
+                                            confidence = tonumber(c.hconf) } or nil } }, c)
 handoff_created(c)
 sla_start(c.id, ARGV[3])
 if c.cb then  -- asked for a call back (lib/85_callbacks.lua): never held a line

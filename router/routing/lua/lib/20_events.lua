@@ -20,23 +20,48 @@ local COUNTED = {
 
 local HANDLED = { ['contact.offered'] = true, ['contact.assigned'] = true }
 
-local function count(ev)
+-- `c`: the contact's fields when the caller holds them as stored (its
+-- channel, tier and pool), which spares reading them back; else they are read.
+local function count(ev, c)
   if COUNTED[ev.type] then
-    local f = redis.call('HMGET', kc(ev.contact), 'ch', 'tier', 'pool')
-    redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.pool or f[3] or '') .. '|' ..
-               (f[1] or '') .. '|' .. (f[2] or ''), 1)
+    local ch, tier, cpool
+    if c then
+      ch, tier, cpool = c.ch, c.tier, c.pool
+    else
+      local f = redis.call('HMGET', kc(ev.contact), 'ch', 'tier', 'pool')
+      ch, tier, cpool = f[1], f[2], f[3]
+    end
+    redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.pool or cpool or '') .. '|' ..
+               (ch or '') .. '|' .. (tier or ''), 1)
   elseif string.sub(ev.type, 1, 4) == 'sla.' then
     redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.policy or '') .. '|' ..
                (ev.clock or ''), 1)
   end
 end
 
+-- A bucket key (per minute, per day) expires a fixed time after its bucket
+-- ends: `ttl` seconds after `bucket_end_s`. That is never sooner than an
+-- expiry renewed on every write (every write falls inside the bucket), so it
+-- is set once, when the key is new. A key is new when a counter's HINCRBY
+-- returns exactly its (non-zero) increment: the first write of a key creates
+-- every field it touches, and a zero increment is never written (readers
+-- default a missing field to 0), so a key's first write always sets it;
+-- later writes that happen to create a field set it again, harmlessly.
+local function bucket_expiry(key, fresh, bucket_end_s, ttl)
+  if fresh then redis.call('EXPIREAT', key, bucket_end_s + ttl) end
+end
+
 local function stat(pname, ...)
   if pname == nil or pname == '' then return end
-  local key = TAG .. ':sl:' .. pname .. ':' .. math.floor(NOW / 60000)
+  local minute = math.floor(NOW / 60000)
+  local key = TAG .. ':sl:' .. pname .. ':' .. minute
   local args = { ... }
-  for i = 1, #args, 2 do redis.call('HINCRBY', key, args[i], args[i + 1]) end
-  redis.call('EXPIRE', key, STAT_TTL)
+  local fresh = false
+  for i = 1, #args, 2 do
+    local by = args[i + 1]
+    if by ~= 0 and redis.call('HINCRBY', key, args[i], by) == by then fresh = true end
+  end
+  bucket_expiry(key, fresh, (minute + 1) * 60, STAT_TTL)
 end
 
 -- An answer: within the pool's service-level seconds or not, and its wait.
@@ -47,7 +72,8 @@ local function stat_answer(c, pname)
   stat(pname, 'answered', 1, 'within', wait <= p.sl and 1 or 0, 'wait_ms', wait)
 end
 
-local function record(ev)
+-- `c`: see count.
+local function record(ev, c)
   ev.at = NOW
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
@@ -64,7 +90,7 @@ local function record(ev)
       end
     end
   end
-  count(ev)
+  count(ev, c)
 end
 
 -- One notification per agent per script call: a completion that also hands the

@@ -61,7 +61,7 @@ local function offer(c, a, pname, explain)
   end
   c.agent = a.id
   ev.state = c.st
-  record(ev)
+  record(ev, c)
   notify_agent(a.id)
 end
 

@@ -79,7 +79,7 @@ local function complete_now(c)
     stat(c.pool, 'handled', 1, 'handle_ms', NOW - tonumber(c.ans))
   end
   record({ type = 'contact.completed', contact = c.id, agent = c.agent, pool = c.pool,
-           state = 'completed', released = w, load = a and tonumber(a.load) or nil })
+           state = 'completed', released = w, load = a and tonumber(a.load) or nil }, c)
   handoff_outcome(c)
   if a then
     agent_pull(a)
