@@ -5,6 +5,8 @@ local c, err = require_contact(KEYS[2])
 if err then return err end
 err = holder_check(c, ARGV[2], { offered = true })
 if err then return err end
+-- runtime fields every accept reads, in one read (lib/10_runtime.lua)
+rt_many({ 'cont_window_ms', 'pool:' .. (c.pool or ''), 'events_maxlen', 'arch' })
 redis.call('ZREM', K_TIMERS, 'offer|' .. c.id .. '|' .. c.og)
 redis.call('HSET', KEYS[2], 'st', 'assigned', 'ans', NOW, 'oexp', '')
 c.st = 'assigned'

@@ -7,11 +7,13 @@ local c, err = require_contact(KEYS[2])
 if err then return err end
 err = holder_check(c, ARGV[2], { assigned = true, wrap_up = true })
 if err then return err end
+-- runtime fields a completion reads, in one read (lib/10_runtime.lua)
+rt_many({ 'ch:' .. c.ch, 'events_maxlen', 'arch', 'retention_s' })
 set_disposition(c, ARGV[3])
 local chn = channel(c.ch)
 if c.st == 'assigned' and chn and chn.wrap > 0 then
-  set_state(c, 'wrap_up')
-  redis.call('HSET', KEYS[2], 'wrap', NOW)
+  c.st = 'wrap_up'
+  redis.call('HSET', KEYS[2], 'st', 'wrap_up', 'wrap', NOW)
   add_timer(NOW + chn.wrap, 'wrap|' .. c.id .. '|' .. c.og)
   record({ type = 'contact.wrap_up', contact = c.id, agent = c.agent, pool = c.pool,
            state = 'wrap_up', wrap_up_ms = chn.wrap })

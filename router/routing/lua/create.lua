@@ -10,6 +10,8 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
   return { 0, redis.call('HGETALL', KEYS[2]) }
 end
 local c = cjson.decode(ARGV[2])
+-- runtime fields every creation reads, in one read (lib/10_runtime.lua)
+rt_many({ 'ch:' .. c.ch, 'cont_prefer_ms', 'events_maxlen', 'arch' })
 local chn = channel(c.ch)
 if not chn then return { -1, 'unknown_channel', c.ch } end
 c.w = chn.w
@@ -49,6 +51,7 @@ for k, v in pairs(c) do
   if type(v) ~= 'table' then flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 end
 redis.call('HSET', KEYS[2], unpack(flat))
+c.unqueued = true  -- lib/40_contacts.lua dequeue
 local first_pool = reached_pools(c)[1] or c.tgt
 -- arrivals that rank ahead of earlier ones, by their offset in whole seconds
 -- (bounded by the config's tiers and rules): a waiting contact's expected wait

@@ -18,6 +18,8 @@ local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS
 local RT, CHANNELS, POOLS, NOTIFIED
 -- Queue entries / ready agents looked at per pool and channel per decision.
 local SCAN_LIMIT = 16
+-- Ready agents read first when choosing one (select_agent), then the rest.
+local FIRST_SCAN = 4
 -- Epoch subtracted from idle times so a strategy score fits a double exactly.
 local EPOCH = 1700000000000
 local SCORE_STEP = 1000000000000

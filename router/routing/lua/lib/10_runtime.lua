@@ -9,6 +9,26 @@ local function rt(field)
   return v
 end
 
+-- Caches the runtime fields not cached yet in one HMGET: each field read
+-- apart is a command of its own, and what a call reads together (a pool's
+-- channels, the pools of an agent) is known up front.
+local function rt_many(fields)
+  local want, seen = {}, {}
+  for _, f in ipairs(fields) do
+    if RT[f] == nil and not seen[f] then
+      seen[f] = true
+      want[#want + 1] = f
+    end
+  end
+  if #want == 0 then return end
+  if #want == 1 then
+    rt(want[1])
+    return
+  end
+  local v = redis.call('HMGET', RT_KEY, unpack(want))
+  for i, f in ipairs(want) do RT[f] = v[i] or false end
+end
+
 local function rt_num(field, default)
   local v = rt(field)
   if v then return tonumber(v) end

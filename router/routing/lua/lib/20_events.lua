@@ -72,11 +72,12 @@ local function stat_answer(c, pname)
   stat(pname, 'answered', 1, 'within', wait <= p.sl and 1 or 0, 'wait_ms', wait)
 end
 
--- `c`: see count.
+-- `c`: see count (its `hd` too, kept up to date here).
 local function record(ev, c)
   ev.at = NOW
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
+  rt_many({ 'events_maxlen', 'arch' })
   redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt_num('events_maxlen', 1000000), '*', 'e', json)
   if ev.contact then
     if rt('arch') ~= '1' then
@@ -84,9 +85,12 @@ local function record(ev, c)
     elseif ev.agent and HANDLED[ev.type] then
       -- who held the contact, for access checks (router/security/access.py),
       -- which the timeline told before
-      local hd = redis.call('HGET', kc(ev.contact), 'hd') or ''
+      local hd
+      if c then hd = c.hd or '' else hd = redis.call('HGET', kc(ev.contact), 'hd') or '' end
       if not string.find(',' .. hd .. ',', ',' .. ev.agent .. ',', 1, true) then
-        redis.call('HSET', kc(ev.contact), 'hd', hd == '' and ev.agent or (hd .. ',' .. ev.agent))
+        hd = hd == '' and ev.agent or (hd .. ',' .. ev.agent)
+        redis.call('HSET', kc(ev.contact), 'hd', hd)
+        if c then c.hd = hd end
       end
     end
   end

@@ -14,6 +14,22 @@ local function agent_pools(a)
   return out
 end
 
+-- Caches the runtime fields of the agent's pools, then of their channels: two
+-- reads, before the loops over them (ready sets, queues) read each.
+local function load_pools(aps)
+  local names = {}
+  for i, ps in ipairs(aps) do names[i] = 'pool:' .. ps[1] end
+  rt_many(names)
+  local chs = {}
+  for _, ps in ipairs(aps) do
+    local p = pool(ps[1])
+    if p then
+      for _, ch in ipairs(p.channels) do chs[#chs + 1] = 'ch:' .. ch end
+    end
+  end
+  rt_many(chs)
+end
+
 local function strategy_score(a, strategy, skill)
   local idle = tonumber(a.idle) - EPOCH
   if strategy == 'most_skilled' then
@@ -26,11 +42,15 @@ local function strategy_score(a, strategy, skill)
 end
 
 -- Puts the agent into exactly the ready sets it qualifies for now (state
--- available and room for the channel's weight) and keeps the staffed sets.
-local function refresh_agent(a)
+-- available and room for the channel's weight) and keeps the staffed sets
+-- (`load_only`: only its load or idle time changed, never its state, so its
+-- staffed sets are as its last state change left them).
+local function refresh_agent(a, load_only)
   local free = tonumber(a.cap) - tonumber(a.load)
   local open = a.st == 'available'
-  for _, ps in ipairs(agent_pools(a)) do
+  local aps = agent_pools(a)
+  load_pools(aps)
+  for _, ps in ipairs(aps) do
     local pname, skill = ps[1], ps[2]
     local p = pool(pname)
     if p then
@@ -43,7 +63,9 @@ local function refresh_agent(a)
           redis.call('ZREM', kr(pname, ch), a.id)
         end
       end
-      if a.st == 'offline' then
+      if load_only then
+        -- staffed sets unchanged
+      elseif a.st == 'offline' then
         redis.call('SREM', ks(pname), a.id)
       else
         redis.call('SADD', ks(pname), a.id)
@@ -65,10 +87,15 @@ local function drop_agent_from_pools(aid, pools_csv)
   end
 end
 
+-- `a` as loaded holds its `h:` fields (offer and release keep them up to
+-- date); one it lacks is read.
 local function release(a, cid)
-  local w = tonumber(redis.call('HGET', ka(a.id), 'h:' .. cid) or '0')
+  local held = a['h:' .. cid]
+  if held == nil then held = redis.call('HGET', ka(a.id), 'h:' .. cid) end
+  local w = tonumber(held or '0')
   if w > 0 then
     redis.call('HDEL', ka(a.id), 'h:' .. cid)
+    a['h:' .. cid] = nil
     a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', -w))
   end
   return w

@@ -26,7 +26,10 @@ local function reached_pools(c)
   return out
 end
 
+-- `c.unqueued`: a new contact, not queued yet (create.lua), is in no queue to
+-- leave; never stored (create writes the record before it is set).
 local function enqueue(c)
+  c.unqueued = nil
   local rank = tonumber(c.rank)
   if c.tgt and c.tgt ~= '' then
     redis.call('ZADD', kaq(c.tgt), rank, c.id)
@@ -39,6 +42,7 @@ local function enqueue(c)
 end
 
 local function dequeue(c)
+  if c.unqueued then return end
   if c.tgt and c.tgt ~= '' then redis.call('ZREM', kaq(c.tgt), c.id) end
   for _, p in ipairs(reached_pools(c)) do
     redis.call('ZREM', kq(p, c.ch), c.id)

@@ -37,9 +37,10 @@ end
 local function offer(c, a, pname, explain)
   local w = tonumber(c.w)
   redis.call('HSET', ka(a.id), 'h:' .. c.id, w, 'idle', NOW)
+  a['h:' .. c.id] = tostring(w)
   a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', w))
   a.idle = tostring(NOW)
-  refresh_agent(a)
+  refresh_agent(a, true)
   dequeue(c)
   local og = redis.call('HINCRBY', kc(c.id), 'og', 1)
   local chn = channel(c.ch)
@@ -74,7 +75,9 @@ local function select_agent(c)
   for _, pname in ipairs(pools) do
     local p = pool(pname)
     if p then
-      local cands = redis.call('ZRANGE', kr(pname, c.ch), 0, SCAN_LIMIT - 1, 'WITHSCORES')
+      -- the first few ready agents, the rest of SCAN_LIMIT only when none of
+      -- them is eligible: the first nearly always is
+      local cands = redis.call('ZRANGE', kr(pname, c.ch), 0, FIRST_SCAN - 1, 'WITHSCORES')
       -- a ready preferred agent wins regardless of its place in the strategy order
       if c.pref and c.pref ~= '' and tonumber(c.prefu or '0') > NOW then
         local sc = redis.call('ZSCORE', kr(pname, c.ch), c.pref)
@@ -84,7 +87,8 @@ local function select_agent(c)
             candidates = { { agent = c.pref, score = tonumber(sc) } } }
         end
       end
-      for i = 1, #cands, 2 do
+      local i = 1
+      while i < #cands do
         local aid = cands[i]
         local why = nil
         if avoided(c, aid) then
@@ -101,6 +105,12 @@ local function select_agent(c)
           return aid, pname, { pool = pname, strategy = p.strategy, winner = aid,
             why = 'first eligible ready agent by ' .. p.strategy .. ' (ties: longest idle)',
             rank = rank_parts(c), candidates = considered }
+        end
+        i = i + 2
+        if i > #cands and #cands == 2 * FIRST_SCAN then
+          local more = redis.call('ZRANGE', kr(pname, c.ch), FIRST_SCAN, SCAN_LIMIT - 1,
+                                  'WITHSCORES')
+          for j = 1, #more do cands[#cands + 1] = more[j] end
         end
       end
     end

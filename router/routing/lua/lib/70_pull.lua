@@ -25,9 +25,13 @@ local function best_waiting(a)
     end
   end
   scan(kaq(a.id), '')
-  for _, ps in ipairs(agent_pools(a)) do
+  local aps = agent_pools(a)
+  load_pools(aps)
+  for _, ps in ipairs(aps) do
     local p = pool(ps[1])
-    if p then
+    -- every contact queued in a pool is in its age set too (lib/40_contacts.lua
+    -- enqueue, dequeue): an empty pool is one check, not one per channel
+    if p and redis.call('EXISTS', kqa(ps[1])) == 1 then
       for _, ch in ipairs(p.channels) do
         local c = channel(ch)
         if c and c.w <= free then scan(kq(ps[1], ch), ps[1]) end

@@ -2,8 +2,8 @@
 
 -- Ends a contact: timers are left to find it terminal; data expires later.
 local function finish(c, st)
-  set_state(c, st)
-  redis.call('HSET', kc(c.id), 'done', NOW)
+  c.st = st
+  redis.call('HSET', kc(c.id), 'st', st, 'done', NOW)
   -- the customer left (or waited too long): no clock can be met any more; a
   -- completed case keeps its resolve clock until the gateway resolves it
   if st ~= 'completed' then sla_stop_all(c, false) end
@@ -57,7 +57,7 @@ local function release_holder(c)
     a.idle = tostring(NOW)
     redis.call('HSET', ka(a.id), 'idle', NOW)
   end
-  refresh_agent(a)
+  refresh_agent(a, true)
   return w, a
 end
 
