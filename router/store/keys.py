@@ -166,7 +166,8 @@ class WsKeys:
 
     # Hash: per-minute statistics of a pool (answered, within, wait_ms, abandoned,
     # abandon_wait_ms, handled, handle_ms, arrived); `minute` = epoch ms // 60000.
-    # Kept two hours: sliding service-level windows are sums of these.
+    # Kept two hours after its minute (expiry set once, when the key is created):
+    # sliding service-level windows are sums of these.
     def pool_minute(self, pool: str, minute: int) -> str:
         return self.tag + ":sl:" + pool + ":" + str(minute)
 
@@ -177,7 +178,8 @@ class WsKeys:
         return self.tag + ":stats:counts"
 
     # Hash: arrivals of a pool on one UTC day (`day` = epoch ms // 86_400_000),
-    # field "<channel>|<15-minute interval 0..95>"; kept ten weeks for forecasts.
+    # field "<channel>|<15-minute interval 0..95>"; kept ten weeks after its day
+    # (expiry set once, when the key is created) for forecasts.
     def arrivals(self, pool: str, day: int) -> str:
         return self.tag + ":arr:" + pool + ":" + str(day)
 
