@@ -1,0 +1,76 @@
+"""The script pipeline (router/store/batch.py) is written by hand on pooled
+connections: every reply must reach the call that asked for it, an error reply
+stays that call's own, and a batch cut short (here: Redis busy past the read
+timeout) fails its calls and leaves no late reply behind for the next batch.
+
+A private redis-server: the test holds it busy with a long script."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.store.batch import ScriptBatcher
+from router.store.client import make_client
+from router.store.local import LocalRedis
+from router.store.scripts import Script
+from router.store.shards import Shards
+
+ECHO = Script("return ARGV[1]")
+FAIL = Script("return redis.error_reply('ERR refused ' .. ARGV[1])")
+SPIN = Script("local n = 0 for i = 1, tonumber(ARGV[1]) do n = n + 1 end return n")
+
+
+@pytest.fixture
+def server() -> Iterator[LocalRedis]:
+    local = LocalRedis()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+async def _spin_for(client: Redis, seconds: float) -> int:
+    """Loop iterations that keep this Redis busy about `seconds` (measured here)."""
+    n = 2_000_000
+    start = time.perf_counter()
+    await SPIN([], [n], client=client)
+    took = max(time.perf_counter() - start, 1e-3)
+    return int(n * seconds / took)
+
+
+async def test_replies_reach_their_calls_and_a_cut_batch_leaves_nothing_behind(
+    server: LocalRedis,
+) -> None:
+    client = make_client(server.url, timeout=0.3)
+    other = make_client(server.url, timeout=30)
+    batcher = ScriptBatcher(Shards(client))
+    try:
+        # one batch of 200 calls, an error reply among them
+        calls = [batcher.call(FAIL if i == 7 else ECHO, [], [f"v{i}"]) for i in range(200)]
+        got = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(got[7], ResponseError) and "refused v7" in str(got[7])
+        assert [g for i, g in enumerate(got) if i != 7] == [f"v{i}" for i in range(200) if i != 7]
+
+        # Redis held busy past the 0.3 s read timeout: the batch's calls fail
+        spin = asyncio.create_task(SPIN([], [await _spin_for(other, 1.2)], client=other))
+        await asyncio.sleep(0.1)  # the spin has started: the next batch waits behind it
+        cut = await asyncio.gather(
+            *(batcher.call(ECHO, [], [f"late{i}"]) for i in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(r, RedisTimeoutError) for r in cut), cut
+        await spin
+
+        # the late replies are not read as the next batch's
+        again = await asyncio.gather(*(batcher.call(ECHO, [], [f"w{i}"]) for i in range(50)))
+        assert again == [f"w{i}" for i in range(50)]
+    finally:
+        await batcher.close()
+        await client.aclose()
+        await other.aclose()
