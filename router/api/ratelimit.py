@@ -251,6 +251,8 @@ class RateLimiter:
             log.error("rate limit count not sent", exc_info=exc)
 
     def _failed(self, app: web.Application, exc: BaseException) -> None:
+        if time.monotonic() < self._skip_until:
+            return  # a count already on its way when checks stopped: the same outage
         app[METRICS].redis_errors.labels("ratelimit").inc()
         self._skip_until = time.monotonic() + SKIP_AFTER_FAILURE
         now = time.time()

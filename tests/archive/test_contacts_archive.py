@@ -70,15 +70,18 @@ async def test_finished_contacts_become_rows_with_their_clocks(
     assert (await act(api, ws, "left2", "abandon")).status == 200
     live = await (await api.get(f"/v1/workspaces/{ws}/contacts/done", headers=ADM)).json()
 
-    archived = await until(
-        lambda: rows(
+    async def both_ended() -> list[tuple[object, ...]] | None:
+        # "done" and "left2" end in different archiver batches: wait for both rows
+        got = await rows(
             server.url,
             "SELECT id, outcome, channel, tier, intent, customer_id, agent, team, pools,"
             " wait_ms, handle_ms, offered_at IS NOT NULL, answered_at IS NOT NULL,"
             " sla->'answer'->>'status', sla_policy FROM contacts WHERE ws = %s ORDER BY id",
             ws,
         )
-    )
+        return got if len(got) >= 2 else None
+
+    archived = await until(both_ended)
     by_id = {r[0]: r for r in archived}
     assert sorted(by_id) == ["done", "left2"]  # "left" is live work: no row
     done = by_id["done"]
