@@ -50,6 +50,12 @@ class LocalRedis:
                 time.sleep(0.05)
         raise RuntimeError("redis-server did not start within 10 s")
 
+    def __enter__(self) -> LocalRedis:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -29,11 +29,8 @@ SPIN = Script("local n = 0 for i = 1, tonumber(ARGV[1]) do n = n + 1 end return 
 
 @pytest.fixture
 def server() -> Iterator[LocalRedis]:
-    local = LocalRedis()
-    try:
+    with LocalRedis() as local:
         yield local
-    finally:
-        local.stop()
 
 
 async def _spin_for(client: Redis, seconds: float) -> int:

@@ -29,6 +29,15 @@ def _settings(redis_url: str, tokens: dict[str, tuple[str, str]], **env: str) ->
     )
 
 
+def _limited_gateway(redis_url: str, secret: str, per_day: int) -> tuple[str, Settings]:
+    """A gateway token of a unique name (its counter is its own even on a Redis
+    kept between runs) limited to `per_day` requests: a day's window, so a burst
+    never straddles a window boundary."""
+    name = "gw-" + uuid.uuid4().hex[:8]
+    spec = {secret: (name, "gateway")}
+    return name, _settings(redis_url, spec, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}={per_day}/day")
+
+
 def _contact(cid: str) -> dict[str, Any]:
     return {"id": cid, "channel": "voice", "customer": {"id": "cu-" + cid, "tier": "standard"}}
 
@@ -36,12 +45,7 @@ def _contact(cid: str) -> dict[str, Any]:
 async def test_over_the_limit_is_429_and_changes_nothing(
     aiohttp_client: Any, redis_url: str, ws: str
 ) -> None:
-    # A unique token name: its counter is its own even on a Redis kept between runs.
-    # A day's window, so the burst below never straddles a window boundary.
-    name = "gw-" + uuid.uuid4().hex[:8]
-    settings = _settings(
-        redis_url, {"gw-secret-1": (name, "gateway")}, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}=5/day"
-    )
+    _, settings = _limited_gateway(redis_url, "gw-secret-1", 5)
     api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     await put_config(api, ws, small_config())
     gw = {"Authorization": "Bearer gw-secret-1"}
@@ -106,10 +110,7 @@ async def test_every_hit_counted_and_the_limit_exact_within_its_slack(
 ) -> None:
     # 60 a day: far from it a request does not wait for its count (sent in the
     # next tick's pipeline), within a tenth of it Redis' count decides.
-    name = "gw-" + uuid.uuid4().hex[:8]
-    settings = _settings(
-        redis_url, {"gw-secret-3": (name, "gateway")}, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}=60/day"
-    )
+    name, settings = _limited_gateway(redis_url, "gw-secret-3", 60)
     one: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     two: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
     await put_config(one, ws, small_config())
