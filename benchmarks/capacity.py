@@ -215,7 +215,8 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
             print(f"  {replicas} router(s) {rate:>6.0f}/s offered: "
                   f"{r['lifecycles_per_s']:>7.1f} lifecycles/s, create p99 "
                   f"{r.get('create', {}).get('p99_ms')} ms, decision p99 "
-                  f"{r.get('decision', {}).get('p99_ms')} ms, {why}; window: router "
+                  f"{r.get('decision', {}).get('p99_ms')} ms (an idle process: late p99 "
+                  f"{r.get('sleep_probe', {}).get('p99_ms')} ms), {why}; window: router "
                   f"{r.get('cpu_us_per_lifecycle', {}).get('router')} µs / lifecycle, "
                   f"÷ hello {r.get('router_vs_hello', {}).get('http', '-')}",
                   flush=True)  # fmt: skip
@@ -236,7 +237,8 @@ def search(a: argparse.Namespace, replicas: int) -> dict[str, Any]:
             time.sleep(a.settle)
             half = step(a, hosts, best / 2, f"{replicas}half", pids, local.url)
             print(f"  half load {best / 2:.0f}/s: decision p99 "
-                  f"{half.get('decision', {}).get('p99_ms')} ms", flush=True)  # fmt: skip
+                  f"{half.get('decision', {}).get('p99_ms')} ms (an idle process: late p99 "
+                  f"{half.get('sleep_probe', {}).get('p99_ms')} ms)", flush=True)  # fmt: skip
         import redis
 
         with redis.Redis.from_url(local.url) as sync:

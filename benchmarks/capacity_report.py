@@ -142,16 +142,23 @@ def window_cols(s: dict[str, Any]) -> str:
             f"| {per_core} | {cores.get('other', '-')} ")  # fmt: skip
 
 
+def probe_text(s: dict[str, Any]) -> str:
+    """benchmarks/sleep_probe.py beside the load: the tail any process saw."""
+    p = s.get("sleep_probe")
+    return f"{p['p99_ms']} / {p['max_ms']}, {p['steal_cores']}" if p else "-"
+
+
 def markdown(results: list[dict[str, Any]]) -> str:
     lines = ["| routers | offered/s | lifecycles/s | create p50 / p99 ms | decision p50 / p99 ms "
              "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
              "| loadgen cores | Redis µs / lifecycle | router loop >5 ms late "
              "| router GC pauses (n, ms) | loadgen lag p99 ms "
+             "| idle process late p99 / max ms, steal cores "
              "| window: router µs / lifecycle | Redis µs / lifecycle (CPU / in scripts) "
              "| loadgen µs / lifecycle | HTTP + WS messages / lifecycle | hello µs / request "
              "| router ÷ hello (HTTP / HTTP + WS) | lifecycles / router core-s "
              "| other procs cores | verdict |",
-             "|" + "---|" * 24]  # fmt: skip
+             "|" + "---|" * 25]  # fmt: skip
     for res in results:
         for s in res["steps"] + ([res["half"] | {"verdict": "half load"}] if res["half"] else []):
             c = s["cpu_cores"]
@@ -168,7 +175,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"| {s.get('complete', {}).get('p99_ms', '-')} | {s['error_rate']:.2%} "
                 f"| {routers:.2f} | {c.get('redis', 0):.2f} | {c.get('loadgen', 0):.2f} "
                 f"| {s.get('redis_us_per_lifecycle', '-')} | {late(s)} | {gc_text(s)} "
-                f"| {s.get('loadgen_loop_lag', {}).get('p99_ms', '-')} {window_cols(s)}"
+                f"| {s.get('loadgen_loop_lag', {}).get('p99_ms', '-')} | {probe_text(s)} "
+                f"{window_cols(s)}"
                 f"| {s['verdict']} |"
             )
     return "\n".join(lines)

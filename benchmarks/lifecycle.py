@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import asyncio.subprocess
 import json
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -86,6 +88,7 @@ class Load:
         self.dec = msgspec.json.Decoder()
         self.cpu = WindowCpu(parse_pids(a.cpu_pids), a.redis_url)
         self.connections = self.desktop_connections = 0
+        self.probe: dict[str, Any] | None = None  # benchmarks/sleep_probe.py over the window
 
     def base(self, i: int) -> str:
         return f"{self.urls[i % len(self.urls)]}/v1/workspaces/{self.a.ws}"
@@ -240,8 +243,10 @@ class Load:
             self.win.end += shift
             self.desktop_connections = self.connections
             sampler = asyncio.create_task(self.cpu.run(self.win.start, self.win.end))
+            probe = asyncio.create_task(self.sleep_probe())
             await self.gateway(s)
             await sampler
+            self.probe = await probe
             lag.cancel()
             await asyncio.sleep(1)
             for t in agents:
@@ -250,6 +255,21 @@ class Load:
             if self.resolving:  # the back office finishes the cases it has
                 await asyncio.wait(set(self.resolving), timeout=self.a.resolve_after + 10)
         return self.report()
+
+    async def sleep_probe(self) -> dict[str, Any] | None:
+        """benchmarks/sleep_probe.py over the window, in a process of its own:
+        how late a process with nothing to do wakes while this load runs. It
+        is started now, in the warm-up, and waits for the window: starting a
+        process from this one (5,000 sockets) holds its loop for ~90 ms."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.sleep_probe",
+            "--after", str(max(0.0, self.win.start - time.perf_counter())),
+            "--duration", str(self.win.end - self.win.start), stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        if proc.returncode != 0 or not out.strip():
+            return None
+        return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
     async def loop_lag(self, every: float = 0.01) -> None:
         loop = asyncio.get_running_loop()
@@ -286,8 +306,15 @@ class Load:
         for kind, vals in self.win.lat.items():
             vals.sort()
             out[kind] = {"n": len(vals), "p50_ms": round(percentile(vals, 50) * 1000, 2),
+                         "p90_ms": round(percentile(vals, 90) * 1000, 2),
                          "p99_ms": round(percentile(vals, 99) * 1000, 2),
                          "max_ms": round(vals[-1] * 1000, 2)}  # fmt: skip
+            if kind == "decision":  # where the tail starts: the share above each mark
+                out[kind]["over_ms"] = {str(ms): round(sum(v > ms / 1000 for v in vals)
+                                                       / len(vals), 4)
+                                        for ms in (5, 10, 20, 40)}  # fmt: skip
+        if self.probe:
+            out["sleep_probe"] = self.probe
         bad = sum(v for k, v in self.win.status.items()
                   if not k.endswith((" 200", " 201", " 409")))  # fmt: skip
         total = sum(self.win.status.values())
