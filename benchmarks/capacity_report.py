@@ -145,7 +145,11 @@ def window_cols(s: dict[str, Any]) -> str:
 def probe_text(s: dict[str, Any]) -> str:
     """benchmarks/sleep_probe.py beside the load: the tail any process saw."""
     p = s.get("sleep_probe")
-    return f"{p['p99_ms']} / {p['max_ms']}, {p['steal_cores']}" if p else "-"
+    text = f"{p['p99_ms']} / {p['max_ms']}, {p['steal_cores']}" if p else "-"
+    waits = s.get("cpu_window", {}).get("run_queue_wait")
+    if waits:
+        text += "; " + ", ".join(f"{k} {v:.1%}" for k, v in waits.items())
+    return text
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -153,7 +157,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "| accept p99 ms | complete p99 ms | errors | router cores | Redis cores "
              "| loadgen cores | Redis µs / lifecycle | router loop >5 ms late "
              "| router GC pauses (n, ms) | loadgen lag p99 ms "
-             "| idle process late p99 / max ms, steal cores "
+             "| idle process late p99 / max ms, steal cores; waited for a CPU (window share) "
              "| window: router µs / lifecycle | Redis µs / lifecycle (CPU / in scripts) "
              "| loadgen µs / lifecycle | HTTP + WS messages / lifecycle | hello µs / request "
              "| router ÷ hello (HTTP / HTTP + WS) | lifecycles / router core-s "

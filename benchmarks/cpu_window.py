@@ -7,6 +7,10 @@ generator knows when its window opens and closes, so it samples here: each
 process's user + system CPU from /proc (all threads), the whole machine's busy
 time (what the named processes do not account for is "other"), and optionally
 Redis' own INFO (time inside commands, command count, its CPU counters).
+It also reads how long each process was ready to run but waited for a CPU
+(the scheduler's run-queue wait, /proc/<pid>/task/*/schedstat): on a machine
+whose cores the routers, Redis and the generator share, that wait is part of
+every latency measured, and none of it shows as a stalled event loop.
 
     --cpu-pids router0=1234,redis=5678       (the generator adds itself as "loadgen")
 """
@@ -19,6 +23,22 @@ import time
 from typing import Any
 
 from benchmarks.e2e.cpu import proc_cpu, system_cpu
+
+
+def run_queue_wait(pid: int) -> float:
+    """Seconds the process's threads have spent ready to run, waiting for a CPU."""
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as f:
+                total += int(f.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
 
 
 def parse_pids(text: str) -> dict[str, int]:
@@ -69,10 +89,12 @@ class WindowCpu:
         self.redis_url = redis_url
         self.samples: list[tuple[float, dict[str, float], tuple[float, float], dict[str, float]]]
         self.samples = []
+        self.waits: list[dict[str, float]] = []
 
     async def sample(self) -> None:
         t = time.perf_counter()
         procs = {k: proc_cpu(p) for k, p in self.pids.items()}
+        self.waits.append({k: run_queue_wait(p) for k, p in self.pids.items()})
         busy, steal, _ = system_cpu()
         redis = await _redis_counters(self.redis_url) if self.redis_url else {}
         self.samples.append((t, procs, (busy, steal), redis))
@@ -97,6 +119,9 @@ class WindowCpu:
             "cores": {k: round(v / wall, 3) for k, v in cpu_s.items()}
             | {"other": round(other / wall, 3), "steal": round((s1[1] - s0[1]) / wall, 3)},
         }
+        if len(self.waits) >= 2:  # share of the window each process waited for a CPU
+            w0, w1 = self.waits[:2]
+            out["run_queue_wait"] = {k: round((w1[k] - w0[k]) / wall, 4) for k in self.pids}
         if r0:
             out["redis_info"] = {k: r1[k] - r0[k] for k in r0}
         return out
