@@ -52,12 +52,18 @@ local function sla_stop(cid, clock, reached)
   local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
                        'sla', clock .. '.due')
   if not (RUNNING[s[1]] or s[1] == 'paused') then return end
-  for _, i in ipairs(split(s[3], ',')) do
-    -- A step already due stays: the clock ran past it, so it is still recorded
-    -- when its timer fires (late; see fire.lua). Only future steps are dropped.
-    local m = sla_member(cid, clock, i, s[2])
-    local due = redis.call('ZSCORE', K_TIMERS, m)
-    if due == false or tonumber(due) > NOW then redis.call('ZREM', K_TIMERS, m) end
+  -- A step already due stays: the clock ran past it, so it is still recorded
+  -- when its timer fires (late; see fire.lua). Only future steps are dropped,
+  -- all of them read in one call and removed in another.
+  local members = {}
+  for _, i in ipairs(split(s[3], ',')) do members[#members + 1] = sla_member(cid, clock, i, s[2]) end
+  if #members > 0 then
+    local dues = redis.call('ZMSCORE', K_TIMERS, unpack(members))
+    local future = {}
+    for j, m in ipairs(members) do
+      if dues[j] == false or tonumber(dues[j]) > NOW then future[#future + 1] = m end
+    end
+    if #future > 0 then redis.call('ZREM', K_TIMERS, unpack(future)) end
   end
   local result = 'cancelled'
   -- by the clock, not by whether the breach timer has fired yet (it may lag)
