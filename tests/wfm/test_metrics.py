@@ -108,7 +108,20 @@ async def two_replicas(redis_url: str, ws: str, log_dir: Path) -> list[dict[Any,
                     assert r.status == 201
             async with http.get(replicas[1].url + base + "/pools/cards", headers=SUP) as r:
                 assert (await r.json())["depth"] == 4
-            first = [await scrape(http, r.url) for r in replicas]
+            # the exporter learns of a new workspace from its cached list (renewed
+            # every few seconds, or on the config change's notification): under a
+            # loaded machine that can come after the first scrape
+            key = (
+                "router_queue_depth",
+                frozenset({"workspace": ws, "pool": "cards", "channel": "voice"}.items()),
+            )
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while True:
+                first = [await scrape(http, r.url) for r in replicas]
+                if sum(m.get(key, 0) for m in first) or loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.2)
             # the exporter stops: the other takes the lease at its next scrape
             holder = next(
                 i for i, m in enumerate(first) if value(m, "router_metrics_exporter") == 1
