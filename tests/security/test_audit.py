@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.runtime.settings import Settings
-from router.security.audit.records import Source, canonical
+from router.security.audit.records import Source, canonical, seal_record
 from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.segments import MANIFEST, Exporter, load_manifest
 from router.security.audit.verify import verify_dir, verify_folder, verify_live
@@ -547,3 +550,28 @@ async def test_export_command_writes_segments_that_verify(client: Redis, tmp_pat
     result = verify_folder(out_dir / src.dirname, src)
     assert result.ok and result.records == 12, result.text()
     assert len(cast(Any, load_manifest(out_dir / src.dirname)).segments) == 3
+
+
+@given(
+    event=st.one_of(
+        st.text(max_size=200),
+        st.dictionaries(
+            st.sampled_from(["type", "actor", "at", "contact", "prev", "reason", "explain"]),
+            st.one_of(st.text(max_size=40), st.integers(), st.floats(allow_nan=False)),
+        ).map(lambda d: msgspec.json.encode(d).decode()),
+    ),
+    prev=st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+    seq=st.integers(min_value=1, max_value=2**53),
+)
+def test_a_sealed_record_is_its_body_with_the_hash_in_canonical_order(
+    event: str, prev: str, seq: int
+) -> None:
+    """The sealer encodes a record once and places the hash itself: the line
+    must be exactly the canonical encoding of the record with its hash, for any
+    event text (quotes, `,"prev":` inside it, non-ASCII)."""
+    line, digest = seal_record("ws:demo", seq, prev, "1700000000000-0", event)
+    rec = msgspec.json.decode(line)
+    assert line == canonical(rec).decode()
+    assert rec["hash"] == digest
+    del rec["hash"]
+    assert hashlib.sha256(canonical(rec)).hexdigest() == digest

@@ -181,12 +181,20 @@ def derive(source: str, src: str, event: str) -> dict[str, Any]:
 
 
 def seal_record(source: str, seq: int, prev: str, src: str, event: str) -> tuple[str, str]:
-    """The canonical JSON line of a new record and its hash."""
+    """The canonical JSON line of a new record and its hash.
+
+    The body is encoded once. Its keys are sorted, so `hash` belongs between
+    `event`, the first key, and `prev`, the second. `event`'s value is a JSON
+    string, whose quotes are escaped, so the first `,"prev":` in the encoding
+    is that key. The record with its hash is the same bytes with
+    `,"hash":"<hex>"` placed there, as canonical(body | {"hash": ...}) would
+    encode it (a test compares the two)."""
     body = {"seq": seq, "prev": prev, "source": source, "src": src, "event": event,
             **derive(source, src, event)}  # fmt: skip
-    digest = hashlib.sha256(canonical(body)).hexdigest()
-    body["hash"] = digest
-    return canonical(body).decode(), digest
+    raw = canonical(body)
+    digest = hashlib.sha256(raw).hexdigest()
+    at = raw.index(b',"prev":')
+    return (raw[:at] + b',"hash":"' + digest.encode() + b'"' + raw[at:]).decode(), digest
 
 
 def gap_event(after: str, before: str, lost: int) -> str:
