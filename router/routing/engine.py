@@ -202,9 +202,7 @@ class Engine:
         """The agent and the contacts currently offered to it (not yet accepted),
         read in one script call that shares the replica's pipeline."""
         await self.configs.get(ws_name)
-        ws = WsKeys(ws_name)
-        keys = (ws.runtime, ws.agent(aid))
-        res = await self.batcher.call(self.scripts["agent_view"], keys, (aid,))
+        res = await self.batcher.call(self.scripts["agent_view"], (WsKeys(ws_name).agent(aid),), ())
         if not res:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
         return agent_out(pairs(res[0])), [contact_out(pairs(r), False) for r in res[1:]]
