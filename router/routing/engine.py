@@ -47,8 +47,6 @@ from router.store.shards import Shards
 from sla.webhook_store import create_group
 
 _JSON = msgspec.json.Encoder()
-# an agent notification's view: [agent pairs, offered contact pairs...]
-_VIEW = msgspec.json.Decoder(list[list[str]])
 
 
 class Engine:
@@ -205,19 +203,6 @@ class Engine:
         res = await self.batcher.call(self.scripts["agent_view"], (WsKeys(ws_name).agent(aid),), ())
         if not res:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
-        return agent_out(pairs(res[0])), [contact_out(pairs(r), False) for r in res[1:]]
-
-    @staticmethod
-    def pushed_view(payload: str) -> tuple[AgentOut, list[ContactOut]] | None:
-        """The view an agent notification carried (`lib/20_events.lua`
-        publish_views), as agent_view returns it; None when it cannot be read,
-        and the caller reads the agent instead."""
-        try:
-            res = _VIEW.decode(payload)
-        except msgspec.DecodeError:
-            return None
-        if not res:
-            return None
         return agent_out(pairs(res[0])), [contact_out(pairs(r), False) for r in res[1:]]
 
     async def agent_offers(self, ws_name: str, aid: str) -> list[ContactOut]:

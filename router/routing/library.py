@@ -94,12 +94,9 @@ def routing_library() -> tuple[str, str]:
     digest = sha256("\n".join([lib, *(b for _, b in bodies)]).encode()).hexdigest()[:12]
     parts = [f"#!lua name=router_{digest}", lib]
     for name, body in bodies:
-        # The body is a function of its own so that its every `return` passes
-        # through finish_call(), which publishes the call's agent notifications.
         parts.append(
-            f"local function op_{name}()\n{body}\nend\n"
             f"redis.register_function('{name}_{digest}', function(keys_, argv_)\n"
-            f"begin(keys_, argv_)\nreturn finish_call(op_{name}())\nend)"
+            f"begin(keys_, argv_)\n{body}\nend)"
         )
     return "\n".join(parts) + "\n", digest
 
