@@ -13,8 +13,14 @@ router's own engine in this process (the same scripts, script pipeline and
 timer worker a replica runs) and drives closed-loop lifecycles with `--agents`
 agents of the load-test workspace:
 
-    create -> offered -> `--views` agent reads (the desktop pushes) -> accept
-    -> complete -> wrap-up timer fires (the agent is free, takes the next)
+    create -> offered -> accept -> complete -> wrap-up timer fires (the agent
+    is free, takes the next)
+
+The desktop pushes cost no read of their own: every script that changes an
+agent publishes the agent's view with its notification (lib/20_events.lua), so
+their Redis work is inside the scripts measured. `--views N` adds N agent reads
+per lifecycle (agent_view.lua), as desktops did before and long-polls that time
+out still do.
 
 `--workspace demo` runs the demo workspace's routing as `router serve --demo`
 seeds it (router/cli/demo.py: its real wrap-ups and offer timeouts; `--agents`
@@ -330,8 +336,8 @@ def main() -> None:
     p.add_argument(
         "--views",
         type=int,
-        default=4,
-        help="agent reads per lifecycle (the full stack measured 4.2 pushes)",
+        default=0,
+        help="agent reads per lifecycle on top (pushes carry the view: 0)",
     )
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--duration", type=float, default=20.0)

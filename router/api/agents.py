@@ -59,12 +59,13 @@ async def get_offers(request: web.Request) -> web.Response:
         raise InvalidInput([FieldProblem("wait", "must be between 0 and 60 seconds")])
     await check_agent(request[TOKEN], request.app[ENGINE], ws, aid)
     engine = request.app[ENGINE]
-    with request.app[NOTIFIER].listen(ws, aid) as event:
+    with request.app[NOTIFIER].listen(ws, aid) as listener:
         offers = await engine.agent_offers(ws, aid)
         if not offers and wait > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), wait)
-            offers = await engine.agent_offers(ws, aid)
+                await asyncio.wait_for(listener.event.wait(), wait)
+            view = engine.pushed_view(pushed) if (pushed := listener.take()) else None
+            offers = view[1] if view else await engine.agent_offers(ws, aid)
     tok = request[TOKEN]
     return json_response({"agent_id": aid, "offers": [present(tok, c) for c in offers]})
 
@@ -91,22 +92,24 @@ async def agent_ws(request: web.Request) -> web.WebSocketResponse:
                 break
 
     # Pushes only on a notification: every change to the agent or its offers
-    # publishes one, and the notifier wakes every waiter after (re)subscribing,
-    # so nothing is missed without re-reading thousands of idle desktops on a
-    # timer. Notifications that arrive while a push is under way coalesce into
-    # one more push.
+    # publishes one carrying the agent's view, and the notifier wakes every
+    # waiter after (re)subscribing, so nothing is missed without re-reading
+    # thousands of idle desktops on a timer. Notifications that arrive while a
+    # push is under way coalesce into one more push, of the latest view; only a
+    # wake-up without one (a resubscription) reads the agent.
     notifier = request.app[NOTIFIER]
-    with notifier.listen(ws_name, aid) as event:
+    with notifier.listen(ws_name, aid) as listener:
         read_task = asyncio.create_task(reader())
-        read_task.add_done_callback(lambda _: event.set())  # the desktop left
+        read_task.add_done_callback(lambda _: listener.wake(None))  # the desktop left
         try:
             await push(view)
             while True:
-                await event.wait()
-                event.clear()
+                await listener.event.wait()
+                pushed = listener.take()
                 if read_task.done() or sock.closed or notifier.closing:
                     break
-                await push(await engine.agent_view(ws_name, aid))
+                fresh = engine.pushed_view(pushed) if pushed else None
+                await push(fresh or await engine.agent_view(ws_name, aid))
         finally:
             read_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -47,6 +47,8 @@ from router.store.shards import Shards
 from sla.webhook_store import create_group
 
 _JSON = msgspec.json.Encoder()
+# an agent notification's view: [agent pairs, offered contact pairs...]
+_VIEW = msgspec.json.Decoder(list[list[str]])
 
 
 class Engine:
@@ -200,9 +202,24 @@ class Engine:
         """The agent and the contacts currently offered to it (not yet accepted),
         read in one script call that shares the replica's pipeline."""
         await self.configs.get(ws_name)
-        res = await self.batcher.call(self.scripts["agent_view"], (WsKeys(ws_name).agent(aid),), ())
+        ws = WsKeys(ws_name)
+        keys = (ws.runtime, ws.agent(aid))
+        res = await self.batcher.call(self.scripts["agent_view"], keys, (aid,))
         if not res:
             raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
+        return agent_out(pairs(res[0])), [contact_out(pairs(r), False) for r in res[1:]]
+
+    @staticmethod
+    def pushed_view(payload: str) -> tuple[AgentOut, list[ContactOut]] | None:
+        """The view an agent notification carried (`lib/20_events.lua`
+        publish_views), as agent_view returns it; None when it cannot be read,
+        and the caller reads the agent instead."""
+        try:
+            res = _VIEW.decode(payload)
+        except msgspec.DecodeError:
+            return None
+        if not res:
+            return None
         return agent_out(pairs(res[0])), [contact_out(pairs(r), False) for r in res[1:]]
 
     async def agent_offers(self, ws_name: str, aid: str) -> list[ContactOut]:

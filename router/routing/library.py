@@ -13,8 +13,8 @@ versions during a rolling upgrade each call their own code, as EVALSHA did.
 Redis keeps functions in its RDB/AOF and replicates them; when they are still
 missing (a flushed or brand-new server) a call loads the library and retries.
 
-The timer scripts (`sla/lua`) and the read-only `agent_view`, `config_versions`
-and `config_version` stay EVALSHA scripts: they need nothing from the library.
+The timer scripts (`sla/lua`) and the read-only `config_versions` and
+`config_version` stay EVALSHA scripts: they need nothing from the library.
 """
 
 from __future__ import annotations
@@ -49,18 +49,20 @@ ROUTING_SCRIPTS = (
     "update",
     "callback",
     "callback_attempt",
+    "agent_view",
 )
-# Functions whose effect no one is answered for. None today: with a write
+# Functions whose effect no one is answered for: `agent_view` only reads (a
+# write guarantee's WAIT would only delay a desktop's view). Every other: with a write
 # guarantee set, every caller hears of its change only once the replicas have
 # it. Timer effects are durable too: an offer a timer made is shown to a
 # desktop at once, and must not vanish in a failover. (`rate` is the rating,
 # whose gateway is answered and whose low score starts follow-ups; it was
 # once listed here, mistaken for the rate limiter's count, which is an
 # EVALSHA script outside this library and never waits.)
-NOT_DURABLE: frozenset[str] = frozenset()
+NOT_DURABLE: frozenset[str] = frozenset({"agent_view"})
 TIMER_SCRIPTS = ("claim", "handback", "ack")
 # Read-only router scripts that need nothing from the routing library.
-STANDALONE_SCRIPTS = ("agent_view", "config_versions", "config_version")
+STANDALONE_SCRIPTS = ("config_versions", "config_version")
 
 
 # The shared code, in the order it is joined: Lua locals must be defined before
@@ -94,9 +96,12 @@ def routing_library() -> tuple[str, str]:
     digest = sha256("\n".join([lib, *(b for _, b in bodies)]).encode()).hexdigest()[:12]
     parts = [f"#!lua name=router_{digest}", lib]
     for name, body in bodies:
+        # The body is a function of its own so that its every `return` passes
+        # through finish_call(), which publishes the call's agent notifications.
         parts.append(
+            f"local function op_{name}()\n{body}\nend\n"
             f"redis.register_function('{name}_{digest}', function(keys_, argv_)\n"
-            f"begin(keys_, argv_)\n{body}\nend)"
+            f"begin(keys_, argv_)\nreturn finish_call(op_{name}())\nend)"
         )
     return "\n".join(parts) + "\n", digest
 

@@ -1,8 +1,13 @@
 """Fan-out of agent notifications from Redis pub/sub to local waiters.
 
 Scripts publish `<tag>|a|<agent>` on the workspace's sharded channel
-`<tag>:notify` (SPUBLISH) whenever an agent's offers or state change; every
-replica wakes the long-polls and WebSockets it holds for that agent.
+`<tag>:notify` (SPUBLISH) whenever an agent's offers or state change, followed
+by a line feed and the agent's view as the call left it (JSON: the agent's
+pairs, then each offered contact's); every replica hands it to the long-polls
+and WebSockets it holds for that agent, which push it without reading the agent
+again. Only the latest view waits for a listener: views that arrive while a push
+is under way coalesce into one. A listener woken without a view (after a
+resubscription, or by a publisher that sent none) reads the agent itself.
 `<tag>|t` says a timer was added earlier than the workspace's next one: the
 replica's timer worker claims it in time (`on_timers`, with the workspace's
 name; with None after a resubscription, when anything may have been missed).
@@ -36,6 +41,27 @@ from router.store.workspaces import Workspaces
 log = logging.getLogger(__name__)
 
 
+class Listener:
+    """One desktop's wake-up: `event` is set on every notification for its
+    agent; `view` holds the latest view that came with one (None: read it)."""
+
+    __slots__ = ("event", "view")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.view: str | None = None
+
+    def take(self) -> str | None:
+        """The view to push now (None: read the agent), clearing the wake-up."""
+        self.event.clear()
+        view, self.view = self.view, None
+        return view
+
+    def wake(self, view: str | None) -> None:
+        self.view = view
+        self.event.set()
+
+
 class Notifier:
     def __init__(
         self,
@@ -46,7 +72,7 @@ class Notifier:
         self._shards = shards
         self._workspaces = workspaces
         self.on_timers = on_timers
-        self._waiters: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: defaultdict[str, set[Listener]] = defaultdict(set)
         self.closing = False
 
     @staticmethod
@@ -54,10 +80,10 @@ class Notifier:
         return WsKeys(ws).tag + "|a|" + agent_id
 
     @contextlib.contextmanager
-    def listen(self, ws: str, agent_id: str) -> Iterator[asyncio.Event]:
-        ev = asyncio.Event()
+    def listen(self, ws: str, agent_id: str) -> Iterator[Listener]:
+        ev = Listener()
         if self.closing:
-            ev.set()
+            ev.wake(None)
         key = self.topic(ws, agent_id)
         self._waiters[key].add(ev)
         try:
@@ -75,17 +101,18 @@ class Notifier:
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
             for ev in waiters:
-                ev.set()
+                ev.wake(None)
         if self.on_timers is not None:
             self.on_timers(None)
 
-    def _wake(self, key: str) -> None:
+    def _wake(self, data: str) -> None:
+        key, _, view = data.partition("\n")
         if key.endswith("|t"):
             if self.on_timers is not None and key.startswith("{ws:"):
                 self.on_timers(key[4:-3])  # `{ws:<name>}|t`
             return
         for ev in self._waiters.get(key, ()):
-            ev.set()
+            ev.wake(view or None)
 
     async def run(self) -> None:
         """Runs until cancelled, resubscribing after a Redis outage."""

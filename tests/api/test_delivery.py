@@ -185,3 +185,60 @@ async def test_pauses_and_loop_lag_are_exported(api: Any) -> None:
     gen2 = 'router_gc_pause_seconds_count{generation="2"}'
     assert count(after, gen2) > count(before, gen2)
     assert count(after, "router_event_loop_lag_seconds_count") >= 2
+
+
+async def test_an_agent_notification_carries_the_view_as_the_call_left_it(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    """Desktops are pushed the view a notification carries, without reading the
+    agent again: it holds the agent and its offered contacts as the script's
+    writes left them, and the contact once accepted is no longer an offer."""
+    from redis.asyncio import Redis
+
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    sub = Redis.from_url(redis_url, decode_responses=True)
+    pubsub = sub.pubsub()
+    try:
+        await pubsub.ssubscribe(f"{{ws:{ws}}}:notify")
+
+        async def next_view() -> list[dict[str, str]]:
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                assert asyncio.get_running_loop().time() < deadline, "no notification"
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if msg is None:  # the subscription's confirmation, or nothing yet
+                    continue
+                topic, _, view = msg["data"].partition("\n")
+                if topic == f"{{ws:{ws}}}|a|a1":
+                    flat = msgspec.json.decode(view)
+                    return [dict(zip(p[::2], p[1::2], strict=True)) for p in flat]
+
+        await create(api, ws, "c1")
+        agent, offer = await next_view()
+        assert (agent["load"], "h:c1" in agent) == ("100", True)
+        assert (offer["id"], offer["st"], offer["agent"]) == ("c1", "offered", "a1")
+        await act(api, ws, "c1", "accept", agent_id="a1")
+        (agent,) = await next_view()  # accepted: held, no longer offered
+        assert "h:c1" in agent
+        await act(api, ws, "c1", "complete", agent_id="a1")
+        (agent,) = await next_view()
+        assert agent["load"] == "0" and "h:c1" not in agent
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await sub.aclose()
+
+
+async def test_pushes_coalesce_into_the_latest_view() -> None:
+    """Views that arrive while a push is under way wait as one: the latest. A
+    wake-up without a view (a resubscription) makes the desktop read."""
+    from router.store.notify import Listener
+
+    listener = Listener()
+    listener.wake("v1")
+    listener.wake("v2")
+    assert listener.event.is_set() and listener.take() == "v2"
+    assert not listener.event.is_set() and listener.take() is None
+    listener.wake("v3")
+    listener.wake(None)
+    assert listener.take() is None

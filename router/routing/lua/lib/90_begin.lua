@@ -14,3 +14,9 @@ local function begin(keys, argv)
   K_COUNTS = TAG .. ':stats:counts'
   RT, CHANNELS, POOLS, NOTIFIED = {}, {}, {}, {}
 end
+
+-- The end of every function call: the notified agents' views go out.
+local function finish_call(...)
+  if next(NOTIFIED) ~= nil then publish_views() end
+  return ...
+end
