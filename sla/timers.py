@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -96,6 +97,7 @@ class TimerWorker:
         self._next: dict[str, float] = {}
         self._woken = asyncio.Event()
         self.claims = 0  # claim calls sent (tests and the idle-cost benchmark read it)
+        self.claims_by_ws: Counter[str] = Counter()  # the same, per workspace
 
     def wake(self, ws_name: str | None = None) -> None:
         """A timer was added (or, with no name, anything may have been missed):
@@ -113,6 +115,7 @@ class TimerWorker:
             self._claims += 1
             claim_id = self._unanswered[ws.name] = self._claims
         self.claims += 1
+        self.claims_by_ws[ws.name] += 1
         res = await self._claim(
             keys=[ws.timers, ws.timer_leases, ws.timer_lease_info, ws.timer_claims],
             args=[CLAIM_BATCH, self._lease_ms, self.owner, claim_id],
