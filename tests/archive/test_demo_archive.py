@@ -113,7 +113,9 @@ def _demo(port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         proc.terminate()
-        proc.wait(30)
+        # the demo's PostgreSQL gets 30 s for its fast shutdown, then 10 s after
+        # SIGKILL (router/archive/local.py stop, kill): a loaded machine may use them
+        proc.wait(45)
 
 
 def _private_servers(log: Path, proc: subprocess.Popen[bytes]) -> tuple[str, int, int, Path]:
