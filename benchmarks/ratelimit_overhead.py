@@ -24,10 +24,11 @@ import uvloop
 from aiohttp.test_utils import TestServer
 
 from router.api.app import create_app
-from router.api.appkeys import SHARDS
-from router.api.ratelimit import RateLimiter
+from router.api.appkeys import ENGINE, METRICS, SHARDS
+from router.api.ratelimit import COUNT_LUA, RateLimiter
 from router.runtime.settings import Settings, Token, demo_token_spec
 from router.store.local import LocalRedis
+from router.store.scripts import Script
 
 AG = {"Authorization": "Bearer demo-agent"}
 
@@ -46,13 +47,14 @@ async def _check_alone(url: str, n: int, conc: int) -> dict[str, float]:
     await server.start_server()  # runs startup: the Redis client and the engine
     try:
         limiter = RateLimiter({"agent": "1000000/second"}, {})
+        limiter.bind(app[ENGINE].batcher, app[METRICS])
         token = Token("bench", "agent")
         for _ in range(200):
-            await limiter.hit(app, token)
+            await limiter.hit(token)
         lat = []
         for _ in range(n // 4):
             t = time.perf_counter()
-            await limiter.hit(app, token)
+            await limiter.hit(token)
             lat.append(time.perf_counter() - t)
 
         async def many(fn: Any) -> float:
@@ -66,9 +68,9 @@ async def _check_alone(url: str, n: int, conc: int) -> dict[str, float]:
             await asyncio.gather(*(one() for _ in range(n)))
             return (time.process_time() - c0) / n
 
-        script = limiter._incr_script(app)  # the same script, sent unbatched
+        script = Script(COUNT_LUA)  # the same script, one call per check, unbatched
         key = f"router:rl:bench:{uuid.uuid4().hex}"
-        batched = await many(lambda: limiter.hit(app, token))
+        batched = await many(lambda: limiter.hit(token))
         direct = await many(lambda: script(keys=[key], args=[60, 1], client=app[SHARDS].single))
         return {
             "sequential_p50_us": statistics.median(lat) * 1e6,

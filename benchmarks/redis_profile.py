@@ -24,6 +24,7 @@ from pathlib import Path
 import redis
 
 from benchmarks.capacity import setup, step
+from router.api.ratelimit import COUNT_LUA
 from router.routing.library import Scripts
 from router.runtime.settings import DEMO_JWT_SECRET
 from router.security.audit.sealer import SEAL_LUA
@@ -39,11 +40,7 @@ def script_names(url: str) -> dict[str, str]:
     for name, text in (("audit seal", SEAL_LUA), ("lease", LEASE_LUA),
                        ("lease release", RELEASE_LUA)):  # fmt: skip
         names[sha1(text.encode()).hexdigest()] = name
-    import limits  # the rate limiter's own scripts (router/api/ratelimit.py)
-
-    lua_dir = Path(limits.__file__).parent / "resources" / "redis" / "lua_scripts"
-    for f in lua_dir.glob("*.lua"):
-        names[sha1(f.read_bytes()).hexdigest()] = "rate limit (" + f.stem + ")"
+    names[sha1(COUNT_LUA.encode()).hexdigest()] = "rate limit counts"
     return names
 
 

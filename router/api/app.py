@@ -23,6 +23,7 @@ from router.api.appkeys import (
     TIMERS,
 )
 from router.api.middlewares import access_middleware, edge_middleware
+from router.api.ratelimit import LIMITER, RateLimiter, limiter_context
 from router.api.routes import setup_routes
 from router.archive.events import EventArchiver
 from router.archive.history import History
@@ -206,18 +207,21 @@ async def _release_metrics_lease(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     parse(settings.redis_url)  # a URL naming no topology stops the start (TopologyError)
+    limiter = RateLimiter(settings.rate_limits, settings.rate_limit_overrides)
     app = web.Application(
         middlewares=[
             edge_middleware,  # latency, errors as problem+json, requests in flight
-            access_middleware(settings),  # the token, its role, its rate limit
+            access_middleware(limiter),  # the token, its role, its rate limit
         ],
         client_max_size=settings.max_body,
     )
+    app[LIMITER] = limiter
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[DRAIN] = Drain()
     app[AUTH] = Authenticator(settings, app[METRICS].registry)
     app.cleanup_ctx.append(_background)
+    app.cleanup_ctx.append(limiter_context)  # its last counts sent before Redis closes
     app.cleanup_ctx.append(_auth_background)  # torn down first: drains before Redis closes
     app.on_shutdown.append(_release_metrics_lease)
     app.on_shutdown.append(_hand_over)

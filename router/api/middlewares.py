@@ -22,7 +22,7 @@ from router.api.common import error_response, problem
 from router.api.ratelimit import RateLimiter, limited
 from router.runtime.errors import Forbidden, RouterError, Unauthorized, Unavailable
 from router.runtime.serving import DRAIN
-from router.runtime.settings import Settings, Token
+from router.runtime.settings import Token
 from router.security.auth import AUTH, authorize
 from router.store.failures import store_unavailable
 
@@ -99,10 +99,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         _observe(request, status, time.perf_counter() - start)
 
 
-def access_middleware(settings: Settings) -> Middleware:
+def access_middleware(limiter: RateLimiter) -> Middleware:
     """The caller's token, its role checked against the route, then its rate
     limit: a refused request has changed nothing."""
-    limiter = RateLimiter(settings.rate_limits, settings.rate_limit_overrides)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from limits import parse
+from redis.asyncio import Redis
 
 from router.api import ratelimit
 from router.api.app import create_app
@@ -36,6 +38,14 @@ def _limited_gateway(redis_url: str, secret: str, per_day: int) -> tuple[str, Se
     name = "gw-" + uuid.uuid4().hex[:8]
     spec = {secret: (name, "gateway")}
     return name, _settings(redis_url, spec, ROUTER_RATE_LIMIT_OVERRIDES=f"{name}={per_day}/day")
+
+
+async def _counted(client: Redis, role: str, name: str, limit: str) -> int:
+    """A token's count in Redis for its current window."""
+    item = parse(limit)
+    window = int(time.time() // item.get_expiry())
+    raw = await client.get(f"{ratelimit.counter_base(item, role, name)}/{window}")
+    return int(raw or 0)
 
 
 def _contact(cid: str) -> dict[str, Any]:
@@ -130,18 +140,12 @@ async def test_every_hit_counted_and_the_limit_exact_within_its_slack(
     assert statuses.index(429) == allowed  # once refused, refused to the end of the window
     assert remaining[-1] == 0 and remaining[0] >= 58, remaining
     # every request counted in Redis, refused ones too, none lost or doubled
-    window = int(time.time() // 86400)
     client = one.app[ENGINE].client(ws)
-
-    async def counted() -> int:
-        raw = await client.get(f"{ratelimit.KEY_PREFIX}:LIMITER/gateway/{name}/60/1/day/{window}")
-        return int(raw or 0)
-
-    for _ in range(50):
-        if await counted() == 80:
+    for _ in range(100):  # the hits far from the limit arrive with the next flush
+        if await _counted(client, "gateway", name, "60/day") == 80:
             break
-        await asyncio.sleep(0.02)
-    assert await counted() == 80
+        await asyncio.sleep(0.05)
+    assert await _counted(client, "gateway", name, "60/day") == 80
 
 
 async def test_off_and_exempt_tokens_are_not_counted(
@@ -187,14 +191,82 @@ async def test_redis_down_fails_open_to_the_handlers_503(
         # engine, whose own Redis call answered 503 with Retry-After.
         assert r.status == 503 and r.headers["Retry-After"], await r.text()
         assert r.headers["Content-Type"] == "application/problem+json"
-        # Right after a failed check the next request skips it: one timeout, not two.
+        failed = 'router_redis_errors_total{where="ratelimit"} 1.0'
+        for _ in range(100):  # the hits' counts fail at their flush, once for the outage
+            metrics = await (await api.get("/metrics")).text()
+            if failed in metrics:
+                break
+            await asyncio.sleep(0.05)
+        assert failed in metrics
+        # Right after a failed count the checks are skipped: one timeout, not two.
         r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact("down2"), headers=gw)
         assert r.status == 503
+        await asyncio.sleep(ratelimit.FLUSH_EVERY * 2)
         metrics = await (await api.get("/metrics")).text()
-        assert 'router_redis_errors_total{where="ratelimit"} 1.0' in metrics
+        assert failed in metrics
         assert 'router_redis_errors_total{where="http"} 2.0' in metrics
     finally:
         server.stop()
+
+
+async def test_a_replica_learns_the_others_hits_from_its_counts(
+    aiohttp_client: Any, redis_url: str, ws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Far from the limit a replica counts a hit at once and sends it with the
+    # next flush; the flush's reply carries every replica's hits.
+    monkeypatch.setattr(ratelimit, "FLUSH_EVERY", 0.05)
+    name, settings = _limited_gateway(redis_url, "gw-secret-5", 100)
+    one: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    two: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    await put_config(one, ws, small_config())
+    gw = {"Authorization": "Bearer gw-secret-5"}
+    client = one.app[ENGINE].client(ws)
+
+    async def remaining(api: TestClient, cid: str) -> int:  # type: ignore[type-arg]
+        r = await api.post(f"/v1/workspaces/{ws}/contacts", json=_contact(cid), headers=gw)
+        assert r.status == 201, await r.text()
+        return int(r.headers["RateLimit-Remaining"])
+
+    assert [await remaining(one, f"r{i}") for i in range(5)] == [99, 98, 97, 96, 95]
+    for _ in range(100):
+        if await _counted(client, "gateway", name, "100/day") == 5:
+            break
+        await asyncio.sleep(0.02)
+    assert await remaining(two, "r5") == 99  # its own hit: it has not heard of the others
+    for _ in range(100):
+        if await _counted(client, "gateway", name, "100/day") == 6:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # the flush's reply has been read
+    assert await remaining(two, "r6") == 93  # 6 counted in Redis, and this one
+
+
+async def test_hits_not_sent_yet_are_sent_on_shutdown(
+    aiohttp_client: Any, redis_url: str, ws: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No flush comes within the test: only the shutdown sends the counts,
+    # of several tokens in one call per counter slot.
+    monkeypatch.setattr(ratelimit, "FLUSH_EVERY", 3600.0)
+    desks = {f"desk-{uuid.uuid4().hex[:8]}": f"desk-secret-{i}" for i in range(6)}
+    tokens = {secret: (name, "agent") for name, secret in desks.items()}
+    settings = _settings(redis_url, tokens, ROUTER_RATE_LIMITS="agent=1000/day")
+    api: TestClient = await aiohttp_client(create_app(settings))  # type: ignore[type-arg]
+    await put_config(api, ws, small_config())
+    for n, (name, secret) in enumerate(desks.items(), start=1):
+        await add_agent(api, ws, name, {"cards": 5}, available=False)
+        for _ in range(n):
+            r = await api.get(
+                f"/v1/workspaces/{ws}/agents/{name}", headers={"Authorization": f"Bearer {secret}"}
+            )
+            assert r.status == 200 and r.headers["RateLimit-Remaining"], await r.text()
+    client = Redis.from_url(redis_url)
+    try:
+        assert [await _counted(client, "agent", name, "1000/day") for name in desks] == [0] * 6
+        await api.close()  # graceful stop: the counts leave before Redis is closed
+        counted = [await _counted(client, "agent", name, "1000/day") for name in desks]
+    finally:
+        await client.aclose()
+    assert counted == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize(
