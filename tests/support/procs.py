@@ -35,9 +35,12 @@ class Replica:
         index: int,
         env: dict[str, str] | None = None,
         client_ssl: ssl.SSLContext | None = None,
+        root: Path = ROOT,
     ) -> None:
-        """`client_ssl`: the replica serves HTTPS (ROUTER_TLS_* in `env`), reached with it."""
+        """`client_ssl`: the replica serves HTTPS (ROUTER_TLS_* in `env`), reached with it.
+        `root`: the source tree it runs (another checkout, to compare builds)."""
         self.port = free_port()
+        self.root = root
         self.client_ssl = client_ssl
         self.url = f"{'https' if client_ssl else 'http'}://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"replica-{index}.log"
@@ -67,7 +70,7 @@ class Replica:
                     "--port",
                     str(self.port),
                 ],
-                cwd=ROOT,
+                cwd=self.root,  # `-m router` imports from the working directory first
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
