@@ -171,6 +171,21 @@ class ScriptBatcher:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+async def call_once(client: Redis, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    """One script call outside the batcher, packed by hiredis: for calls with
+    many arguments (a seal of 250 audit records has 750), which redis-py's
+    packer encodes one by one in Python. Sent once, like a batch; the code is
+    loaded when Redis lacks it, then the call is sent again."""
+    packed = [pack_command(script.command(keys, args))]
+    (result,) = await _pipeline(client, packed)
+    if isinstance(result, Exception) and missing(result):
+        await script.load(client)
+        (result,) = await _pipeline(client, packed)
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 async def _pipeline(client: Redis, packed: list[bytes]) -> list[Any]:
     """Sends the packed commands in one write and reads one reply each; an error
     reply is that command's result, as in a pipeline with `raise_on_error=False`."""

@@ -57,6 +57,7 @@ from router.security.audit.records import (
 )
 from router.security.audit.retention import Retention
 from router.security.audit.segments import Exporter, ExportError
+from router.store.batch import call_once
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
 from router.store.shards import Shards
@@ -351,7 +352,7 @@ class Sealer:
                 line, prev = seal_record(s.name, seq, prev, src, event)
                 args += (seq, prev, line)
             await asyncio.sleep(0)  # hashing a large batch must not hold the loop
-        res = await self._seal(keys=[s.head, s.sealed], args=args, client=self._shards.of(s.head))
+        res = await call_once(self._shards.of(s.head), self._seal, [s.head, s.sealed], args)
         if int(res[0]) == 0:  # another replica sealed first: read its head next round
             chain.loaded = False
             return 0
