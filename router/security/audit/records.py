@@ -152,10 +152,10 @@ def event_json(fields: dict[str, str]) -> str:
 def _when(value: object, fallback: int) -> int:
     try:
         n = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        # access entries may carry seconds; events carry milliseconds
+        return int(n * 1000) if n < 100_000_000_000 else int(n)
+    except (TypeError, ValueError, OverflowError):  # not a number, NaN, or beyond any time
         return fallback
-    # access entries may carry seconds; events carry milliseconds
-    return int(n * 1000) if n < 100_000_000_000 else int(n)
 
 
 def derive(source: str, src: str, event: str) -> dict[str, Any]:
