@@ -140,7 +140,7 @@ class ScriptBatcher:
         wait = self.wait_replicas > 0 and any(call[0].durable for call in batch)
         if wait:
             packed.append(pack_command(("WAIT", self.wait_replicas, self._wait_ms)))
-        results = await _pipeline(client, packed)
+        results = await send_packed(client, packed)
         return results, (self._unconfirmed(results.pop()) if wait else None)
 
     async def _reload_and_resend(self, client: Redis, calls: list[Call]) -> None:
@@ -177,16 +177,16 @@ async def call_once(client: Redis, script: Lua, keys: Sequence[str], args: Seque
     packer encodes one by one in Python. Sent once, like a batch; the code is
     loaded when Redis lacks it, then the call is sent again."""
     packed = [pack_command(script.command(keys, args))]
-    (result,) = await _pipeline(client, packed)
+    (result,) = await send_packed(client, packed)
     if isinstance(result, Exception) and missing(result):
         await script.load(client)
-        (result,) = await _pipeline(client, packed)
+        (result,) = await send_packed(client, packed)
     if isinstance(result, Exception):
         raise result
     return result
 
 
-async def _pipeline(client: Redis, packed: list[bytes]) -> list[Any]:
+async def send_packed(client: Redis, packed: list[bytes]) -> list[Any]:
     """Sends the packed commands in one write and reads one reply each; an error
     reply is that command's result, as in a pipeline with `raise_on_error=False`."""
     pool = client.connection_pool

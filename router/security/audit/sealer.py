@@ -57,7 +57,7 @@ from router.security.audit.records import (
 )
 from router.security.audit.retention import Retention
 from router.security.audit.segments import Exporter, ExportError
-from router.store.batch import call_once
+from router.store.batch import call_once, pack_command, send_packed
 from router.store.leases import LEASE_LUA, RELEASE_LUA
 from router.store.scripts import Script
 from router.store.shards import Shards
@@ -311,15 +311,26 @@ class Sealer:
         client = self._shards.of(s.stream)
         if not await client.xrange(s.stream, start, "+", count=1):
             return [], 0, -1  # nothing new: the usual answer, kept cheap
-        pipe = client.pipeline(transaction=True)  # XRANGE and XINFO at one instant
-        pipe.xrange(s.stream, start, "+", count=self.batch)
-        pipe.xinfo_stream(s.stream)
-        got, info = await pipe.execute(raise_on_error=False)
+        # XRANGE and XINFO at one instant (MULTI), packed by hiredis and read
+        # raw: redis-py's transaction pipeline and reply parsers cost more than
+        # the hashing of a busy workspace's batch (benchmarks/history/2026-12.md)
+        replies = await send_packed(client, [
+            pack_command(("MULTI",)),
+            pack_command(("XRANGE", s.stream, start, "+", "COUNT", self.batch)),
+            pack_command(("XINFO", "STREAM", s.stream)),
+            pack_command(("EXEC",)),
+        ])  # fmt: skip
+        for reply in replies:  # MULTI's OK, QUEUED, QUEUED, then EXEC's replies
+            if isinstance(reply, Exception):  # e.g. EXECABORT
+                raise reply
+        got, raw_info = replies[-1]
         if isinstance(got, Exception):
             raise got
-        entries = cast(list[tuple[str, dict[str, str]]], got)
-        if not entries or isinstance(info, Exception):
+        entries = [(eid, dict(zip(kv[::2], kv[1::2], strict=True))) for eid, kv in got]
+        if not entries or isinstance(raw_info, Exception):
             return entries, 0, -1
+        info = (raw_info if isinstance(raw_info, dict)  # RESP3 answers a map
+                else dict(zip(raw_info[::2], raw_info[1::2], strict=True)))  # fmt: skip
         added, length = int(info["entries-added"]), int(info["length"])
         first = info.get("recorded-first-entry-id") or entries[0][0]
         lost, base = 0, chain.ord
