@@ -46,6 +46,22 @@ async def test_websocket_pushes_state_and_offers(api: Any, ws: str) -> None:
     await sock.close()
 
 
+async def test_a_desktop_offering_compression_gets_plain_pushes(api: Any, ws: str) -> None:
+    # Browsers always offer permessage-deflate; the router declines it (a zlib
+    # context per desktop, for messages of a few hundred bytes) and pushes as usual.
+    await put_config(api, ws, small_config())
+    await add_agent(api, ws, "a1", {"cards": 5})
+    sock = await api.ws_connect(
+        f"/v1/workspaces/{ws}/agents/a1/ws", headers=AG_FOR("a1"), compress=15
+    )
+    assert sock.compress == 0
+    assert "Sec-WebSocket-Extensions" not in sock._response.headers
+    assert (await _push(sock))["offers"] == []
+    await create(api, ws, "c1")
+    assert [o["id"] for o in (await _push(sock))["offers"]] == ["c1"]
+    await sock.close()
+
+
 async def test_pool_stats_show_queue_and_agents(api: Any, ws: str) -> None:
     await put_config(api, ws, small_config())
     await add_agent(api, ws, "a1", {"cards": 5})
