@@ -220,8 +220,11 @@ class RateLimiter:
             return None
         finally:
             count.sending -= n
-        count.known = max(count.known, int(totals[0]))
-        return count.known
+        total = int(totals[0])
+        count.known = max(count.known, total)
+        # its own place in the count, not the highest seen: concurrent requests'
+        # replies may be read after a later one's, and each decides by its own
+        return total
 
     def _queue(self, count: _Count) -> None:
         if self._timer is None:
