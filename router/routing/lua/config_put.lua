@@ -55,6 +55,7 @@ local rtv = { 'version', version }
 if arch then rtv[#rtv + 1] = 'arch'; rtv[#rtv + 1] = arch end
 for i = 8, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))
+rt_reset()
 -- a roll-back names the version it restores: the audit trail tells it from an edit
 record({ type = 'config.updated', version = version, previous = current, rollback_of = rollback_of })
 redis.call('PUBLISH', 'router:config', TAG .. '|' .. version)

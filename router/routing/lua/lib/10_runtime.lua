@@ -29,6 +29,16 @@ local function rt_many(fields)
   for i, f in ipairs(want) do RT[f] = v[i] or false end
 end
 
+-- The runtime hash was just rewritten (config_put.lua): this call reads it
+-- afresh, and the next call of the workspace caches the new version.
+local function rt_reset()
+  if RT_CACHE[RT_KEY] ~= nil then
+    RT_CACHE[RT_KEY] = nil
+    RT_CACHED = RT_CACHED - 1
+  end
+  RT, CHANNELS, POOLS = {}, {}, {}
+end
+
 local function rt_num(field, default)
   local v = rt(field)
   if v then return tonumber(v) end

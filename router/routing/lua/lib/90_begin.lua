@@ -12,7 +12,22 @@ local function begin(keys, argv)
   K_TIMERS = TAG .. ':timers'
   K_SLA_RUN = TAG .. ':sla:run'
   K_COUNTS = TAG .. ':stats:counts'
-  RT, CHANNELS, POOLS, NOTIFIED = {}, {}, {}, {}
+  NOTIFIED = {}
+  -- `arch` is the archiver's mark (router/archive/events.py), set without a
+  -- new version: read every call, never kept
+  local v = redis.call('HMGET', RT_KEY, 'version', 'arch')
+  local version = v[1] or false
+  local cached = RT_CACHE[RT_KEY]
+  if cached == nil or cached.version ~= version then
+    if cached == nil then
+      if RT_CACHED >= RT_CACHE_MAX then RT_CACHE, RT_CACHED = {}, 0 end  -- bounded
+      RT_CACHED = RT_CACHED + 1
+    end
+    cached = { version = version, rt = { version = version }, channels = {}, pools = {} }
+    RT_CACHE[RT_KEY] = cached
+  end
+  RT, CHANNELS, POOLS = cached.rt, cached.channels, cached.pools
+  RT.arch = v[2] or false
 end
 
 -- The end of every function call: the notified agents' views go out.
