@@ -51,7 +51,9 @@ redis.call('HSET', versions, 'floor', moved)
 -- the archiver's mark (router/archive/events.py) is not the config's: it stays
 local arch = redis.call('HGET', KEYS[1], 'arch')
 redis.call('DEL', KEYS[1])
-local rtv = { 'version', version }
+-- `vat`: when this version was written; with `version` it names the runtime
+-- config the library caches between calls (lib/90_begin.lua)
+local rtv = { 'version', version, 'vat', NOW }
 if arch then rtv[#rtv + 1] = 'arch'; rtv[#rtv + 1] = arch end
 for i = 8, #ARGV do rtv[#rtv + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(rtv))

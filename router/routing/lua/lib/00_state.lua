@@ -16,13 +16,15 @@
 local KEYS, ARGV, RT_KEY, TAG, NOW, ACTOR
 local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS
 local RT, CHANNELS, POOLS, NOTIFIED
--- The runtime fields read so far (and the channels and pools parsed from
--- them), kept across calls per workspace while its config version stays the
--- same: only config_put.lua writes the runtime hash, and it bumps `version`
--- (bar the archiver's `arch`, read afresh by every call). Each call reads
--- those two (one HMGET) instead of ~12 fields. The library's
--- state lives as long as the library is loaded on this server; a replica that
--- is promoted starts empty.
+-- The runtime fields read so far (and the channels and pools parsed from them),
+-- kept across calls per workspace while its config stays the same. Redis
+-- advises against keeping context between calls; this keeps nothing the
+-- keyspace does not say: a memo of the runtime hash, checked against it at the
+-- start of every call (begin() reads `version` and `vat`, which only
+-- config_put.lua writes, with every field; the archiver's `arch` is read afresh
+-- each call), so a call sees what the hash holds. One HMGET instead of ~12
+-- field reads a call. It lives as long as the library is loaded on this server
+-- (a promoted replica starts empty); bounded to RT_CACHE_MAX workspaces.
 local RT_CACHE, RT_CACHED, RT_CACHE_MAX = {}, 0, 1000
 -- Queue entries / ready agents looked at per pool and channel per decision.
 local SCAN_LIMIT = 16

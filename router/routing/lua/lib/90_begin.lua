@@ -15,15 +15,17 @@ local function begin(keys, argv)
   NOTIFIED = {}
   -- `arch` is the archiver's mark (router/archive/events.py), set without a
   -- new version: read every call, never kept
-  local v = redis.call('HMGET', RT_KEY, 'version', 'arch')
-  local version = v[1] or false
+  -- the version and when it was written: a version number written again
+  -- (a write lost in a failover, then the next put) is not the cached one
+  local v = redis.call('HMGET', RT_KEY, 'version', 'arch', 'vat')
+  local version = v[1] and (v[1] .. '@' .. (v[3] or '')) or false
   local cached = RT_CACHE[RT_KEY]
   if cached == nil or cached.version ~= version then
     if cached == nil then
       if RT_CACHED >= RT_CACHE_MAX then RT_CACHE, RT_CACHED = {}, 0 end  -- bounded
       RT_CACHED = RT_CACHED + 1
     end
-    cached = { version = version, rt = { version = version }, channels = {}, pools = {} }
+    cached = { version = version, rt = {}, channels = {}, pools = {} }
     RT_CACHE[RT_KEY] = cached
   end
   RT, CHANNELS, POOLS = cached.rt, cached.channels, cached.pools
