@@ -50,6 +50,7 @@ def main() -> None:
     p.add_argument("--agents", type=int, default=5000)
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--duration", type=float, default=10.0)
+    p.add_argument("--within", action="store_true", help="commands each script runs, per call")
     a = p.parse_args()
     local = LocalRedis()
     procs = start_replicas(local.url, Path(tempfile.mkdtemp(prefix="redis-profile-")),
@@ -69,7 +70,11 @@ def main() -> None:
         names = script_names(local.url)
         scripts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         inner: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-        for e in entries:
+        fired: dict[str, int] = defaultdict(int)  # timer kinds in the fire calls' arguments
+        # commands a script runs are logged before the script itself (newest first here)
+        within: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
+        pending: list[tuple[str, int]] = []
+        for e in reversed(entries):
             cmd = e["command"].decode(errors="replace").split(" ")
             name = cmd[0].upper()
             into = scripts if name in ("EVALSHA", "EVAL", "FCALL") else inner
@@ -77,8 +82,18 @@ def main() -> None:
                 name = names.get(cmd[1], "script " + cmd[1][:8])
             elif name == "FCALL":  # routing functions: `<name>_<digest>`
                 name = cmd[1].rsplit("_", 1)[0]
+                if name == "fire":  # FCALL fire 3 <3 keys> member due ... (SLOWLOG keeps 32)
+                    for member in cmd[6::2]:
+                        fired[member.split("|", 1)[0]] += 1
             into[name][0] += 1
             into[name][1] += int(e["duration"])
+            if into is inner:
+                pending.append((name, int(e["duration"])))
+            else:
+                for cmd_name, us in pending:
+                    within[name][cmd_name][0] += 1
+                    within[name][cmd_name][1] += us
+                pending = []
         # every lifecycle of the run, warm-up and tail included, ends in one complete
         done = max(1, scripts.get("complete", [0])[0])
         print(f"{a.rate:.0f}/s offered, {a.agents} agents, {a.replicas} router(s): "
@@ -94,6 +109,15 @@ def main() -> None:
             for name, (n, us) in sorted(table.items(), key=lambda kv: -kv[1][1])[:15]:
                 print(f"| {name} | {n / done:.2f} | {us / n:.1f} | {us / done:.1f} "
                       f"| {us / max(1, total):.1%} |")  # fmt: skip
+        if a.within:
+            for script, cmds in sorted(within.items(), key=lambda kv: -scripts[kv[0]][1]):
+                calls = max(1, scripts[script][0])
+                print(f"\n{script}, commands per call (µs per call):",
+                      ", ".join(f"{c} {n / calls:.1f} ({us / calls:.0f})" for c, (n, us)
+                                in sorted(cmds.items(), key=lambda kv: -kv[1][1])))
+        if fired:
+            print("\ntimers fired, by kind (first ~13 a call, as SLOWLOG keeps them):",
+                  ", ".join(f"{k} {n / done:.2f}/lifecycle" for k, n in sorted(fired.items())))
     finally:
         stop_replicas(procs)
         local.stop()

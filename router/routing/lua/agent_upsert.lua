@@ -4,7 +4,7 @@
 --       [6] skills JSON, [7] pools "pool=score,...", [8] skills "skill=level,..."
 ACTOR = ARGV[1]
 local aid = ARGV[2]
-local a = load_agent(aid)
+local a = hmap(KEYS[2])  -- whole: its skill fields are replaced below
 local created = a == nil
 if created then
   a = { id = aid, st = 'offline', load = '0', idle = tostring(NOW), missed = '0', reason = '',

@@ -66,7 +66,7 @@ end
 if first_pool then  -- arrivals per UTC day, channel and 15 minutes, for forecasts
   local day = math.floor(NOW / 86400000)
   local key = TAG .. ':arr:' .. first_pool .. ':' .. day
-  local n = redis.call('HINCRBY', key, c.ch .. '|' .. math.floor((NOW % 86400000) / 900000), 1)
+  local n = redis.call('HINCRBY', key, c.ch .. '|' .. math.floor((NOW % 86400000) / 900000), '1')
   bucket_expiry(key, n == 1, (day + 1) * 86400, ARRIVALS_TTL)
 end
 record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c.ch,

@@ -32,10 +32,10 @@ local function count(ev, c)
       ch, tier, cpool = f[1], f[2], f[3]
     end
     redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.pool or cpool or '') .. '|' ..
-               (ch or '') .. '|' .. (tier or ''), 1)
+               (ch or '') .. '|' .. (tier or ''), '1')
   elseif string.sub(ev.type, 1, 4) == 'sla.' then
     redis.call('HINCRBY', K_COUNTS, ev.type .. '|' .. (ev.policy or '') .. '|' ..
-               (ev.clock or ''), 1)
+               (ev.clock or ''), '1')
   end
 end
 
@@ -78,7 +78,7 @@ local function record(ev, c)
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
   rt_many({ 'events_maxlen', 'arch' })
-  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt_num('events_maxlen', 1000000), '*', 'e', json)
+  redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt('events_maxlen') or '1000000', '*', 'e', json)
   if ev.contact then
     if rt('arch') ~= '1' then
       redis.call('RPUSH', ktl(ev.contact), json)

@@ -1,7 +1,18 @@
 -- Agents --------------------------------------------------------------------
 
-local function load_agent(aid)
-  return hmap(ka(aid))
+-- The fields routing reads from an agent: not its skills (selection reads the one it
+-- needs, meets_required) nor every contact it holds (`h:<cid>` of the one contact a
+-- release names, when given). A whole record is ~2.5 times the Redis CPU of this read.
+-- nil when there is no such agent (`id` is written with every agent).
+local function load_agent(aid, cid)
+  local v = redis.call('HMGET', ka(aid), 'id', 'st', 'load', 'cap', 'idle', 'pools', 'reason',
+                       'since', 'team', 'missed', cid and ('h:' .. cid) or 'id')
+  if not v[1] then return nil end
+  local a = { id = v[1], st = v[2] or nil, load = v[3] or nil, cap = v[4] or nil,
+              idle = v[5] or nil, pools = v[6] or nil, reason = v[7] or nil,
+              since = v[8] or nil, team = v[9] or nil, missed = v[10] or nil }
+  if cid and v[11] then a['h:' .. cid] = v[11] end
+  return a
 end
 
 -- "pool=score,pool=score" -> list of {name, score}
@@ -113,6 +124,6 @@ local function change_agent_state(a, new, stored, why)
                previous_since = tonumber(a.since or ''),
                team = (a.team ~= nil and a.team ~= '') and a.team or nil }
   a.st, a.reason, a.since = new, stored, tostring(NOW)
-  redis.call('HSET', ka(a.id), 'st', new, 'reason', stored, 'since', NOW)
+  redis.call('HSET', ka(a.id), 'st', new, 'reason', stored, 'since', NOWS)
   record(ev)
 end

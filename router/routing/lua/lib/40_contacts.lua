@@ -60,7 +60,7 @@ end
 -- time they know of, so an idle replica sends Redis nothing.
 local function add_timer(due, member)
   if not NOTIFIED['|t'] then
-    local head = redis.call('ZRANGE', K_TIMERS, 0, 0, 'WITHSCORES')
+    local head = redis.call('ZRANGE', K_TIMERS, '0', '0', 'WITHSCORES')
     if #head == 0 or tonumber(due) < tonumber(head[2]) then
       NOTIFIED['|t'] = true
       redis.call('SPUBLISH', TAG .. ':notify', TAG .. '|t')

@@ -37,8 +37,8 @@ local function sla_start(cid, plan)
     local p = split(seg, ':')
     local clock = p[1]
     local steps = sla_schedule(cid, clock, p[4] or '', 1)
-    local f = { 'st', 'active', 'start', NOW, 'run', NOW, 'used', 0,
-                'due', NOW + tonumber(p[2]), 'g', 1, 'steps', steps, 'fp', p[3] }
+    local f = { 'st', 'active', 'start', NOWS, 'run', NOWS, 'used', '0',
+                'due', NOW + tonumber(p[2]), 'g', '1', 'steps', steps, 'fp', p[3] }
     for i = 1, #f, 2 do fields[#fields + 1] = clock .. '.' .. f[i]; fields[#fields + 1] = f[i + 1] end
   end
   redis.call('HSET', ksla(cid), unpack(fields))
@@ -70,7 +70,7 @@ local function sla_stop(cid, clock, reached)
   if reached then
     result = (s[1] ~= 'breached' and NOW <= tonumber(s[5])) and 'met' or 'missed'
   end
-  redis.call('HSET', key, clock .. '.st', result, clock .. '.end', NOW,
+  redis.call('HSET', key, clock .. '.st', result, clock .. '.end', NOWS,
              clock .. '.g', tonumber(s[2]) + 1)
   record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],
            due = tonumber(s[5]), margin_ms = tonumber(s[5]) - NOW, previous = s[1] })

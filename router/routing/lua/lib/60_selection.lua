@@ -36,18 +36,18 @@ end
 -- Offers (or, for auto-accept channels, assigns) contact c to agent a.
 local function offer(c, a, pname, explain)
   local w = tonumber(c.w)
-  redis.call('HSET', ka(a.id), 'h:' .. c.id, w, 'idle', NOW)
+  redis.call('HSET', ka(a.id), 'h:' .. c.id, w, 'idle', NOWS)
   a['h:' .. c.id] = tostring(w)
   a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', w))
   a.idle = tostring(NOW)
   refresh_agent(a, true)
   dequeue(c)
-  local og = redis.call('HINCRBY', kc(c.id), 'og', 1)
+  local og = redis.call('HINCRBY', kc(c.id), 'og', '1')
   local chn = channel(c.ch)
   local ev = { type = 'contact.offered', contact = c.id, agent = a.id, pool = pname,
                w = w, load = tonumber(a.load), cap = tonumber(a.cap), explain = explain }
   if chn and chn.auto then
-    redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOW)
+    redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOWS)
     stat_answer(c, pname)
     c.st = 'assigned'
     ev.type = 'contact.assigned'
@@ -77,7 +77,7 @@ local function select_agent(c)
     if p then
       -- the first few ready agents, the rest of SCAN_LIMIT only when none of
       -- them is eligible: the first nearly always is
-      local cands = redis.call('ZRANGE', kr(pname, c.ch), 0, FIRST_SCAN - 1, 'WITHSCORES')
+      local cands = redis.call('ZRANGE', kr(pname, c.ch), '0', FIRST_SCAN_LAST, 'WITHSCORES')
       -- a ready preferred agent wins regardless of its place in the strategy order
       if c.pref and c.pref ~= '' and tonumber(c.prefu or '0') > NOW then
         local sc = redis.call('ZSCORE', kr(pname, c.ch), c.pref)
@@ -108,7 +108,7 @@ local function select_agent(c)
         end
         i = i + 2
         if i > #cands and #cands == 2 * FIRST_SCAN then
-          local more = redis.call('ZRANGE', kr(pname, c.ch), FIRST_SCAN, SCAN_LIMIT - 1,
+          local more = redis.call('ZRANGE', kr(pname, c.ch), FIRST_SCAN, SCAN_LIMIT_LAST,
                                   'WITHSCORES')
           for j = 1, #more do cands[#cands + 1] = more[j] end
         end

@@ -6,7 +6,7 @@ local function best_waiting(a)
   local free = tonumber(a.cap) - tonumber(a.load)
   local best_id, best_rank, best_pool = nil, nil, nil
   local function scan(key, pname)
-    local items = redis.call('ZRANGE', key, 0, SCAN_LIMIT - 1, 'WITHSCORES')
+    local items = redis.call('ZRANGE', key, '0', SCAN_LIMIT_LAST, 'WITHSCORES')
     for i = 1, #items, 2 do
       local rank = tonumber(items[i + 1])
       if best_rank ~= nil and rank >= best_rank then return end

@@ -3,12 +3,12 @@
 -- Ends a contact: timers are left to find it terminal; data expires later.
 local function finish(c, st)
   c.st = st
-  redis.call('HSET', kc(c.id), 'st', st, 'done', NOW)
+  redis.call('HSET', kc(c.id), 'st', st, 'done', NOWS)
   -- the customer left (or waited too long): no clock can be met any more; a
   -- completed case keeps its resolve clock until the gateway resolves it
   if st ~= 'completed' then sla_stop_all(c, false) end
   -- retention.contacts of the config (router/routing/config.py), 30 days by default
-  local ttl = rt_num('retention_s', 2592000)
+  local ttl = rt('retention_s') or '2592000'
   redis.call('EXPIRE', kc(c.id), ttl)
   redis.call('EXPIRE', ktl(c.id), ttl)
 end
@@ -30,9 +30,9 @@ local function requeue_offer(c, a, timeout, reason)
   c.agent = ''
   local missed = 0
   if timeout then
-    missed = redis.call('HINCRBY', ka(a.id), 'missed', 1)
+    missed = redis.call('HINCRBY', ka(a.id), 'missed', '1')
   else
-    redis.call('HSET', ka(a.id), 'missed', 0)
+    redis.call('HSET', ka(a.id), 'missed', '0')
   end
   record({ type = timeout and 'contact.offer_timeout' or 'contact.rejected', contact = c.id,
            agent = a.id, state = 'queued', released = w, load = tonumber(a.load),
@@ -49,13 +49,13 @@ end
 -- Releases whatever agent holds c (if any) and lets it take the next contact.
 local function release_holder(c)
   if c.agent == nil or c.agent == '' then return 0, nil end
-  local a = load_agent(c.agent)
+  local a = load_agent(c.agent, c.id)
   if a == nil then return 0, nil end
   local w = release(a, c.id)
   if w > 0 then
     -- idle time (longest_idle, ties) counts from the end of the agent's last contact
     a.idle = tostring(NOW)
-    redis.call('HSET', ka(a.id), 'idle', NOW)
+    redis.call('HSET', ka(a.id), 'idle', NOWS)
   end
   refresh_agent(a, true)
   return w, a

@@ -7,6 +7,7 @@ local function begin(keys, argv)
   TAG = string.sub(RT_KEY, 1, -4)
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  NOWS = tostring(NOW)
   ACTOR = 'system'
   K_EVENTS = TAG .. ':events'
   K_TIMERS = TAG .. ':timers'
