@@ -112,12 +112,18 @@ def main() -> None:
         if a.within:
             for script, cmds in sorted(within.items(), key=lambda kv: -scripts[kv[0]][1]):
                 calls = max(1, scripts[script][0])
-                print(f"\n{script}, commands per call (µs per call):",
-                      ", ".join(f"{c} {n / calls:.1f} ({us / calls:.0f})" for c, (n, us)
-                                in sorted(cmds.items(), key=lambda kv: -kv[1][1])))
+                print(
+                    f"\n{script}, commands per call (µs per call):",
+                    ", ".join(
+                        f"{c} {n / calls:.1f} ({us / calls:.0f})"
+                        for c, (n, us) in sorted(cmds.items(), key=lambda kv: -kv[1][1])
+                    ),
+                )
         if fired:
-            print("\ntimers fired, by kind (first ~13 a call, as SLOWLOG keeps them):",
-                  ", ".join(f"{k} {n / done:.2f}/lifecycle" for k, n in sorted(fired.items())))
+            print(
+                "\ntimers fired, by kind (first ~13 a call, as SLOWLOG keeps them):",
+                ", ".join(f"{k} {n / done:.2f}/lifecycle" for k, n in sorted(fired.items())),
+            )
     finally:
         stop_replicas(procs)
         local.stop()
