@@ -60,6 +60,13 @@ ROUTING_SCRIPTS = (
 # once listed here, mistaken for the rate limiter's count, which is an
 # EVALSHA script outside this library and never waits.)
 NOT_DURABLE: frozenset[str] = frozenset({"agent_view"})
+# Functions that answer with the contact they acted on: their KEYS[2] (`Function.record`,
+# read after the call in the same transaction; lib/80_lifecycle.lua contact_reply).
+CONTACT_REPLIES: frozenset[str] = frozenset(
+    {"create", "accept", "reject", "complete", "abandon", "transfer", "assign", "resolve",
+     "respond", "sla_pause", "sla_resume", "sla_replan", "rate", "update", "callback",
+     "callback_attempt"}
+)  # fmt: skip
 TIMER_SCRIPTS = ("claim", "handback", "ack")
 # Read-only router scripts that need nothing from the routing library.
 STANDALONE_SCRIPTS = ("config_versions", "config_version")
@@ -118,7 +125,13 @@ class Scripts:
         for name in STANDALONE_SCRIPTS:
             self.scripts[name] = Script(read_lua(PACKAGE, name))
         self.by_name: dict[str, Lua] = {
-            n: Function(self.library, n, durable=n not in NOT_DURABLE) for n in ROUTING_SCRIPTS
+            n: Function(
+                self.library,
+                n,
+                durable=n not in NOT_DURABLE,
+                record=1 if n in CONTACT_REPLIES else None,
+            )
+            for n in ROUTING_SCRIPTS
         }
         self.by_name.update(self.scripts)
 

@@ -24,7 +24,11 @@ _JSON = msgspec.json.Encoder()
 _TIMELINE = msgspec.json.Decoder(TimelineEntry)
 
 
-def pairs(flat: Sequence[Any]) -> dict[str, str]:
+def pairs(flat: Sequence[Any] | dict[str, str]) -> dict[str, str]:
+    """A hash as Redis answered it: a map (RESP3, a record read outside a script)
+    or a flat list of fields and values (RESP2, or returned by a script)."""
+    if isinstance(flat, dict):
+        return flat
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 

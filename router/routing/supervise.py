@@ -23,7 +23,7 @@ from router.routing.model import (
     WaitingContact,
     WaitingPage,
 )
-from router.routing.records import agent_out, contact_out
+from router.routing.records import agent_out, contact_out, pairs
 from router.runtime.errors import Conflict, NotFound
 from router.store.keys import WsKeys
 
@@ -239,5 +239,4 @@ async def assign(engine: Engine, ws: str, cid: str, aid: str, actor: str) -> Con
         raise Conflict(f"cannot assign: {res[3]}", state=res[2], field=res[1])
     if code == -5:
         raise NotFound(f"agent {aid!r} does not exist", field="agent_id")
-    flat = res[1]
-    return contact_out(dict(zip(flat[::2], flat[1::2], strict=True)), False)
+    return contact_out(pairs(res[1]), False)

@@ -25,6 +25,7 @@ from router.routing.configstore import ConfigStore
 from router.routing.handoff import handoff_in
 from router.routing.library import Scripts
 from router.routing.model import MAX_ATTRIBUTES, TERMINAL_STATES, ContactPatch
+from router.routing.records import pairs
 from router.routing.rules import RoutePlan, plan_route
 from router.routing.slaops import RUNNING, policy_for
 from router.runtime.errors import Conflict, FieldProblem, InvalidInput, NotFound
@@ -280,8 +281,7 @@ class ContactUpdates:
             if res[0] == -2:
                 raise Conflict(f"cannot update: {res[2]}", state=res[1])
             if res[0] == 1:
-                flat = res[1]
-                return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}, True
+                return pairs(res[1]), True
             # -4: the contact moved since it was read: plan again from the new record
         raise Conflict("the contact keeps changing; retry", state=raw.get("st"))
 

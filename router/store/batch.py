@@ -17,6 +17,10 @@ first key decides, as every script's keys share one slot): one pipeline per
 primary, sent concurrently, each with its own WAIT for that primary's
 replicas. An error that means the slot map moved is reported to the shards.
 
+A function that answers with a record (`Function.record`: the contact it acted
+on) goes as MULTI, FCALL, HGETALL of the record, EXEC: the record is read outside
+Lua (cheaper for Redis) and still as the call left it.
+
 The pipeline is written by hand on one of the client's pooled connections:
 every command packed by hiredis' C packer into one write, the replies read
 under one timeout for the batch. redis-py's `Pipeline` packs in Python (each
@@ -35,17 +39,21 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import hiredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.runtime.errors import NotReplicated
-from router.store.scripts import Lua, missing
+from router.store.scripts import Lua, missing, with_record
 from router.store.shards import Shards
 
 Call = tuple[Lua, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 # hiredis' packer, typed for a command of any length (its stub names a 1-tuple)
 pack_command = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
+_MULTI, _EXEC = pack_command(("MULTI",)), pack_command(("EXEC",))
 
 
 class ScriptBatcher:
@@ -136,11 +144,27 @@ class ScriptBatcher:
         self, client: Redis, batch: list[Call]
     ) -> tuple[list[Any], NotReplicated | None]:
         """One pipeline: the calls, then WAIT when the batch holds a durable call."""
-        packed = [pack_command(script.command(keys, args)) for script, keys, args, _ in batch]
+        packed: list[bytes] = []
+        replies: list[int] = []  # replies to read per call
+        for script, keys, args, _ in batch:
+            cmd = pack_command(script.command(keys, args))
+            record = script.record
+            if record is None:
+                packed.append(cmd)
+                replies.append(1)
+            else:
+                packed.append(_MULTI + cmd + pack_command(("HGETALL", keys[record])) + _EXEC)
+                replies.append(4)
         wait = self.wait_replicas > 0 and any(call[0].durable for call in batch)
         if wait:
             packed.append(pack_command(("WAIT", self.wait_replicas, self._wait_ms)))
-        results = await send_packed(client, packed)
+            replies.append(1)
+        got = await send_packed(client, packed, sum(replies))
+        results: list[Any] = []
+        i = 0
+        for n in replies:
+            results.append(got[i] if n == 1 else _transaction_result(got[i : i + n]))
+            i += n
         return results, (self._unconfirmed(results.pop()) if wait else None)
 
     async def _reload_and_resend(self, client: Redis, calls: list[Call]) -> None:
@@ -171,6 +195,22 @@ class ScriptBatcher:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
+def _transaction_result(got: list[Any]) -> Any:
+    """MULTI, FCALL, HGETALL, EXEC's four replies as the call's result: the
+    function's reply with the record, or the error that stopped it (one met
+    while queueing, such as MOVED or READONLY, aborts the transaction and names
+    the cause better than EXECABORT)."""
+    queued, exec_reply = got[1], got[3]
+    if isinstance(queued, Exception):
+        return queued
+    if isinstance(exec_reply, Exception) or not isinstance(exec_reply, list):
+        return exec_reply if isinstance(exec_reply, Exception) else ResponseError(str(exec_reply))
+    reply, record = exec_reply
+    if isinstance(reply, Exception):
+        return reply  # raised by the function: its own error, or not loaded
+    return with_record(reply, record)
+
+
 async def call_once(client: Redis, script: Lua, keys: Sequence[str], args: Sequence[Any]) -> Any:
     """One script call outside the batcher, packed by hiredis: for calls with
     many arguments (a seal of 250 audit records has 750), which redis-py's
@@ -186,25 +226,57 @@ async def call_once(client: Redis, script: Lua, keys: Sequence[str], args: Seque
     return result
 
 
-async def send_packed(client: Redis, packed: list[bytes]) -> list[Any]:
-    """Sends the packed commands in one write and reads one reply each; an error
-    reply is that command's result, as in a pipeline with `raise_on_error=False`."""
+async def _read_replies(conn: Connection, n: int) -> list[Any]:
+    """`n` replies; an error reply is the command's result. With hiredis' parser
+    (a dependency, always present) they are taken straight from its reader:
+    redis-py's `read_response` passes each reply through three coroutines, a
+    timeout check and a raise-and-catch per error reply, ~1 µs a reply, and a
+    batch reads several per request (the record functions read four)."""
+    parser = conn._parser
+    reader = getattr(parser, "_reader", None)
+    if not isinstance(parser, _AsyncHiredisParser) or reader is None:
+        out: list[Any] = []
+        for _ in range(n):
+            try:
+                out.append(await conn.read_response(timeout=math.inf))
+            except ResponseError as exc:
+                out.append(exc)
+        return out
+    results: list[Any] = []
+    while len(results) < n:
+        reply = reader.gets()
+        if reply is NOT_ENOUGH_DATA:
+            await parser.read_from_socket()  # type: ignore[no-untyped-call]
+        elif isinstance(reply, RedisConnectionError):  # e.g. LOADING: read_response raises it
+            raise reply
+        else:
+            results.append(reply)
+    if conn.health_check_interval:  # as read_response does: the connection is known alive
+        conn.next_health_check = asyncio.get_running_loop().time() + conn.health_check_interval
+    return results
+
+
+async def send_packed(client: Redis, packed: list[bytes], replies: int | None = None) -> list[Any]:
+    """Sends the packed commands in one write and reads one reply each (or
+    `replies` in all: an element may hold several commands); an error reply is
+    that command's result, as in a pipeline with `raise_on_error=False`."""
     pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+    except RuntimeError as exc:
+        # uvloop's "unable to perform operation on <TCPTransport closed=True>":
+        # the server closed a connection redis-py was still setting up (a
+        # primary killed mid-connect); redis-py lets it through as is
+        raise RedisConnectionError(f"connection closed while connecting: {exc}") from exc
     try:
         # one buffer: a list would be handed to the transport piece by piece
         await conn.send_packed_command(b"".join(packed))
-        results: list[Any] = []
+        n = len(packed) if replies is None else replies
         try:  # one timeout for the batch; each reply read without arming its own
             async with asyncio.timeout(conn.socket_timeout):
-                for _ in packed:
-                    try:
-                        results.append(await conn.read_response(timeout=math.inf))
-                    except ResponseError as exc:
-                        results.append(exc)
+                return await _read_replies(conn, n)
         except TimeoutError:
             raise RedisTimeoutError("Timeout reading a batch of script replies") from None
-        return results
     except BaseException:
         # a batch cut short leaves replies on the wire: never reuse the connection
         await conn.disconnect(nowait=True)

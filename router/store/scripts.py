@@ -42,9 +42,10 @@ class Lua(Protocol):
     """A script or library function: queued in a pipeline, or called alone
     (loading the code first when Redis lacks it). `durable`: its effect is a
     state change acknowledged to a caller, so it waits for the replicas the
-    write guarantee names (`router/store/batch.py`)."""
+    write guarantee names (`router/store/batch.py`). `record`: see `Function`."""
 
     durable: bool
+    record: int | None
 
     def command(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
         """The command that runs it, for a pipeline written by hand (batch.py)."""
@@ -64,6 +65,7 @@ class Script:
         self.text = text
         self.sha = sha1(text.encode(), usedforsecurity=False).hexdigest()
         self.durable = durable
+        self.record: int | None = None
 
     def command(self, keys: Sequence[str], args: Sequence[Any]) -> tuple[Any, ...]:
         return ("EVALSHA", self.sha, len(keys), *keys, *args)
@@ -104,12 +106,23 @@ class Library:
 
 
 class Function:
-    """One function of a library, called with FCALL."""
+    """One function of a library, called with FCALL.
 
-    def __init__(self, library: Library, name: str, durable: bool = True) -> None:
+    `record`: the index of the key whose hash the reply carries. Such a function
+    answers `{code}` and the caller reads the hash right after it, in the same
+    MULTI/EXEC (so no other client's write comes between): `[code, record]`
+    when the code is 0 or 1, the function's own reply otherwise (a refusal).
+    Returned from Lua, a 30-field record cost Redis ~5 µs more than read
+    outside it (converted into Lua values and back; benchmarks/history/2026-12.md).
+    """
+
+    def __init__(
+        self, library: Library, name: str, durable: bool = True, record: int | None = None
+    ) -> None:
         self.library = library
         self.fname = f"{name}_{library.digest}"
         self.durable = durable
+        self.record = record
 
     async def load(self, client: Redis) -> None:
         await self.library.load(client)
@@ -122,9 +135,25 @@ class Function:
 
     async def __call__(self, keys: Sequence[str], args: Sequence[Any], *, client: Redis) -> Any:
         try:
-            return await client.fcall(self.fname, len(keys), *keys, *args)
+            return await self._call(keys, args, client)
         except ResponseError as exc:
             if not missing(exc):
                 raise
         await self.library.load(client)
-        return await client.fcall(self.fname, len(keys), *keys, *args)
+        return await self._call(keys, args, client)
+
+    async def _call(self, keys: Sequence[str], args: Sequence[Any], client: Redis) -> Any:
+        if self.record is None:
+            return await client.fcall(self.fname, len(keys), *keys, *args)
+        pipe = client.pipeline(transaction=True)
+        pipe.fcall(self.fname, len(keys), *keys, *args)
+        pipe.hgetall(keys[self.record])
+        reply, record = await pipe.execute()
+        return with_record(reply, record)
+
+
+def with_record(reply: Any, record: Any) -> Any:
+    """A record function's reply with the record read after it (`Function.record`)."""
+    if isinstance(reply, list) and len(reply) == 1 and reply[0] in (0, 1):
+        return [reply[0], record]
+    return reply

@@ -3,6 +3,10 @@ connections: every reply must reach the call that asked for it, an error reply
 stays that call's own, and a batch cut short (here: Redis busy past the read
 timeout) fails its calls and leaves no late reply behind for the next batch.
 
+A function that answers with a record (`Function.record`) is sent as MULTI,
+FCALL, HGETALL, EXEC: its reply carries the record as its own call left it,
+and its refusals and errors stay its own.
+
 A private redis-server: the test holds it busy with a long script."""
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from router.store.batch import ScriptBatcher
 from router.store.client import make_client
 from router.store.local import LocalRedis
-from router.store.scripts import Script
+from router.store.scripts import Function, Library, Script
 from router.store.shards import Shards
 
 ECHO = Script("return ARGV[1]")
@@ -71,3 +75,47 @@ async def test_replies_reach_their_calls_and_a_cut_batch_leaves_nothing_behind(
         await batcher.close()
         await client.aclose()
         await other.aclose()
+
+
+RECORDS = Library(
+    "records_test",
+    "#!lua name=records_test\n"
+    "redis.register_function('put_t', function(keys, argv)\n"
+    "  if argv[1] == 'refuse' then return { -1, 'refused' } end\n"
+    "  if argv[1] == 'fail' then return redis.error_reply('ERR failed') end\n"
+    "  redis.call('HSET', keys[2], 'v', argv[1], 'n', 1)\n"
+    "  return { 1 }\n"
+    "end)\n",
+    "t",
+)
+PUT = Function(RECORDS, "put", record=1)
+
+
+async def test_a_record_function_answers_with_its_own_record(server: LocalRedis) -> None:
+    client = make_client(server.url, timeout=5)
+    batcher = ScriptBatcher(Shards(client))
+    try:
+        # not loaded yet: the first batch finds no function, loads it, sends again
+        values = [
+            "refuse" if i % 10 == 3 else "fail" if i % 10 == 7 else f"v{i}" for i in range(60)
+        ]
+        got = await asyncio.gather(
+            *(batcher.call(PUT, ["rt", f"rec:{i % 20}"], [v]) for i, v in enumerate(values)),
+            return_exceptions=True,
+        )
+        for i, (v, g) in enumerate(zip(values, got, strict=True)):
+            if v == "refuse":
+                assert g == [-1, "refused"], (i, g)
+            elif v == "fail":
+                assert isinstance(g, ResponseError) and "failed" in str(g), (i, g)
+            else:
+                # three calls share each key in one batch: each sees its own write
+                assert g == [1, {"v": v, "n": "1"}], (i, g)
+        # called alone, outside the batcher, it answers alike
+        assert await PUT(["rt", "rec:solo"], ["alone"], client=client) == [
+            1,
+            {"v": "alone", "n": "1"},
+        ]
+    finally:
+        await batcher.close()
+        await client.aclose()

@@ -7,7 +7,7 @@
 -- Returns {created 0|1, contact hash as a flat list} or {-1, reason, pool}.
 ACTOR = ARGV[1]
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  return { 0, redis.call('HGETALL', KEYS[2]) }
+  return { 0, contact_reply() }
 end
 local c = cjson.decode(ARGV[2])
 -- runtime fields every creation reads, in one read (lib/10_runtime.lua)

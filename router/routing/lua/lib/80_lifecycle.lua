@@ -13,8 +13,12 @@ local function finish(c, st)
   redis.call('EXPIRE', ktl(c.id), ttl)
 end
 
-local function contact_reply(c)
-  return redis.call('HGETALL', kc(c.id))
+-- A function that answers with the contact returns `{ code, contact_reply(c) }`,
+-- which is `{ code }`: the router reads the record (KEYS[2]) right after the call,
+-- in the same transaction (router/store/scripts.py Function.record). Returned
+-- from here, every field would be turned into a Lua string and back.
+local function contact_reply(_)
+  return nil
 end
 
 -- Returns an offered contact to its queues with its rank unchanged (reject or
