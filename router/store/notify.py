@@ -30,6 +30,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
@@ -179,6 +180,25 @@ class Notifier:
             listeners[key][1].update(channels)
 
     async def _listen(self, pubsub: PubSub) -> None:
-        async for msg in pubsub.listen():
-            if msg.get("type") == "smessage":
-                self._wake(msg["data"])
+        """Hands each notification to its waiters. With hiredis' parser (always
+        present) messages are taken straight from its reader: redis-py's
+        `listen()` passes each through several coroutines and builds a dict per
+        message, for ~3 messages a contact on every replica. Subscription
+        confirmations are skipped alike; an error reply or a lost connection
+        ends the listener, and `run` subscribes everything again."""
+        conn = pubsub.connection
+        parser = getattr(conn, "_parser", None)
+        reader = getattr(parser, "_reader", None)
+        if not isinstance(parser, _AsyncHiredisParser) or reader is None:
+            async for msg in pubsub.listen():
+                if msg.get("type") == "smessage":
+                    self._wake(msg["data"])
+            return
+        while True:
+            reply = reader.gets()
+            if reply is NOT_ENOUGH_DATA:
+                await parser.read_from_socket()  # type: ignore[no-untyped-call]
+            elif isinstance(reply, Exception):
+                raise reply
+            elif isinstance(reply, list) and len(reply) == 3 and reply[0] == "smessage":
+                self._wake(reply[2])
