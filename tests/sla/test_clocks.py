@@ -119,6 +119,36 @@ async def test_answer_before_target_is_met_and_nothing_fires(api: Any, ws: str) 
     assert got["sla_clocks"]["answer"]["status"] == "met"
 
 
+async def test_a_contact_stays_indexed_for_replans_until_its_last_clock_stops(
+    api: Any, ws: str, redis_url: str
+) -> None:
+    """A config change re-plans the running clocks of the contacts in the
+    running-clock index: one clock stopping must not drop a contact whose
+    other clock still runs, and the last one stopping must."""
+    await put_config(
+        api,
+        ws,
+        sla_config(std={"answer": 600, "resolve": 600})
+        | {"defaults": {"tier": "standard", "stages": [{"pools": ["cards"]}], "sla": "std"}},
+    )
+    await add_agent(api, ws, "a1", {"cards": 5})
+    await create(api, ws, "c1")
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        running = WsKeys(ws).sla_running
+        assert await client.sismember(running, "c1")
+        assert (await act(api, ws, "c1", "accept", agent_id="a1")).status == 200
+        clocks = (await contact(api, ws, "c1"))["sla_clocks"]
+        assert (clocks["answer"]["status"], clocks["resolve"]["status"]) == ("met", "active")
+        assert await client.sismember(running, "c1")  # resolve still runs
+        assert (await act(api, ws, "c1", "resolve")).status == 200
+        clocks = (await contact(api, ws, "c1"))["sla_clocks"]
+        assert clocks["resolve"]["status"] == "met"
+        assert not await client.sismember(running, "c1")
+    finally:
+        await client.aclose()
+
+
 async def test_abandon_cancels_every_clock(api: Any, ws: str, redis_url: str) -> None:
     await put_config(
         api,

@@ -10,6 +10,7 @@ rt_many({ 'cont_window_ms', 'pool:' .. (c.pool or ''), 'events_maxlen', 'arch' }
 redis.call('ZREM', K_TIMERS, 'offer|' .. c.id .. '|' .. c.og)
 redis.call('HSET', KEYS[2], 'st', 'assigned', 'ans', NOWS, 'oexp', '')
 c.st = 'assigned'
+STATES[c.id] = 'assigned'
 redis.call('HSET', ka(c.agent), 'missed', '0')
 redis.call('SET', kla(c.cust), c.agent, 'PX', math.max(rt_num('cont_window_ms', 0), 1))
 if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end

@@ -52,6 +52,7 @@ for _, cid in ipairs(offers) do
   redis.call('ZREM', K_TIMERS, 'offer|' .. cid .. '|' .. c.og)
   redis.call('HSET', kc(cid), 'st', 'queued', 'agent', '', 'oexp', '')
   c.st, c.agent = 'queued', ''
+  STATES[cid] = 'queued'
   record({ type = 'contact.offer_returned', contact = cid, agent = a.id, state = 'queued',
            rank = tonumber(c.rank), reason = 'agent signed out' })
   if not try_match(c) then enqueue(c) end

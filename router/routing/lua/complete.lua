@@ -13,6 +13,7 @@ set_disposition(c, ARGV[3])
 local chn = channel(c.ch)
 if c.st == 'assigned' and chn and chn.wrap > 0 then
   c.st = 'wrap_up'
+  STATES[c.id] = 'wrap_up'
   redis.call('HSET', KEYS[2], 'st', 'wrap_up', 'wrap', NOWS)
   add_timer(NOW + chn.wrap, 'wrap|' .. c.id .. '|' .. c.og)
   record({ type = 'contact.wrap_up', contact = c.id, agent = c.agent, pool = c.pool,

@@ -16,11 +16,12 @@ local chn = channel(c.ch)
 if not chn then return { -1, 'unknown_channel', c.ch } end
 c.w = chn.w
 c.st = 'queued'
-c.enq = NOW
-c.created = NOW
-c.rank = NOW - tonumber(c.off)
+-- stored as strings: a number is formatted at every write (see NOWS)
+c.enq = NOWS
+c.created = NOWS
+c.rank = string.format('%d', NOW - tonumber(c.off))
 c.stage = '1'
-c.og = 0
+c.og = '0'
 c.agent = ''
 local prefer_ms = rt_num('cont_prefer_ms', 0)
 if prefer_ms > 0 and c.cust then
@@ -42,7 +43,7 @@ for _, pname in ipairs(pools) do
   elseif p then
     full = pname
   end
-  if redis.call('ZCARD', kr(pname, c.ch)) > 0 then room = true end
+  if not room and redis.call('ZCARD', kr(pname, c.ch)) > 0 then room = true end
 end
 if not room then return { -1, 'queue_full', full or '' } end
 
@@ -51,6 +52,7 @@ for k, v in pairs(c) do
   if type(v) ~= 'table' then flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 end
 redis.call('HSET', KEYS[2], unpack(flat))
+STATES[c.id] = 'queued'
 c.unqueued = true  -- lib/40_contacts.lua dequeue
 local first_pool = reached_pools(c)[1] or c.tgt
 -- arrivals that rank ahead of earlier ones, by their offset in whole seconds

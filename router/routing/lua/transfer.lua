@@ -35,6 +35,7 @@ end
 redis.call('HSET', KEYS[2], 'st', 'queued', 'agent', '', 'oexp', '', 'tgt', c.tgt,
            'stages', c.stages, 'stage', c.stage, 'ans', '', 'pref', '')
 c.st = 'queued'
+STATES[c.id] = 'queued'
 record({ type = 'contact.transferred', contact = c.id, agent = a and a.id or nil,
          state = 'queued', previous = prev, released = w, load = a and tonumber(a.load) or nil,
          from_pools = #from_pools > 0 and from_pools or nil, from_agent = from_agent,

@@ -18,7 +18,17 @@ local KEYS, ARGV, RT_KEY, TAG, NOW, ACTOR
 -- string with snprintf (luaArgsToRedisArgv), which a call's many writes of the time
 -- paid each (number formatting was ~6% of Redis' CPU per lifecycle, perf)
 local NOWS
-local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS
+local K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS, K_NOTIFY
+-- the notification topics' prefixes: the timer wake-up, an agent's view
+local T_WAKE, T_AGENT
+-- Per call: the current minute as a string (statistics buckets, lib/20_events.lua
+-- stat) and the earliest due time in the timers set once read (false: the set
+-- was empty), lib/40_contacts.lua add_timer.
+local MINUTES, TIMER_HEAD
+-- Per call: the state each contact was given by this call's writes (contact id
+-- -> st), so an agent's view (lib/20_events.lua agent_view_pairs) needs no
+-- read of it. Every write of a contact's `st` in a routing call notes it.
+local STATES
 local RT, CHANNELS, POOLS, NOTIFIED
 -- The runtime fields read so far (and the channels and pools parsed from them),
 -- kept across calls per workspace while its config stays the same. Redis
@@ -30,6 +40,9 @@ local RT, CHANNELS, POOLS, NOTIFIED
 -- field reads a call. It lives as long as the library is loaded on this server
 -- (a promoted replica starts empty); bounded to RT_CACHE_MAX workspaces.
 local RT_CACHE, RT_CACHED, RT_CACHE_MAX = {}, 0, 1000
+-- Per workspace, the names of its fixed keys (begin): derived from KEYS[1]
+-- alone, so they never go stale; bounded like RT_CACHE.
+local NAMES, NAMED = {}, 0
 -- Queue entries / ready agents looked at per pool and channel per decision.
 local SCAN_LIMIT = 16
 -- Ready agents read first when choosing one (select_agent), then the rest.

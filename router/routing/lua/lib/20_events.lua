@@ -53,15 +53,17 @@ end
 
 local function stat(pname, ...)
   if pname == nil or pname == '' then return end
-  local minute = math.floor(NOW / 60000)
-  local key = TAG .. ':sl:' .. pname .. ':' .. minute
+  if MINUTES == nil then MINUTES = string.format('%d', math.floor(NOW / 60000)) end
+  local key = TAG .. ':sl:' .. pname .. ':' .. MINUTES
   local args = { ... }
   local fresh = false
   for i = 1, #args, 2 do
-    local by = args[i + 1]
-    if by ~= 0 and redis.call('HINCRBY', key, args[i], by) == by then fresh = true end
+    local by = args[i + 1]  -- whole numbers: counts and ms
+    if by ~= 0 and redis.call('HINCRBY', key, args[i], string.format('%d', by)) == by then
+      fresh = true
+    end
   end
-  bucket_expiry(key, fresh, (minute + 1) * 60, STAT_TTL)
+  bucket_expiry(key, fresh, (tonumber(MINUTES) + 1) * 60, STAT_TTL)
 end
 
 -- An answer: within the pool's service-level seconds or not, and its wait.
@@ -72,12 +74,17 @@ local function stat_answer(c, pname)
   stat(pname, 'answered', 1, 'within', wait <= p.sl and 1 or 0, 'wait_ms', wait)
 end
 
+-- The holders list `hd` with agent `aid` added; nil when it is listed already.
+local function holders_with(hd, aid)
+  if string.find(',' .. hd .. ',', ',' .. aid .. ',', 1, true) then return nil end
+  return hd == '' and aid or (hd .. ',' .. aid)
+end
+
 -- `c`: see count (its `hd` too, kept up to date here).
 local function record(ev, c)
   ev.at = NOW
   ev.actor = ev.actor or ACTOR
   local json = cjson.encode(ev)
-  rt_many({ 'events_maxlen', 'arch' })
   redis.call('XADD', K_EVENTS, 'MAXLEN', '~', rt('events_maxlen') or '1000000', '*', 'e', json)
   if ev.contact then
     if rt('arch') ~= '1' then
@@ -87,8 +94,8 @@ local function record(ev, c)
       -- which the timeline told before
       local hd
       if c then hd = c.hd or '' else hd = redis.call('HGET', kc(ev.contact), 'hd') or '' end
-      if not string.find(',' .. hd .. ',', ',' .. ev.agent .. ',', 1, true) then
-        hd = hd == '' and ev.agent or (hd .. ',' .. ev.agent)
+      hd = holders_with(hd, ev.agent)
+      if hd then
         redis.call('HSET', kc(ev.contact), 'hd', hd)
         if c then c.hd = hd end
       end
@@ -116,10 +123,10 @@ local function agent_view_pairs(aid)
   for i = 1, #a, 2 do
     local f = a[i]
     if string.sub(f, 1, 2) == 'h:' then
-      local key = kc(string.sub(f, 3))
-      if redis.call('HGET', key, 'st') == 'offered' then
-        out[#out + 1] = redis.call('HGETALL', key)
-      end
+      local cid = string.sub(f, 3)
+      local st = STATES[cid]
+      if st == nil then st = redis.call('HGET', kc(cid), 'st') end
+      if st == 'offered' then out[#out + 1] = redis.call('HGETALL', kc(cid)) end
     end
   end
   return out
@@ -132,10 +139,10 @@ end
 local function publish_views()
   for aid, _ in pairs(NOTIFIED) do
     if aid ~= '|t' then
-      local topic = TAG .. '|a|' .. aid
+      local topic = T_AGENT .. aid
       local view = agent_view_pairs(aid)
       if view then topic = topic .. '\n' .. cjson.encode(view) end
-      redis.call('SPUBLISH', TAG .. ':notify', topic)
+      redis.call('SPUBLISH', K_NOTIFY, topic)
     end
   end
 end

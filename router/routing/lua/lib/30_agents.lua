@@ -65,7 +65,8 @@ local function refresh_agent(a, load_only)
     local pname, skill = ps[1], ps[2]
     local p = pool(pname)
     if p then
-      local score = strategy_score(a, p.strategy, skill)
+      -- formatted once for the pool's channels (a number argument is formatted per call)
+      local score = string.format('%d', strategy_score(a, p.strategy, skill))
       for _, ch in ipairs(p.channels) do
         local c = channel(ch)
         if open and c and c.w <= free then

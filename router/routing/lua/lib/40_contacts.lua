@@ -52,6 +52,7 @@ end
 
 local function set_state(c, st)
   c.st = st
+  STATES[c.id] = st
   redis.call('HSET', kc(c.id), 'st', st)
 end
 
@@ -59,11 +60,19 @@ end
 -- workers (`<tag>|t`, router/store/notify.py): they sleep until the next due
 -- time they know of, so an idle replica sends Redis nothing.
 local function add_timer(due, member)
+  -- due times are whole ms: '%d' formats them cheaper than a number argument would be
+  if type(due) == 'number' and due % 1 == 0 then due = string.format('%d', due) end
   if not NOTIFIED['|t'] then
-    local head = redis.call('ZRANGE', K_TIMERS, '0', '0', 'WITHSCORES')
-    if #head == 0 or tonumber(due) < tonumber(head[2]) then
+    -- read once a call: a later timer of the call that is not before this
+    -- head is not before the workers' next claim either (they claim by the
+    -- head they last saw, or earlier)
+    if TIMER_HEAD == nil then
+      local head = redis.call('ZRANGE', K_TIMERS, '0', '0', 'WITHSCORES')
+      TIMER_HEAD = #head > 0 and tonumber(head[2])
+    end
+    if not TIMER_HEAD or tonumber(due) < TIMER_HEAD then
       NOTIFIED['|t'] = true
-      redis.call('SPUBLISH', TAG .. ':notify', TAG .. '|t')
+      redis.call('SPUBLISH', K_NOTIFY, T_WAKE)
     end
   end
   redis.call('ZADD', K_TIMERS, due, member)

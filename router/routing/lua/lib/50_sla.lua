@@ -9,6 +9,13 @@
 -- actions are read from the runtime hash when a step fires.
 
 local RUNNING = { active = true, warned = true, breached = true }
+local CLOCKS = { 'answer', 'first_response', 'resolve' }
+-- per clock, the state fields of the other two (any other name: all three);
+-- written out: the library's top level runs without the base functions
+local ALL_STATES = { 'answer.st', 'first_response.st', 'resolve.st' }
+local OTHER_STATES = { answer = { 'first_response.st', 'resolve.st' },
+                       first_response = { 'answer.st', 'resolve.st' },
+                       resolve = { 'answer.st', 'first_response.st' } }
 
 local function sla_member(cid, clock, idx, g)
   return 'sla|' .. cid .. '|' .. clock .. '|' .. idx .. '|' .. g
@@ -49,8 +56,10 @@ end
 -- its goal is reached, `cancelled` when the contact ended without it.
 local function sla_stop(cid, clock, reached)
   local key = ksla(cid)
+  -- with the other clocks' states: whether one is left running (the end) needs no second read
+  local others = OTHER_STATES[clock] or ALL_STATES
   local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
-                       'sla', clock .. '.due')
+                       'sla', clock .. '.due', unpack(others))
   if not (RUNNING[s[1]] or s[1] == 'paused') then return end
   -- A step already due stays: the clock ran past it, so it is still recorded
   -- when its timer fires (late; see fire.lua). Only future steps are dropped,
@@ -74,10 +83,10 @@ local function sla_stop(cid, clock, reached)
              clock .. '.g', tonumber(s[2]) + 1)
   record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],
            due = tonumber(s[5]), margin_ms = tonumber(s[5]) - NOW, previous = s[1] })
-  -- the running-clock index holds contacts with a clock still to re-plan
-  local left = redis.call('HMGET', key, 'answer.st', 'first_response.st', 'resolve.st')
-  for _, st in ipairs(left) do
-    if RUNNING[st] or st == 'paused' then return end
+  -- the running-clock index holds contacts with a clock still to re-plan: the
+  -- others as read above (this call changed only this one)
+  for i = 6, #s do
+    if RUNNING[s[i]] or s[i] == 'paused' then return end
   end
   redis.call('SREM', K_SLA_RUN, cid)
 end
@@ -115,7 +124,7 @@ end
 
 local function sla_stop_all(c, reached)
   if c.sla == nil or c.sla == '' then return end
-  for _, clock in ipairs({ 'answer', 'first_response', 'resolve' }) do
+  for _, clock in ipairs(CLOCKS) do
     sla_stop(c.id, clock, reached)
   end
 end

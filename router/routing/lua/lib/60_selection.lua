@@ -50,14 +50,25 @@ local function offer(c, a, pname, explain)
     redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOWS)
     stat_answer(c, pname)
     c.st = 'assigned'
+    STATES[c.id] = 'assigned'
     ev.type = 'contact.assigned'
     ev.auto = true
     redis.call('SET', kla(c.cust), a.id, 'PX', math.max(rt_num('cont_window_ms', 0), 1))
     if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end
   else
     local to = chn and chn.to or 20000
-    redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname, 'oexp', NOW + to)
+    -- an archived workspace lists the contact's holders (record, lib/20_events.lua):
+    -- written with the offer, record then finds the agent listed
+    local hd = rt('arch') == '1' and holders_with(c.hd or '', a.id)
+    if hd then
+      c.hd = hd
+      redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname,
+                 'oexp', string.format('%d', NOW + to), 'hd', hd)
+    else
+      redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname, 'oexp', string.format('%d', NOW + to))
+    end
     c.st = 'offered'
+    STATES[c.id] = 'offered'
     add_timer(NOW + to, 'offer|' .. c.id .. '|' .. og)
   end
   c.agent = a.id

@@ -3,6 +3,7 @@
 -- Ends a contact: timers are left to find it terminal; data expires later.
 local function finish(c, st)
   c.st = st
+  STATES[c.id] = st
   redis.call('HSET', kc(c.id), 'st', st, 'done', NOWS)
   -- the customer left (or waited too long): no clock can be met any more; a
   -- completed case keeps its resolve clock until the gateway resolves it
@@ -31,6 +32,7 @@ local function requeue_offer(c, a, timeout, reason)
   c['x:' .. a.id] = tostring(avoid)
   redis.call('HSET', kc(c.id), 'st', 'queued', 'agent', '', 'oexp', '', 'x:' .. a.id, avoid)
   c.st = 'queued'
+  STATES[c.id] = 'queued'
   c.agent = ''
   local missed = 0
   if timeout then

@@ -25,6 +25,7 @@ end
 local function cb_hold(c, at, attempts)
   dequeue(c)
   c.st = 'scheduled'
+  STATES[c.id] = 'scheduled'
   c.agent = ''
   c.cbn = tostring(at)
   redis.call('HSET', kc(c.id), 'st', 'scheduled', 'agent', '', 'oexp', '', 'cbn', at)
@@ -85,6 +86,7 @@ end
 local function cb_due(c, attempts)
   if c.st ~= 'scheduled' or (c.cba or '0') ~= attempts then return false end
   c.st = 'queued'
+  STATES[c.id] = 'queued'
   c.cbn = nil
   local reasons = advance_stages(c)
   redis.call('HSET', kc(c.id), 'st', 'queued', 'stage', c.stage)

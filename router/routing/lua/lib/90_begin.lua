@@ -4,16 +4,25 @@
 local function begin(keys, argv)
   KEYS, ARGV = keys, argv
   RT_KEY = keys[1]
-  TAG = string.sub(RT_KEY, 1, -4)
+  -- the workspace's key names, built once per workspace: every call names them
+  local names = NAMES[RT_KEY]
+  if names == nil then
+    if NAMED >= RT_CACHE_MAX then NAMES, NAMED = {}, 0 end  -- bounded
+    NAMED = NAMED + 1
+    local tag = string.sub(RT_KEY, 1, -4)
+    names = { tag, tag .. ':events', tag .. ':timers', tag .. ':sla:run', tag .. ':stats:counts',
+              tag .. ':notify', tag .. '|t', tag .. '|a|' }
+    NAMES[RT_KEY] = names
+  end
+  TAG, K_EVENTS, K_TIMERS, K_SLA_RUN, K_COUNTS, K_NOTIFY, T_WAKE, T_AGENT = unpack(names)
   local t = redis.call('TIME')
   NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  NOWS = tostring(NOW)
+  NOWS = string.format('%d', NOW)
+  MINUTES = nil
+  TIMER_HEAD = nil
   ACTOR = 'system'
-  K_EVENTS = TAG .. ':events'
-  K_TIMERS = TAG .. ':timers'
-  K_SLA_RUN = TAG .. ':sla:run'
-  K_COUNTS = TAG .. ':stats:counts'
   NOTIFIED = {}
+  STATES = {}
   -- `arch` is the archiver's mark (router/archive/events.py), set without a
   -- new version: read every call, never kept
   -- the version and when it was written: a version number written again
