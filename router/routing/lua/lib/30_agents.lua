@@ -15,14 +15,17 @@ local function load_agent(aid, cid)
   return a
 end
 
--- "pool=score,pool=score" -> list of {name, score}
+-- "pool=score,pool=score" -> list of {name, score} (shared: read only)
 local function agent_pools(a)
-  local out = {}
+  local key = 'a' .. (a.pools or '')
+  local out = parsed(key)
+  if out then return out end
+  out = {}
   for _, part in ipairs(split(a.pools, ',')) do
     local eq = string.find(part, '=', 1, true)
     out[#out + 1] = { string.sub(part, 1, eq - 1), tonumber(string.sub(part, eq + 1)) }
   end
-  return out
+  return keep_parsed(key, out)
 end
 
 -- Caches the runtime fields of the agent's pools, then of their channels: two

@@ -4,26 +4,33 @@ local function load_contact(cid)
   return hmap(kc(cid))
 end
 
--- stages = "after_ms:p1,p2|after_ms:p3" -> list of {after, {pools}}
+-- stages = "after_ms:p1,p2|after_ms:p3" -> list of {after, {pools}} (shared: read only)
 local function stages_of(c)
-  local out = {}
+  local key = 's' .. (c.stages or '')
+  local out = parsed(key)
+  if out then return out end
+  out = {}
   for _, s in ipairs(split(c.stages, '|')) do
     local colon = string.find(s, ':', 1, true)
     out[#out + 1] = { tonumber(string.sub(s, 1, colon - 1)), split(string.sub(s, colon + 1), ',') }
   end
-  return out
+  return keep_parsed(key, out)
 end
 
--- Pools of the stages reached so far, in stage order, without repeats.
+-- Pools of the stages reached so far, in stage order, without repeats (shared: read only).
 local function reached_pools(c)
-  local out, seen = {}, {}
+  local key = 'r' .. c.stage .. '|' .. (c.stages or '')
+  local out = parsed(key)
+  if out then return out end
+  local seen = {}
+  out = {}
   local st = stages_of(c)
   for i = 1, math.min(tonumber(c.stage), #st) do
     for _, p in ipairs(st[i][2]) do
       if not seen[p] then seen[p] = true; out[#out + 1] = p end
     end
   end
-  return out
+  return keep_parsed(key, out)
 end
 
 -- `c.unqueued`: a new contact, not queued yet (create.lua), is in no queue to

@@ -21,16 +21,43 @@ local function sla_member(cid, clock, idx, g)
   return 'sla|' .. cid .. '|' .. clock .. '|' .. idx .. '|' .. g
 end
 
--- Schedules steps "i.delta_ms,i.delta_ms" of one clock at generation g.
-local function sla_schedule(cid, clock, steps, g)
+-- Parsed SLA plans and ladders, by their text (shared: read only). Apart from
+-- PARSED: a clock on a business calendar gets deltas of its own at every start,
+-- which would crowd the routing strings out; these are the same for every
+-- contact of a policy without one.
+local PLANS, PLANS_N = {}, 0
+local function keep_plan(key, value)
+  if PLANS_N >= 512 then PLANS, PLANS_N = {}, 0 end
+  PLANS_N = PLANS_N + 1
+  PLANS[key] = value
+  return value
+end
+
+-- "i.delta_ms,i.delta_ms" -> {indexes "i,i", {i, delta_ms}...} (shared: read only)
+local function sla_steps(steps)
+  local key = 'l' .. steps
+  local out = PLANS[key]
+  if out then return out end
   local idx = {}
+  out = { '' }
   for _, st in ipairs(split(steps, ',')) do
     local dot = string.find(st, '.', 1, true)
     local i = string.sub(st, 1, dot - 1)
-    add_timer(NOW + tonumber(string.sub(st, dot + 1)), sla_member(cid, clock, i, g))
+    out[#out + 1] = { i, tonumber(string.sub(st, dot + 1)) }
     idx[#idx + 1] = i
   end
-  return table.concat(idx, ',')
+  out[1] = table.concat(idx, ',')
+  return keep_plan(key, out)
+end
+
+-- Schedules steps "i.delta_ms,i.delta_ms" of one clock at generation g.
+local function sla_schedule(cid, clock, steps, g)
+  local parsed_steps = sla_steps(steps)
+  for k = 2, #parsed_steps do
+    local step = parsed_steps[k]
+    add_timer(NOW + step[2], sla_member(cid, clock, step[1], g))
+  end
+  return parsed_steps[1]
 end
 
 -- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...".
@@ -40,12 +67,15 @@ local function sla_start(cid, plan)
   if plan == nil or plan == '' then return end
   -- the policy's name is the record's `sla` field
   local fields = {}
-  for _, seg in ipairs(split(plan, '|')) do
-    local p = split(seg, ':')
+  local key = 'p' .. plan
+  local segs = PLANS[key] or keep_plan(key, split(plan, '|'))
+  for _, seg in ipairs(segs) do
+    local p = PLANS['c' .. seg] or keep_plan('c' .. seg, split(seg, ':'))
     local clock = p[1]
     local steps = sla_schedule(cid, clock, p[4] or '', 1)
     local f = { 'st', 'active', 'start', NOWS, 'run', NOWS, 'used', '0',
-                'due', NOW + tonumber(p[2]), 'g', '1', 'steps', steps, 'fp', p[3] }
+                'due', string.format('%d', NOW + tonumber(p[2])), 'g', '1', 'steps', steps,
+                'fp', p[3] }
     for i = 1, #f, 2 do fields[#fields + 1] = clock .. '.' .. f[i]; fields[#fields + 1] = f[i + 1] end
   end
   redis.call('HSET', ksla(cid), unpack(fields))
