@@ -37,7 +37,11 @@ from /proc: commands, networking and protocol) and its command time
 (INFO commandstats), both over a measured window, and from the CPU the rate
 one workspace could reach with a core of its own: 1,000,000 / CPU µs. The
 per-request rate limiter (one more script per request, ~10 µs) is left out: it
-runs on the routers' Redis calls, not on the lifecycle's.
+runs on the routers' Redis calls, not on the lifecycle's. The audit sealer is left out
+as well: one replica seals each workspace's events in batches (an XADD per
+event into the sealed stream, `router/security/audit/lua/seal.lua`), Redis work
+per lifecycle this figure does not include; `benchmarks.redis_profile` shows it
+beside the scripts.
 
 `--cluster` measures what Redis Cluster costs: three workspaces driven alike,
 first on one standalone redis-server, then one per shard of a three-primary
