@@ -13,7 +13,8 @@ c.st = 'assigned'
 STATES[c.id] = 'assigned'
 redis.call('HSET', ka(c.agent), 'missed', '0')
 redis.call('SET', kla(c.cust), c.agent, 'PX', math.max(rt_num('cont_window_ms', 0), 1))
-if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true) end
+-- c as read above: nothing here writes a clock before this
+if c.sla and c.sla ~= '' then sla_stop(c.id, 'answer', true, c) end
 stat_answer(c, c.pool)
 record({ type = 'contact.assigned', contact = c.id, agent = c.agent, pool = c.pool,
          state = 'assigned', wait_ms = NOW - tonumber(c.enq) }, c)

@@ -51,6 +51,8 @@ local flat = {}
 for k, v in pairs(c) do
   if type(v) ~= 'table' then flat[#flat + 1] = k; flat[#flat + 1] = tostring(v) end
 end
+-- the SLA clocks' fields are written with the record (their timers scheduled now)
+sla_start(c.id, ARGV[3], flat)
 redis.call('HSET', KEYS[2], unpack(flat))
 STATES[c.id] = 'queued'
 c.unqueued = true  -- lib/40_contacts.lua dequeue
@@ -81,7 +83,6 @@ record({ type = 'contact.created', contact = c.id, state = 'queued', channel = c
                      handoff = c.hbot and { bot = c.hbot, intent = c.hint,
                                             confidence = tonumber(c.hconf) } or nil } }, c)
 handoff_created(c)
-sla_start(c.id, ARGV[3])
 if c.cb then  -- asked for a call back (lib/85_callbacks.lua): never held a line
   cb_start(c)
 elseif not try_match(c) then

@@ -103,15 +103,23 @@ local function drop_agent_from_pools(aid, pools_csv)
 end
 
 -- `a` as loaded holds its `h:` fields (offer and release keep them up to
--- date); one it lacks is read.
-local function release(a, cid)
+-- date); one it lacks is read. Its load is as stored (see offer), so the new
+-- one is written outright; `idle`: the agent's idle time starts now, in the
+-- same write.
+local function release(a, cid, idle)
   local held = a['h:' .. cid]
   if held == nil then held = redis.call('HGET', ka(a.id), 'h:' .. cid) end
   local w = tonumber(held or '0')
   if w > 0 then
     redis.call('HDEL', ka(a.id), 'h:' .. cid)
     a['h:' .. cid] = nil
-    a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', -w))
+    a.load = tostring(tonumber(a.load or '0') - w)
+    if idle then
+      a.idle = tostring(NOW)
+      redis.call('HSET', ka(a.id), 'load', a.load, 'idle', NOWS)
+    else
+      redis.call('HSET', ka(a.id), 'load', a.load)
+    end
   end
   return w
 end

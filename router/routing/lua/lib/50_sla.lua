@@ -60,13 +60,14 @@ local function sla_schedule(cid, clock, steps, g)
   return parsed_steps[1]
 end
 
--- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...".
+-- Starts the clocks of a plan "clock:breach_delta:fingerprint:steps|clock:...":
+-- schedules their timers and returns the clocks' fields, which the caller
+-- writes with the contact's own (create.lua: one HSET for both).
 -- The fingerprint names the clock's definition (ladder and calendar): a config
 -- change that alters it re-plans the clock (router/routing/engine.py).
-local function sla_start(cid, plan)
+local function sla_start(cid, plan, fields)
   if plan == nil or plan == '' then return end
   -- the policy's name is the record's `sla` field
-  local fields = {}
   local key = 'p' .. plan
   local segs = PLANS[key] or keep_plan(key, split(plan, '|'))
   for _, seg in ipairs(segs) do
@@ -78,18 +79,26 @@ local function sla_start(cid, plan)
                 'fp', p[3] }
     for i = 1, #f, 2 do fields[#fields + 1] = clock .. '.' .. f[i]; fields[#fields + 1] = f[i + 1] end
   end
-  redis.call('HSET', ksla(cid), unpack(fields))
   redis.call('SADD', K_SLA_RUN, cid)
 end
 
 -- Ends one running or paused clock: `met` (or `missed` once breached) when
 -- its goal is reached, `cancelled` when the contact ended without it.
-local function sla_stop(cid, clock, reached)
+-- `c`: the contact's whole record as this call read it, when no clock field
+-- has been written since (its fields then stand for the read).
+local function sla_stop(cid, clock, reached, c)
   local key = ksla(cid)
   -- with the other clocks' states: whether one is left running (the end) needs no second read
   local others = OTHER_STATES[clock] or ALL_STATES
-  local s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
-                       'sla', clock .. '.due', unpack(others))
+  local s
+  if c then
+    s = { c[clock .. '.st'] or false, c[clock .. '.g'] or false, c[clock .. '.steps'] or false,
+          c.sla or false, c[clock .. '.due'] or false }
+    for i = 1, #others do s[5 + i] = c[others[i]] or false end
+  else
+    s = redis.call('HMGET', key, clock .. '.st', clock .. '.g', clock .. '.steps',
+                   'sla', clock .. '.due', unpack(others))
+  end
   if not (RUNNING[s[1]] or s[1] == 'paused') then return end
   -- A step already due stays: the clock ran past it, so it is still recorded
   -- when its timer fires (late; see fire.lua). Only future steps are dropped,

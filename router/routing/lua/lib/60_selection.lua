@@ -36,18 +36,23 @@ end
 -- Offers (or, for auto-accept channels, assigns) contact c to agent a.
 local function offer(c, a, pname, explain)
   local w = tonumber(c.w)
-  redis.call('HSET', ka(a.id), 'h:' .. c.id, w, 'idle', NOWS)
+  -- `a` holds the agent's load as stored (load_agent; offer and release keep it
+  -- so), and `c` its offer generation (every loaded or created contact): both
+  -- written outright, with the fields they go with, not incremented apart
   a['h:' .. c.id] = tostring(w)
-  a.load = tostring(redis.call('HINCRBY', ka(a.id), 'load', w))
+  a.load = tostring(tonumber(a.load or '0') + w)
   a.idle = tostring(NOW)
+  redis.call('HSET', ka(a.id), 'h:' .. c.id, a['h:' .. c.id], 'idle', NOWS, 'load', a.load)
   refresh_agent(a, true)
   dequeue(c)
-  local og = redis.call('HINCRBY', kc(c.id), 'og', '1')
+  local og = tostring(tonumber(c.og or '0') + 1)
+  c.og = og
   local chn = channel(c.ch)
   local ev = { type = 'contact.offered', contact = c.id, agent = a.id, pool = pname,
                w = w, load = tonumber(a.load), cap = tonumber(a.cap), explain = explain }
   if chn and chn.auto then
-    redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOWS)
+    redis.call('HSET', kc(c.id), 'st', 'assigned', 'agent', a.id, 'pool', pname, 'ans', NOWS,
+               'og', og)
     stat_answer(c, pname)
     c.st = 'assigned'
     STATES[c.id] = 'assigned'
@@ -63,9 +68,10 @@ local function offer(c, a, pname, explain)
     if hd then
       c.hd = hd
       redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname,
-                 'oexp', string.format('%d', NOW + to), 'hd', hd)
+                 'oexp', string.format('%d', NOW + to), 'og', og, 'hd', hd)
     else
-      redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname, 'oexp', string.format('%d', NOW + to))
+      redis.call('HSET', kc(c.id), 'st', 'offered', 'agent', a.id, 'pool', pname,
+                 'oexp', string.format('%d', NOW + to), 'og', og)
     end
     c.st = 'offered'
     STATES[c.id] = 'offered'

@@ -57,12 +57,8 @@ local function release_holder(c)
   if c.agent == nil or c.agent == '' then return 0, nil end
   local a = load_agent(c.agent, c.id)
   if a == nil then return 0, nil end
-  local w = release(a, c.id)
-  if w > 0 then
-    -- idle time (longest_idle, ties) counts from the end of the agent's last contact
-    a.idle = tostring(NOW)
-    redis.call('HSET', ka(a.id), 'idle', NOWS)
-  end
+  -- idle time (longest_idle, ties) counts from the end of the agent's last contact
+  local w = release(a, c.id, true)
   refresh_agent(a, true)
   return w, a
 end
