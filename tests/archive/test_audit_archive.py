@@ -131,6 +131,37 @@ async def test_sealed_records_land_once_in_order_and_leave_redis(
     assert await client.xlen(src.sealed) == 0
 
 
+async def test_archive_verify_while_another_replica_archives(
+    client: Redis, url: str, conn: AsyncConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`router audit verify --archive` on a running deployment: the head row
+    and the records come from one snapshot, so a batch archived in between is
+    not taken for records past the head."""
+    src = new_source()
+    sealer, archive = sealer_with(client, url)
+    chain = Chain(src)
+    await add_events(client, src, 20)
+    await seal_all(sealer, chain)
+    assert await archive.archive_once(conn, src) == 10
+    execute = conn.execute
+    archived_meanwhile: list[int] = []
+
+    async def archive_after_head(query: Any, *args: Any, **kw: Any) -> Any:
+        cur = await execute(query, *args, **kw)
+        if "FROM audit_heads" in str(query) and not archived_meanwhile:
+            async with await AsyncConnection.connect(url, autocommit=True) as other:
+                archived_meanwhile.append(await archive.archive_once(other, src))
+        return cur
+
+    monkeypatch.setattr(conn, "execute", archive_after_head)
+    ok = await verify_archive(conn, src)
+    assert archived_meanwhile == [10]
+    assert ok.ok and ok.last_seq == 10, ok.text()  # the chain as of its head then
+    monkeypatch.setattr(conn, "execute", execute)
+    ok = await verify_archive(conn, src)
+    assert ok.ok and ok.last_seq == 20, ok.text()
+
+
 async def test_records_written_before_a_crash_are_not_written_again(
     client: Redis, url: str, conn: AsyncConnection
 ) -> None:

@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.runtime.settings import Settings
+from router.security.audit import verify
 from router.security.audit.records import Source, canonical, seal_record
 from router.security.audit.sealer import Chain, Sealer
 from router.security.audit.segments import MANIFEST, Exporter, load_manifest
@@ -307,6 +308,45 @@ async def test_racing_sealers_never_fork_the_chain(client: Redis) -> None:
     assert ok.ok and ok.records == 120, ok.text()
     sealed_src = [r["src"] for _, r in await records(client, src)]
     assert sealed_src == [eid for eid, _ in await client.xrange(src.stream)]
+
+
+async def test_live_verify_while_another_replica_seals(
+    client: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`router audit verify` on a running deployment: records sealed while it
+    pages through the stream are checked against the head as it is then, not
+    taken for a tail cut off or a forged one."""
+    monkeypatch.setattr(verify, "PAGE", 10)  # several pages from a small chain
+    src = Source.workspace("t" + uuid.uuid4().hex[:10])
+    sealer, chain = Sealer(Shards(client), batch=8), Chain(src)
+
+    async def add(n: int) -> None:
+        for _ in range(n):
+            await client.xadd(src.stream, {"e": json.dumps({"type": "x", "at": 1})})
+
+    await add(25)
+    while await sealer.advance(chain):
+        pass
+    read_page = client.xrange
+    sealed_meanwhile: list[int] = []
+
+    async def seal_then_read(*args: Any, **kw: Any) -> Any:
+        if args and args[0] == src.sealed and len(sealed_meanwhile) < 2:
+            await add(8)  # another replica seals a batch between two pages
+            sealed_meanwhile.append(await sealer.advance(chain))
+        return await read_page(*args, **kw)
+
+    monkeypatch.setattr(client, "xrange", seal_then_read)
+    ok = await verify_live(client, src)
+    assert sealed_meanwhile == [8, 8]
+    assert ok.ok and (ok.first_seq, ok.last_seq) == (1, 41), ok.text()
+
+    # the end read with the head still tells a cut tail from a sealing one
+    monkeypatch.setattr(client, "xrange", read_page)
+    last = (await client.xrevrange(src.sealed, count=1))[0][0]
+    await client.xdel(src.sealed, last)
+    bad = await verify_live(client, src)
+    assert not bad.ok and "head mismatch" in bad.reason and bad.seq == 40, bad.text()
 
 
 async def test_entries_deleted_before_sealing_leave_a_gap_record(client: Redis) -> None:

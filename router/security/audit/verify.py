@@ -161,24 +161,33 @@ def _verify_segment(
 
 
 async def verify_live(client: Redis, source: Source) -> Result:
-    head = cast(dict[str, str], await client.hgetall(source.head))
-    archived = int(head.get("archived", 0))
+    """The sealed stream against its chain head. Replicas go on sealing while
+    this runs, so the head is read in one transaction (MULTI) with the records
+    it must match: the first page with the head it continues from (`archived`),
+    and at the end whatever was sealed meanwhile with the head then."""
     checker = ChainChecker(source.name)
-    start = "-"
+    head, page = await _snapshot(client, source, "-", PAGE)
+    # where the archive ended when the first record was read
+    archived, archived_hash = int(head.get("archived", 0)), head.get("archived_hash", "")
+    final = len(page) < PAGE
     while True:
-        got = await client.xrange(source.sealed, start, "+", count=PAGE)
-        page = cast(list[tuple[str, dict[str, str]]], got)
         for eid, fields in page:
             problem = checker.check(fields.get("r", ""))
             if problem is None and checker.count == 1:
-                problem = _continues_archive(checker, archived, head.get("archived_hash", ""))
+                problem = _continues_archive(checker, archived, archived_hash)
             if problem is not None:
                 where = f"stream {source.sealed} id {eid}"
                 return _bad(source.name, where, problem.seq, problem.reason)
-        if len(page) < PAGE:
+        if final:
             break
         start = "(" + page[-1][0]
+        page = cast(list[tuple[str, dict[str, str]]],
+                    await client.xrange(source.sealed, start, "+", count=PAGE))  # fmt: skip
+        if len(page) < PAGE:  # the end: read it again with the head as it is now
+            head, page = await _snapshot(client, source, start, None)
+            final = True
     head_seq, head_hash = int(head.get("seq", 0)), head.get("hash", GENESIS)
+    archived = int(head.get("archived", 0))
     last = 0 if checker.next_seq is None else checker.next_seq - 1
     if not checker.count and archived:  # every record archived: the head says where it ended
         last, checker.prev = archived, head.get("archived_hash", "")
@@ -189,6 +198,17 @@ async def verify_live(client: Redis, source: Source) -> Result:
     result = _ok(source.name, checker)
     result.archived = archived
     return result
+
+
+async def _snapshot(
+    client: Redis, source: Source, start: str, count: int | None
+) -> tuple[dict[str, str], list[tuple[str, dict[str, str]]]]:
+    """The chain head and the sealed records from `start`, at one instant."""
+    async with client.pipeline(transaction=True) as pipe:
+        pipe.hgetall(source.head)
+        pipe.xrange(source.sealed, start, "+", count=count)
+        head, page = await pipe.execute()
+    return cast(dict[str, str], head), cast(list[tuple[str, dict[str, str]]], page)
 
 
 def _continues_archive(c: ChainChecker, archived: int, archived_hash: str) -> Problem | None:
@@ -219,14 +239,17 @@ async def verify_archive(conn: AsyncConnection, source: Source) -> Result:
     of `audit_heads`; also the columns against the record they hold (source,
     seq, hash, and `at`: the time of the sealed entry's stream id). The start
     may be past retention (dropped partitions): the first row anchors."""
-    cur = await conn.execute("SELECT seq, hash FROM audit_heads WHERE source = %s",
-                             (source.name,))  # fmt: skip
-    head = await cur.fetchone()
     checker = ChainChecker(source.name)
     where = "table audit_records"
     # a server-side cursor (a source may hold millions of rows), which lives in
-    # a transaction; closed on the way out, also when a bad record ends the walk
+    # a transaction; closed on the way out, also when a bad record ends the walk.
+    # REPEATABLE READ: the head and the rows from one snapshot, while replicas
+    # go on archiving
     async with conn.transaction(), conn.cursor(name="audit_verify") as rows:
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur = await conn.execute("SELECT seq, hash FROM audit_heads WHERE source = %s",
+                                 (source.name,))  # fmt: skip
+        head = await cur.fetchone()
         await rows.execute(
             "SELECT seq, at, record, hash FROM audit_records WHERE source = %s ORDER BY seq, at",
             (source.name,),
