@@ -40,6 +40,7 @@ from router.runtime.settings import demo_token_spec
 from router.store.local import LocalRedis, free_port
 
 WS = "floor"
+GATEWAY_UNCAPPED = "gateway=1000000/second"
 
 
 def _server(
@@ -92,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     sample_file = Path(tempfile.mkdtemp(prefix="floor-")) / "sample.json"
     base = f"/v1/workspaces/{WS}"
     try:
-        env = {**os.environ, "REDIS_URL": local.url,
-               "ROUTER_TOKENS": demo_token_spec(), "ROUTER_LOG_LEVEL": "WARNING"}  # fmt: skip
+        # the gateway token's limit (5,000/s) far above the run: every request is
+        # served and still counted by the limiter (a refused one costs far less)
+        env = {**os.environ, "REDIS_URL": local.url, "ROUTER_TOKENS": demo_token_spec(),
+               "ROUTER_LOG_LEVEL": "WARNING",
+               "ROUTER_RATE_LIMIT_OVERRIDES": GATEWAY_UNCAPPED}  # fmt: skip
         router, rport = _server([PY, "-m", "router", "serve", "--host", "127.0.0.1"], env)
         try:
             wait_http(f"http://127.0.0.1:{rport}/readyz", timeout=180, proc=router)
