@@ -4,8 +4,8 @@ stays that call's own, and a batch cut short (here: Redis busy past the read
 timeout) fails its calls and leaves no late reply behind for the next batch.
 
 A function that answers with a record (`Function.record`) is sent as MULTI,
-FCALL, HGETALL, EXEC: its reply carries the record as its own call left it,
-and its refusals and errors stay its own.
+FCALL, a read of the whole record, EXEC: its reply carries the record as its
+own call left it, whole, and its refusals and errors stay its own.
 
 A private redis-server: the test holds it busy with a long script."""
 
@@ -111,6 +111,16 @@ async def test_a_record_function_answers_with_its_own_record(server: LocalRedis)
             else:
                 # three calls share each key in one batch: each sees its own write
                 assert g == [1, {"v": v, "n": "1"}], (i, g)
+        # a record of any size and encoding comes whole, as HGETALL reads it: small
+        # (a listpack, as contacts are), past the listpack limit, with empty values
+        for n in (40, 600):
+            key = f"rec:big{n}"
+            await client.hset(
+                key, mapping={f"f{j}": "" if j % 9 == 0 else f"x{j}" for j in range(n)}
+            )
+            reply = await batcher.call(PUT, ["rt", key], ["w"])
+            assert reply[0] == 1 and reply[1] == await client.hgetall(key), n
+            assert len(reply[1]) == n + 2
         # called alone, outside the batcher, it answers alike
         assert await PUT(["rt", "rec:solo"], ["alone"], client=client) == [
             1,
