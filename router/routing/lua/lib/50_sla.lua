@@ -85,8 +85,10 @@ end
 -- Ends one running or paused clock: `met` (or `missed` once breached) when
 -- its goal is reached, `cancelled` when the contact ended without it.
 -- `c`: the contact's whole record as this call read it, when no clock field
--- has been written since (its fields then stand for the read).
-local function sla_stop(cid, clock, reached, c)
+-- has been written since (its fields then stand for the read). `flat`: the
+-- caller's pending HSET of the record (field, value, ...), to which the
+-- clock's fields are added instead of a write of their own.
+local function sla_stop(cid, clock, reached, c, flat)
   local key = ksla(cid)
   -- with the other clocks' states: whether one is left running (the end) needs no second read
   local others = OTHER_STATES[clock] or ALL_STATES
@@ -118,8 +120,13 @@ local function sla_stop(cid, clock, reached, c)
   if reached then
     result = (s[1] ~= 'breached' and NOW <= tonumber(s[5])) and 'met' or 'missed'
   end
-  redis.call('HSET', key, clock .. '.st', result, clock .. '.end', NOWS,
-             clock .. '.g', tonumber(s[2]) + 1)
+  local writes = { clock .. '.st', result, clock .. '.end', NOWS,
+                   clock .. '.g', string.format('%d', tonumber(s[2]) + 1) }
+  if flat then
+    for i = 1, #writes do flat[#flat + 1] = writes[i] end
+  else
+    redis.call('HSET', key, unpack(writes))
+  end
   record({ type = 'sla.' .. result, contact = cid, clock = clock, policy = s[4],
            due = tonumber(s[5]), margin_ms = tonumber(s[5]) - NOW, previous = s[1] })
   -- the running-clock index holds contacts with a clock still to re-plan: the
