@@ -216,7 +216,7 @@ class ScriptBatcher:
 
 
 def _transaction_result(got: list[Any]) -> Any:
-    """MULTI, FCALL, HGETALL, EXEC's four replies as the call's result: the
+    """MULTI, FCALL, the record's read, EXEC's four replies as the call's result: the
     function's reply with the record, or the error that stopped it (one met
     while queueing, such as MOVED or READONLY, aborts the transaction and names
     the cause better than EXECABORT)."""
