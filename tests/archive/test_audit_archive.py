@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from router.api.app import create_app
 from router.archive.schema import migrate
-from router.security.audit import archiving
+from router.security.audit import archiving, verify
 from router.security.audit.archiving import ArchiveHead, AuditArchive, record_time
 from router.security.audit.records import Source, seal_record
 from router.security.audit.sealer import Chain, Sealer
@@ -160,6 +160,53 @@ async def test_archive_verify_while_another_replica_archives(
     monkeypatch.setattr(conn, "execute", execute)
     ok = await verify_archive(conn, src)
     assert ok.ok and ok.last_seq == 20, ok.text()
+
+
+async def test_live_verify_while_records_move_to_the_archive(
+    client: Redis, url: str, conn: AsyncConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`router audit verify` while the archiver moves records out of Redis:
+    records archived and dropped between two pages are no gap, whether more
+    follow in Redis or not; records missing from Redis and not archived are."""
+    monkeypatch.setattr(verify, "PAGE", 10)
+    src = new_source()
+    sealer, archive = sealer_with(client, url)  # archives 10 records a call
+    chain = Chain(src)
+    await add_events(client, src, 35)
+    await seal_all(sealer, chain)
+    read_page = verify._snapshot
+
+    def archive_before_page(page: int, batches: int) -> Any:
+        async def read(*args: Any, **kw: Any) -> Any:
+            nonlocal page
+            page -= 1
+            if page == 0:  # between two pages, the archiver moves some out
+                for _ in range(batches):
+                    await archive.archive_once(conn, src)
+            return await read_page(*args, **kw)
+
+        return read
+
+    # after page 1 (seq 1-10), seq 1-20 leave: page 2 starts at 21
+    monkeypatch.setattr(verify, "_snapshot", archive_before_page(2, 2))
+    live = await verify_live(client, src)
+    assert live.ok and (live.first_seq, live.last_seq) == (1, 35), live.text()
+    assert await client.xlen(src.sealed) == 15
+
+    # after the first page, everything left: the head says where it ended
+    monkeypatch.setattr(verify, "_snapshot", archive_before_page(2, 2))
+    live = await verify_live(client, src)
+    assert live.ok and live.last_seq == 30 and live.archived == 35, live.text()
+    assert await client.xlen(src.sealed) == 0
+
+    # a record gone from Redis and not archived is still a gap
+    monkeypatch.setattr(verify, "_snapshot", read_page)
+    await add_events(client, src, 25, first=35)
+    await seal_all(sealer, chain)
+    ids = [eid for eid, _ in await client.xrange(src.sealed)]
+    await client.xdel(src.sealed, ids[12])
+    bad = await verify_live(client, src)
+    assert not bad.ok and "gap: seq 48 missing" in bad.reason, bad.text()
 
 
 async def test_records_written_before_a_crash_are_not_written_again(
