@@ -75,7 +75,7 @@ def create_args(cfg: RoutingConfig, body: ContactIn, version: int = 1) -> list[A
         skills=body.skills,
     )
     sla, sla_plan = start_plan(cfg, plan, body.channel, body.intent, None)
-    payload = contact_record(body, plan, sla, version, None)
+    payload = contact_record(cfg, body, plan, sla, version, None)
     return ["gateway:bench", _JSON.encode(payload), sla_plan]
 
 
@@ -180,3 +180,10 @@ def _summary(
             terminalreporter.write_line(
                 f"{r['what']:<58} n={r['n']:>7}  {r['bytes_each']:>7.1f} bytes each"
             )
+
+
+def median_s(benchmark: Any) -> float | None:
+    """The benchmark's median seconds; None when run with --benchmark-disable
+    (once each, as the suite's smoke test runs them: no figures to note)."""
+    stats = benchmark.stats
+    return None if stats is None else float(stats.stats.median)

@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from benchmarks.conftest import MEMORY_ROWS, SCALE_ROWS, Runner, bench_config, contact, create_args
+from benchmarks.conftest import (
+    MEMORY_ROWS,
+    SCALE_ROWS,
+    Runner,
+    bench_config,
+    contact,
+    create_args,
+    median_s,
+)
 from router.routing.engine import Engine
 from router.routing.records import pairs
 from router.store.keys import WsKeys
@@ -154,7 +162,7 @@ def record(benchmark: Any, script: str, agents: int, queued: int, us: list[int])
         "min_us": us[0],
         "p50_us": int(statistics.median(us)),
         "p90_us": us[int(len(us) * 0.9)],
-        "client_p50_us": benchmark.stats.stats.median * 1e6,
+        "client_p50_us": (median_s(benchmark) or 0.0) * 1e6,
     }
     benchmark.extra_info.update({f"redis_{k}": v for k, v in row.items() if k != "script"})
     first = next((r for r in SCALE_ROWS if r["script"] == script), None)
