@@ -47,7 +47,10 @@ async def test_state_intervals_and_their_durations(
     ]
     assert states == ["offline", "available", "break", "available", "offline"]
 
-    got = await until(lambda: _when(server.url, ws, len(expected)))
+    try:  # the archiver copies the events in the background (every 0.5-5 s)
+        got = await until(lambda: _when(server.url, ws, len(expected)), within=60)
+    except AssertionError:
+        raise AssertionError(f"no intervals in time; {await _diagnosis(server.url, ws)}") from None
     assert [(a, t, s, r, _ms(b), _ms(e)) for a, t, s, r, b, e, _ in got] == expected
     for *_, started, ended, seconds in got:
         assert seconds == pytest.approx((ended - started).total_seconds(), abs=1e-6)
@@ -62,3 +65,12 @@ async def _when(url: str, ws: str, n: int) -> list[tuple[Any, ...]] | None:
         ws,
     )
     return got if len(got) >= n else None
+
+
+async def _diagnosis(url: str, ws: str) -> str:
+    """What the archive holds when the intervals did not come: the schema, the
+    workspace's events and intervals (a failure names where it stopped)."""
+    schema = await rows(url, "SELECT max(version) FROM archive_schema")
+    events = await rows(url, "SELECT type, count(*) FROM events WHERE ws = %s GROUP BY type", ws)
+    spans = await rows(url, "SELECT count(*) FROM agent_state_intervals WHERE ws = %s", ws)
+    return f"schema {schema}, events {events}, intervals {spans}"
