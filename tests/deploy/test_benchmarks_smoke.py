@@ -16,6 +16,7 @@ SUITES = [
     "benchmarks/test_bench_scale.py",
     "benchmarks/test_bench_audit.py",
     "benchmarks/test_bench_replies.py",
+    "benchmarks/test_bench_routes.py",
 ]
 
 
