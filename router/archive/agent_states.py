@@ -3,9 +3,11 @@
 An `agent.state_changed` event carries the state left (`previous`), its reason
 (`previous_reason`) and when it began (`previous_since`, Redis TIME ms); the
 event's own time ends it. So the interval is written from the batch alone, with
-no lookup, in one statement per batch; keyed by (ws, agent, start), a batch
-written again adds nothing. An event without `previous_since` (an agent last
-changed before it was recorded) closes no interval.
+no lookup, in one statement per batch; keyed by (ws, agent, start, the closing
+event's stream id), a batch written again adds nothing. The start alone is no
+key: a state that lasted under a millisecond starts where the next one starts
+(migration 0006). An event without `previous_since` (an agent last changed
+before it was recorded) closes no interval.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from psycopg import AsyncConnection
 from router.archive.rows import Row
 
 INSERT = (
-    "INSERT INTO agent_state_intervals (ws, agent, team, state, reason, started, ended, seconds) "
+    "INSERT INTO agent_state_intervals"
+    " (ws, agent, team, state, reason, started, ended, seconds, event) "
     "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::timestamptz[], %s::timestamptz[], %s::float8[]) ON CONFLICT DO NOTHING"
+    "%s::timestamptz[], %s::timestamptz[], %s::float8[], %s::text[]) ON CONFLICT DO NOTHING"
 )
-Interval = tuple[str, str, str | None, str, str | None, dt.datetime, dt.datetime, float]
+# ws, agent, team, state, reason, started, ended, seconds, closing event's stream id
+Interval = tuple[str, str, str | None, str, str | None, dt.datetime, dt.datetime, float, str]
 _decode = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -35,7 +39,7 @@ def _time(ms: int) -> dt.datetime:
 def interval_rows(rows: Sequence[Row]) -> list[Interval]:
     """The intervals the batch's `agent.state_changed` events close."""
     out: list[Interval] = []
-    for ws, _, _, kind, _, doc in rows:
+    for ws, sid, _, kind, _, doc in rows:
         if kind != "agent.state_changed":
             continue
         ev = _decode.decode(doc)
@@ -45,7 +49,7 @@ def interval_rows(rows: Sequence[Row]) -> list[Interval]:
         reason = ev.get("previous_reason") if ev["previous"] == "break" else None
         seconds = max(end - start, 0) / 1000
         who = (ws, str(ev["agent"]), ev.get("team"), str(ev["previous"]), reason)
-        out.append((*who, _time(start), _time(end), seconds))
+        out.append((*who, _time(start), _time(end), seconds, sid))
     return out
 
 
