@@ -3,6 +3,7 @@ the same exchange served with less and less of the router's work, each on its
 own process, in one run, with wrk at the same concurrency.
 
     .venv/bin/python -m benchmarks.floor [--duration 8] [--concurrency 64] [--agents 20000]
+                                         [--profile]
 
 Runs, in order, on one private redis-server: hello world (`hello_server.py`),
 `floor_server.py` variants `http` (the route, the body read, the router's own
@@ -14,7 +15,8 @@ each: requests/s, latency, and the server's and Redis' CPU per request over
 wrk's run (from /proc), with the server's CPU as a multiple of hello world's.
 The gap between `routes` and the router is the router's own work (tokens,
 rules, records, metrics); what `routes` costs is aiohttp, msgspec and redis-py
-doing the least this exchange needs.
+doing the least this exchange needs. `--profile` runs the router once more
+under py-spy and splits its CPU a request by concern (`benchmarks/concerns.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from typing import Any
 
 import redis
 
+from benchmarks import concerns
 from benchmarks.e2e.common import HERE, PY, ROOT
 from benchmarks.e2e.load import LoadRun, annotate, wrk_load
 from benchmarks.e2e.procs import machine, stop_proc, wait_http
@@ -56,12 +60,23 @@ def _server(
 
 def _run(
     r: redis.Redis, a: argparse.Namespace, proc: subprocess.Popen[bytes], redis_pid: int,
-    script: str, url: str, extra: list[str],
+    script: str, url: str, extra: list[str], profile: Path | None = None,
 ) -> dict[str, Any]:  # fmt: skip
+    """One variant under wrk; with `profile`, py-spy samples the server over the
+    measured window (raw stacks to that file; its own CPU is another process')."""
     pids = {"server": proc.pid, "redis": redis_pid}
     wrk_load(LoadRun(r, pids, a.warmup), script, url, 2, a, extra, duration=a.warmup)
     time.sleep(0.5)
+    spy = None
+    if profile is not None:
+        spy = subprocess.Popen(
+            [a.py_spy, "record", "-p", str(proc.pid), "-d", str(max(1, int(a.duration) - 1)),
+             "-r", "200", "-f", "raw", "-o", str(profile), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     res = wrk_load(LoadRun(r, pids, a.duration), script, url, 2, a, extra)
+    if spy is not None and spy.wait(timeout=60) != 0:
+        raise RuntimeError(f"py-spy exited {spy.returncode} (it needs ptrace: run as root)")
     return annotate(res, "server")
 
 
@@ -86,12 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--agents", type=int, default=20000, help="ready agents for the router run")
     p.add_argument("--json", type=Path)
+    p.add_argument(
+        "--profile", action="store_true",
+        help="run the router once more under py-spy and print its CPU by concern "
+        "(benchmarks/concerns.py); py-spy is not a dependency: pip install py-spy",
+    )  # fmt: skip
+    p.add_argument("--py-spy", default=shutil.which("py-spy") or "py-spy")
     a = p.parse_args(argv)
     local = LocalRedis()
     r = redis.Redis.from_url(local.url, decode_responses=True)
     rows: list[dict[str, Any]] = []
     sample_file = Path(tempfile.mkdtemp(prefix="floor-")) / "sample.json"
     base = f"/v1/workspaces/{WS}"
+    profiled: tuple[Path, float] | None = None
     try:
         # the gateway token's limit (5,000/s) far above the run: every request is
         # served and still counted by the limiter (a refused one costs far less)
@@ -126,11 +148,22 @@ def main(argv: list[str] | None = None) -> int:
             res = _run(r, a, router, local.proc.pid, "create.lua", f"http://127.0.0.1:{rport}",
                        [base, "demo-gateway", "fl-router"])  # fmt: skip
             rows.append({"variant": "router", **res})
+            if a.profile:
+                raw = sample_file.with_name("router.pyspy")
+                res = _run(r, a, router, local.proc.pid, "create.lua",
+                           f"http://127.0.0.1:{rport}", [base, "demo-gateway", "fl-prof"],
+                           raw)  # fmt: skip
+                profiled = (raw, res["server_cpu_us_per_req"])
         finally:
             stop_proc(router)
     finally:
         local.stop()
     print(report(rows, a))
+    if profiled is not None:
+        raw, us = profiled
+        print(f"\nthe router's CPU by concern (py-spy, {raw}; {us:.0f} µs a request "
+              "in that run, sampling included)\n")  # fmt: skip
+        print(concerns.report(raw, us))
     if a.json:
         a.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     return 0
