@@ -1,8 +1,9 @@
-"""Coalesces concurrent script calls into one pipeline per event-loop tick.
+"""Coalesces concurrent script calls into pipelines, per event-loop tick.
 
 Every request needs one FCALL (or EVALSHA); sending the calls that arrive in the same
-loop iteration as one non-transactional pipeline turns N round trips into
-one, which is where most of the per-request cost goes on a small machine.
+loop iteration as non-transactional pipelines (of up to 16 calls while few are
+out, see `ScriptBatcher`) turns N round trips into a few, which is where most
+of the per-request cost goes on a small machine.
 
 The write guarantee rides on the same pipeline: with `wait_replicas` set, a
 batch holding a durable call ends with `WAIT n timeout`, which returns once the
@@ -77,15 +78,29 @@ def _pairs_of(reply: Any) -> Any:
 
 
 class ScriptBatcher:
+    """`chunk`: a tick's calls go in pipelines of this many while fewer than
+    `chunks_in_flight` are out, so Redis runs the first while the router reads
+    the rest and the replies come back in turn. One pipeline of every call of a
+    tick made the two take turns: at 64 connections Redis answered 64 creates
+    at once (~4 ms) while the router idled, then the router wrote 64 answers
+    (~9 ms) while Redis idled; in chunks of 16 the router is busy 0.93 of the
+    time, not 0.76, and admits 10-28% more (benchmarks/history/2026-12.md,
+    eighth pass). Past that many out, a tick's calls go in pipelines of up to
+    `max_batch`: every pipeline out holds a pooled connection."""
+
     def __init__(
         self,
         shards: Shards,
         max_batch: int = 512,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
+        chunk: int = 16,
+        chunks_in_flight: int = 16,
     ) -> None:
         self._shards = shards
         self._max_batch = max_batch
+        self._chunk = chunk
+        self._chunks_in_flight = chunks_in_flight
         self.wait_replicas = wait_replicas
         self._wait_ms = max(1, round(wait_timeout * 1000))
         self._pending: list[Call] = []
@@ -100,7 +115,9 @@ class ScriptBatcher:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, keys, args, fut))
-        if len(self._pending) >= self._max_batch:
+        if len(self._pending) >= (
+            self._chunk if len(self._tasks) < self._chunks_in_flight else self._max_batch
+        ):
             self._flush()
         elif not self._scheduled:
             self._scheduled = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -126,6 +127,41 @@ async def test_a_record_function_answers_with_its_own_record(server: LocalRedis)
             1,
             {"v": "alone", "n": "1"},
         ]
+    finally:
+        await batcher.close()
+        await client.aclose()
+
+
+async def test_a_ticks_calls_go_in_chunks_and_a_burst_stays_within_the_pool(
+    server: LocalRedis,
+) -> None:
+    # Pipelines of 16 while few are out, so Redis works on the first while the
+    # router reads the rest; a burst past that goes in pipelines of up to 512,
+    # since each one out holds a pooled connection: 3,000 calls in one tick on
+    # a pool of 24 connections are all answered, none refused for connections.
+    client = make_client(server.url, timeout=5, max_connections=24)
+    batcher = ScriptBatcher(Shards(client))
+    sizes: list[int] = []
+    execute = batcher._execute
+
+    async def counted(c: Redis, batch: list[Any]) -> Any:
+        sizes.append(len(batch))
+        return await execute(c, batch)
+
+    batcher._execute = counted  # type: ignore[method-assign]
+    try:
+        assert await batcher.call(ECHO, [], ["loaded"]) == "loaded"  # (the script cached)
+        sizes.clear()
+        got = await asyncio.gather(*(batcher.call(ECHO, [], [f"v{i}"]) for i in range(40)))
+        assert got == [f"v{i}" for i in range(40)]
+        assert sizes == [16, 16, 8]  # each reply to its call, across the pipelines
+        sizes.clear()
+        burst = await asyncio.gather(
+            *(batcher.call(ECHO, [], [f"b{i}"]) for i in range(3000)), return_exceptions=True
+        )
+        assert burst == [f"b{i}" for i in range(3000)]
+        assert sizes[:16] == [16] * 16 and max(sizes) == 512 and sum(sizes) == 3000
+        assert len(sizes) <= 16 + 3000 // 512 + 1
     finally:
         await batcher.close()
         await client.aclose()
