@@ -7,7 +7,7 @@ as the router's (hiredis parser, decode_responses=True, uvloop):
   sequential   one caller awaiting one EVALSHA at a time
   concurrent   `--concurrency` callers, one connection each from the pool
   batched      `--concurrency` callers through router.store.batch.ScriptBatcher
-               (the router's path: one pipeline per loop tick)
+               (the router's path: a loop tick's calls in pipelines of 16)
 Prints one JSON object.
 """
 

@@ -69,6 +69,7 @@ async def _setup(
     from router.routing.engine import Engine
     from router.routing.model import AgentIn, AgentStateIn, ContactIn, Customer
     from router.routing.validation import parse_config
+    from router.store.batch import ScriptBatcher
     from router.store.shards import Shards
 
     client = Redis.from_url(url, decode_responses=True, max_connections=64, socket_timeout=60)
@@ -84,7 +85,10 @@ async def _setup(
         await _gather_chunks([agent(a, s) for a, s in agents])
         # Contacts must be admitted in order (an agent's queue is then its chain in
         # order: ranks tie within a millisecond and ids sort in order), so each chunk
-        # is one pipeline (the batcher flushes at 512) and chunks go one after another.
+        # is one pipeline and chunks go one after another. The router's batcher
+        # splits a tick's calls into pipelines of 16 on several connections, which
+        # Redis may run in any order: here a tick's calls go as one.
+        engine.batcher = ScriptBatcher(engine.shards, chunk=512)
         for i in range(0, len(contacts), 500):
             await asyncio.gather(
                 *(
